@@ -1,0 +1,58 @@
+"""One error type for bad input, and the checks that raise it.
+
+Every message is one line that names the offending argument, so the CLI can print it as is.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+
+
+class NeurosimError(ValueError):
+    """Bad input to neurosim: wrong shape, unknown name, invalid value, non-finite data."""
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """Raise unless ``value`` (a number or tensor) is finite and > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, torch.Tensor):
+        bad = ~torch.isfinite(value) | ((value < 0) if allow_zero else (value <= 0))
+        if bool(bad.any()):
+            raise NeurosimError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value[bad].flatten()[0].item()!r}")
+        return
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise NeurosimError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise NeurosimError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+
+
+def check_finite(name: str, x: torch.Tensor) -> None:
+    """Raise if ``x`` holds NaN or infinity."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        kind = "NaN" if bool(torch.isnan(x).any()) else "infinite values"
+        raise NeurosimError(f"{name} contains {kind}")
+
+
+def check_choice(name: str, value: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise NeurosimError(f"unknown {name} {value!r}; expected one of: {', '.join(choices)}")
+
+
+def check_last_dim(name: str, x: torch.Tensor, size: int, ndim: int | Sequence[int]) -> None:
+    """Raise unless ``x`` has ``ndim`` dimensions (one of, if a sequence) and last dimension ``size``."""
+    ndims = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.dim() not in ndims or x.shape[-1] != size:
+        want = " or ".join(f"{d}-d" for d in ndims)
+        raise NeurosimError(f"{name} must be {want} with last dimension {size}, got shape {tuple(x.shape)}")
+
+
+def check_known(kind: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise on the first name in ``given`` that is not in ``known``."""
+    known = tuple(known)
+    for key in given:
+        if key not in known:
+            raise NeurosimError(f"unknown {kind} parameter {key!r}; known: {', '.join(known)}")

@@ -1,0 +1,131 @@
+"""What every neuron model shares: validated parameter records and the thin stateful module.
+
+A model is a pure step function ``step(x, state, params, dt) -> (z, state)`` over immutable
+tuples, plus a :class:`Population` that owns the parameters, the time step and the spike
+function, and loops the step over a ``[T, B, N]`` sequence.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from ..errors import NeurosimError, check_finite, check_known, check_last_dim, check_positive
+from ..surrogate import Surrogate, surrogate
+
+
+def as_param(x: Any, dtype: torch.dtype | None = None) -> Any:
+    """Numbers stay Python floats; sequences and arrays become tensors (per-neuron values)."""
+    if isinstance(x, (int, float)):
+        return float(x)
+    t = torch.as_tensor(x)
+    return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+
+def params_from_kwargs(cls, params, kwargs: dict):
+    """Build a parameter record of type ``cls`` from a record and/or keyword overrides."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    check_known(cls.__name__.removesuffix("Parameters"), kwargs, names)
+    if params is None:
+        return cls(**kwargs)
+    if not isinstance(params, cls):
+        raise NeurosimError(f"params must be {cls.__name__}, got {type(params).__name__}")
+    return dataclasses.replace(params, **kwargs) if kwargs else params
+
+
+def check_per_neuron(name: str, value: Any, n: int) -> None:
+    if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[-1] not in (1, n):
+        raise NeurosimError(f"parameter {name} has {value.shape[-1]} values for a population of {n} neurons")
+
+
+class Population(nn.Module):
+    """A group of ``n`` neurons of one model.
+
+    Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``.
+    ``observables`` lists what a probe may record: ``"spikes"`` plus the state fields.
+    """
+
+    step_fn = None
+    spiking = True
+
+    def __init__(self, n: int, params, dt: float | None, spike_fn: str | Surrogate, dtype: torch.dtype):
+        super().__init__()
+        if not isinstance(n, int) or n < 1:
+            raise NeurosimError(f"population size must be a positive integer, got {n!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise NeurosimError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.n = n
+        self.dtype = dtype
+        self.spike_fn = surrogate(spike_fn)
+        self._dt: float | None = None
+        if dt is not None:
+            self.dt = dt
+        self._tensor_fields: list[str] = []
+        self.set_params(params)
+
+    @property
+    def dt(self) -> float:
+        if self._dt is None:
+            raise NeurosimError(f"{type(self).__name__} has no dt: pass dt= or add it to a Network")
+        return self._dt
+
+    @dt.setter
+    def dt(self, value: float) -> None:
+        check_positive("dt", value)
+        self._dt = float(value)
+
+    def set_params(self, params) -> None:
+        """Replace the parameter record; per-neuron tensors become buffers (they follow ``.to()``)."""
+        for name in self._tensor_fields:
+            delattr(self, "_p_" + name)
+        self._tensor_fields = []
+        for f in dataclasses.fields(params):
+            v = getattr(params, f.name)
+            if isinstance(v, torch.Tensor):
+                check_per_neuron(f.name, v, self.n)
+                self.register_buffer("_p_" + f.name, v.to(self.dtype) if v.is_floating_point() else v)
+                self._tensor_fields.append(f.name)
+        self._params = params
+
+    @property
+    def params(self):
+        if not self._tensor_fields:
+            return self._params
+        return dataclasses.replace(self._params, **{k: getattr(self, "_p_" + k) for k in self._tensor_fields})
+
+    @property
+    def observables(self) -> tuple[str, ...]:
+        return ("spikes",) + tuple(self.State._fields)
+
+    def initial_state(self, batch: int, device=None) -> NamedTuple:
+        raise NotImplementedError
+
+    def check_input(self, x: torch.Tensor, ndim=(2, 3)) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise NeurosimError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        check_last_dim(f"input to {type(self).__name__}({self.n})", x, self.n, ndim)
+        check_finite(f"input to {type(self).__name__}({self.n})", x)
+
+    def step(self, x: torch.Tensor, state: NamedTuple | None = None):
+        """One time step on ``x`` of shape ``[B, n]``; returns ``(z, state)``."""
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        return type(self).step_fn(x.to(self.dtype), state, self.params, self.dt, self.spike_fn)
+
+    def forward(self, xs: torch.Tensor, state: NamedTuple | None = None):
+        """Run over a whole sequence ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``."""
+        self.check_input(xs, ndim=3)
+        xs = xs.to(self.dtype)
+        if state is None:
+            state = self.initial_state(xs.shape[1], xs.device)
+        fn, p, dt, sf = type(self).step_fn, self.params, self.dt, self.spike_fn
+        out = []
+        for x in xs:
+            z, state = fn(x, state, p, dt, sf)
+            out.append(z)
+        return torch.stack(out), state
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, dt={self._dt}, {self._params}"
