@@ -159,6 +159,11 @@ class LIF(Population):
         super().__init__(n, params_from_kwargs(LIFParameters, params, kwargs), dt, spike_fn, dtype)
         self.v0 = None if v0 is None else as_param(v0, dtype)
 
+    @property
+    def has_inh_channel(self) -> bool:
+        """True when inhibitory input feeds a separate synaptic current (``tau_syn_inh`` set)."""
+        return self._params.tau_syn_inh is not None
+
     def initial_state(self, batch: int, device=None) -> LIFState:
         p = self.params
         zeros = torch.zeros(batch, self.n, dtype=self.dtype, device=device)

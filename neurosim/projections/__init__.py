@@ -1,0 +1,7 @@
+"""Projections: dense, sparse (fixed random CSR), convolutional; recurrent when pre is post."""
+from .base import Projection, dale_signs
+from .conv import Conv2d
+from .dense import Dense
+from .sparse import Sparse, random_connectivity
+
+__all__ = ["Projection", "Dense", "Sparse", "Conv2d", "dale_signs", "random_connectivity"]

@@ -1,0 +1,110 @@
+"""Sparse projection with fixed random connectivity, stored as CSR over presynaptic neurons.
+
+Each pair (post i, pre j) is connected independently with probability ``p`` (optionally no
+self-connections). Synapse k runs from ``pre[k]`` to ``post[k]`` with weight ``weight[k]``;
+synapses are sorted by presynaptic neuron, and ``indptr[j]:indptr[j+1]`` are those of neuron j,
+so a spike of j touches exactly that slice (event-driven propagation).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import NeurosimError
+from .base import Projection, dale_signs
+
+
+def random_connectivity(n_in: int, n_out: int, p: float, rng: np.random.Generator,
+                        autapses: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(pre, post) index arrays of a Bernoulli(p) connectivity, sorted by pre then post."""
+    pres, posts = [], []
+    for j in range(n_in):
+        post = np.flatnonzero(rng.random(n_out) < p)
+        if not autapses:
+            post = post[post != j]
+        pres.append(np.full(post.size, j, dtype=np.int32))
+        posts.append(post.astype(np.int32))
+    return np.concatenate(pres), np.concatenate(posts)
+
+
+class Sparse(Projection):
+    """``Sparse(n_in, n_out, p=0.1, weight=1.0, seed=None, pre=None, post=None, dale=None, channel="exc")``.
+
+    Give either ``p`` (random connectivity, drawn with ``seed``) or explicit ``pre`` / ``post``
+    index arrays. ``weight`` is a number (the same for all synapses) or one value per synapse.
+    """
+
+    def __init__(self, n_in: int, n_out: int, p: float | None = None, *, weight=1.0, seed: int | None = None,
+                 pre=None, post=None, autapses: bool = True, dale=None, channel: str = "exc",
+                 learnable: bool = False, dtype: torch.dtype = torch.float32):
+        super().__init__(n_in, n_out, channel, learnable)
+        order = None
+        if pre is None:
+            if p is None or not 0 <= p <= 1:
+                raise NeurosimError(f"connection probability p must be in [0, 1], got {p!r}")
+            pre, post = random_connectivity(n_in, n_out, p, np.random.default_rng(seed), autapses)
+        else:
+            pre, post = np.asarray(pre, dtype=np.int64), np.asarray(post, dtype=np.int64)
+            if pre.shape != post.shape or pre.ndim != 1:
+                raise NeurosimError("pre and post must be 1-d index arrays of equal length")
+            if pre.size and (pre.min() < 0 or pre.max() >= n_in or post.min() < 0 or post.max() >= n_out):
+                raise NeurosimError(f"synapse indices out of range for {n_in} -> {n_out}")
+            order = np.lexsort((post, pre))
+            pre, post = pre[order], post[order]
+        nnz = pre.size
+        w = torch.as_tensor(weight, dtype=dtype)
+        if w.dim() == 0:
+            w = w.expand(nnz).clone()
+        elif w.shape != (nnz,):
+            raise NeurosimError(f"weight must be a number or {nnz} values (one per synapse), got shape {tuple(w.shape)}")
+        else:
+            w = w.clone() if order is None else w[torch.as_tensor(order)]
+        self.weight = nn.Parameter(w, requires_grad=learnable)
+        self.register_buffer("pre", torch.as_tensor(pre, dtype=torch.int64))
+        self.register_buffer("post", torch.as_tensor(post, dtype=torch.int64))
+        indptr = np.zeros(n_in + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pre, minlength=n_in), out=indptr[1:])
+        self.register_buffer("indptr", torch.as_tensor(indptr))
+        signs = dale_signs(dale, n_in)
+        self.register_buffer("signs", None if signs is None else signs.to(dtype))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.pre.numel())
+
+    def effective_weight(self) -> torch.Tensor:
+        """Per-synapse weights with Dale's signs applied."""
+        w = self.weight
+        return w if self.signs is None else w.abs() * self.signs[self.pre]
+
+    def to_dense(self) -> torch.Tensor:
+        """The ``[n_out, n_in]`` weight matrix (for inspection and tests)."""
+        d = torch.zeros(self.n_out, self.n_in, dtype=self.weight.dtype)
+        d.index_put_((self.post, self.pre), self.effective_weight().detach(), accumulate=True)
+        return d
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.n_in).to(self.weight.dtype)
+        contrib = x2[:, self.pre] * self.effective_weight()
+        out = torch.zeros(x2.shape[0], self.n_out, dtype=contrib.dtype, device=x.device)
+        out.index_add_(1, self.post, contrib)
+        return out.reshape(*lead, self.n_out)
+
+    def propagate_spikes(self, z: torch.Tensor) -> torch.Tensor:
+        """Event-driven without gradients: only the synapses of neurons that spiked are touched."""
+        if torch.is_grad_enabled():
+            return self(z)
+        w = self.effective_weight()
+        out = torch.zeros(z.shape[0], self.n_out, dtype=w.dtype, device=z.device)
+        for b in range(z.shape[0]):
+            active = torch.nonzero(z[b], as_tuple=True)[0]
+            if active.numel() == 0:
+                continue
+            starts, ends = self.indptr[active], self.indptr[active + 1]
+            counts = ends - starts
+            offsets = torch.repeat_interleave(starts - torch.cumsum(counts, 0) + counts, counts)
+            syn = torch.arange(int(counts.sum()), device=z.device) + offsets
+            out[b].index_add_(0, self.post[syn], w[syn])
+        return out
