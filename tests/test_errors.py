@@ -1,0 +1,72 @@
+"""Bad input gives one clear NeurosimError (a ValueError) naming the problem; the CLI exits non-zero."""
+import pytest
+import torch
+
+from neurosim import LIF, Dense, Izhikevich, Network, NeurosimError, Sparse
+from neurosim.cli import main
+
+
+def small_net():
+    net = Network(dt=1.0)
+    net.add_input("x", 3)
+    net.add("h", LIF(4))
+    net.connect("x", "h", Dense(3, 4))
+    return net
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: LIF(4, tau=3.0), "unknown LIF parameter 'tau'"),
+    (lambda: Izhikevich(4, e=1.0), "unknown Izhikevich parameter 'e'"),
+    (lambda: Izhikevich(4, cell_type="XX"), "unknown Izhikevich type 'XX'"),
+    (lambda: LIF(4, tau_mem=-1.0), "tau_mem must be > 0"),
+    (lambda: LIF(4, tau_mem=0.0), "tau_mem must be > 0"),
+    (lambda: LIF(4, tau_ref=-2.0), "tau_ref must be >= 0"),
+    (lambda: LIF(4, reset="hard"), "unknown reset 'hard'"),
+    (lambda: LIF(4, dt=-0.1), "dt must be > 0"),
+    (lambda: Network(dt=-1.0), "dt must be > 0"),
+    (lambda: LIF(4, tau_mem=torch.tensor([1.0, 2.0, 3.0])), "3 values for a population of 4"),
+    (lambda: LIF(0), "population size"),
+    (lambda: Dense(3, 4, weight=torch.zeros(3, 3)), r"weight must have shape \(4, 3\)"),
+    (lambda: Sparse(3, 4, p=1.5), "probability p"),
+    (lambda: LIF(4, spike_fn="relu"), "unknown surrogate 'relu'"),
+])
+def test_bad_parameters(make, match):
+    with pytest.raises(NeurosimError, match=match):
+        make()
+
+
+def test_bad_network_inputs():
+    net = small_net()
+    with pytest.raises(NeurosimError, match=r"input 'x' must have shape \[T, B, 3\], got \(5, 2, 4\)"):
+        net.run(torch.zeros(5, 2, 4))
+    with pytest.raises(NeurosimError, match=r"shape \[T, B, 3\]"):
+        net.run(torch.zeros(5, 3))
+    x = torch.zeros(5, 2, 3)
+    x[2, 1, 0] = float("nan")
+    with pytest.raises(NeurosimError, match="input 'x' contains NaN"):
+        net.run(x)
+    with pytest.raises(NeurosimError, match="unknown input 'y'"):
+        net.run({"x": torch.zeros(5, 2, 3), "y": torch.zeros(5, 2, 3)})
+    with pytest.raises(NeurosimError, match="maps 3->4 but the populations have 4 and 4"):
+        net.connect("h", "h", Dense(3, 4))
+    with pytest.raises(NeurosimError, match="unknown population or input 'z'"):
+        net.connect("z", "h", Dense(3, 4))
+    with pytest.raises(NeurosimError, match="has no variable 'w'"):
+        net.probe("h", "w")
+    with pytest.raises(NeurosimError, match="already has a population or input named 'h'"):
+        net.add("h", LIF(2))
+
+
+def test_bad_population_input():
+    with pytest.raises(NeurosimError, match=r"last dimension 4, got shape \(10, 2, 5\)"):
+        LIF(4, dt=1.0)(torch.zeros(10, 2, 5))
+    with pytest.raises(NeurosimError, match="contains infinite values"):
+        LIF(4, dt=1.0)(torch.full((10, 2, 4), float("inf")))
+
+
+def test_cli_rejects_bad_arguments(capsys):
+    assert main(["run", "nosuchnet", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown experiment 'nosuchnet'" in err[0]
+    assert main(["run", "--duration", "-5", "--quiet"]) == 2
+    assert "--duration must be > 0" in capsys.readouterr().err
