@@ -103,7 +103,7 @@ def alif_step(
     if p.reset == "subtract":
         v = v_new - zr * (p.v_th - p.v_reset)
     else:
-        v = v_new - zr * (v_new - p.v_reset)
+        v = v_new * (1 - zr) + zr * p.v_reset  # exactly v_reset on a spike
     return z, ALIFState(v, w_new + zr * p.b, refrac)
 
 

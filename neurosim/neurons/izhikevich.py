@@ -71,7 +71,7 @@ def izhikevich_step(
     u = u + dt * p.a * (p.b * v - u)
     z = spike_fn(v - p.v_peak)
     zd = z.detach()
-    v = v + zd * (p.c - v)
+    v = v * (1 - zd) + zd * p.c  # exactly c on a spike
     u = u + zd * p.d
     return z, IzhikevichState(v, u)
 

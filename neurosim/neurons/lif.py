@@ -139,7 +139,7 @@ def lif_step(
     if p.reset == "subtract":
         v = v_new - zr * (p.v_th - p.v_reset)
     else:
-        v = v_new - zr * (v_new - p.v_reset)
+        v = v_new * (1 - zr) + zr * p.v_reset  # exactly v_reset on a spike
     return z, LIFState(v, i_exc, i_inh, refrac)
 
 
