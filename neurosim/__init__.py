@@ -1,6 +1,7 @@
 """neurosim: a discrete-time spiking network simulator in PyTorch."""
 from .errors import NeurosimError
 from .network import Network, RunResult
+from .plugin import Plugin
 from .neurons import (ALIF, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
                       LIParameters, Population)
 from .projections import Conv2d, Dense, Projection, Sparse
@@ -9,7 +10,7 @@ from .surrogate import surrogate
 __version__ = "0.1.0"
 
 __all__ = [
-    "NeurosimError", "Network", "RunResult", "Population", "LIF", "LIFParameters", "ALIF", "ALIFParameters",
+    "NeurosimError", "Network", "RunResult", "Plugin", "Population", "LIF", "LIFParameters", "ALIF", "ALIFParameters",
     "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "Projection", "Dense", "Sparse", "Conv2d",
     "surrogate", "__version__",
 ]
