@@ -79,3 +79,14 @@ def create_plugin(name: str, **kwargs) -> Plugin:
     if not (isinstance(cls, type) and issubclass(cls, Plugin)):
         raise NeurosimError(f"entry point {name!r} does not name a neurosim.Plugin subclass")
     return cls(**kwargs)
+
+
+def learnable_projections(network) -> dict:
+    """The network's projections whose weight is trained, by connection name."""
+    return {name: c.projection for name, c in network.connections.items()
+            if getattr(c.projection, "weight", None) is not None and c.projection.weight.requires_grad}
+
+
+def trained_parameters(network) -> dict:
+    """Every parameter of the network that requires a gradient, by its qualified name."""
+    return {name: p for name, p in network.named_parameters() if p.requires_grad}
