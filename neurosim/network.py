@@ -331,8 +331,8 @@ class Network(nn.Module):
                         continue
                     z_pre = state[c.pre][1]
                     y = c.projection.propagate_spikes(z_pre) if self.populations[c.pre].spiking else c.projection(z_pre)
-                    if xi is not None and c.projection.channel == "inh":
-                        xi = xi + y
+                    if c.projection.channel == "inh" and getattr(pop, "has_inh_channel", False):
+                        xi = y if xi is None else xi + y
                     else:
                         x = x + y
                 z, st = pop.step(x, st) if xi is None else pop.step(x, st, x_inh=xi)

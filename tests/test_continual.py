@@ -1,0 +1,140 @@
+"""The continual runner and the plugins that attach to any network."""
+import numpy as np
+import pytest
+import torch
+
+import neurosim as ns
+from neurosim.continual import Continual
+from neurosim.datasets import generated
+from neurosim.plugin import create_plugin
+from neurosim.plugins.ewc import EWC
+from neurosim.plugins.metaplasticity import Metaplasticity
+from neurosim.plugins.replay import Replay
+from neurosim.plugins.si import SI
+from neurosim.scenarios import permuted, split
+
+N_IN, N_HID, N_OUT = 30, 80, 4
+
+
+def feedforward_lif(seed=0):
+    torch.manual_seed(seed)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", N_IN)
+    net.add("h", ns.LIF(N_HID, tau_mem=5.0))
+    net.add("o", ns.LI(N_OUT, tau_mem=5.0))
+    net.connect("x", "h", ns.Dense(N_IN, N_HID, scale=3.0))
+    net.connect("h", "o", ns.Dense(N_HID, N_OUT))
+    return net
+
+
+def recurrent_lif(seed=0):
+    net = feedforward_lif(seed)
+    net.connect("h", "h", ns.Dense(N_HID, N_HID, scale=0.3))
+    return net
+
+
+def izhikevich_readout(seed=0):
+    torch.manual_seed(seed)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", N_IN)
+    net.add("res", ns.Izhikevich(N_HID, cell_type="RS"))
+    net.add("o", ns.LI(N_OUT, tau_mem=5.0))
+    net.connect("x", "res", ns.Dense(N_IN, N_HID, scale=60.0, learnable=False))
+    net.connect("res", "res", ns.Sparse(N_HID, N_HID, p=0.1, weight=2.0, seed=seed))
+    net.connect("res", "o", ns.Dense(N_HID, N_OUT))
+    return net
+
+
+def two_tasks():
+    return permuted(generated(n_classes=N_OUT, n_features=N_IN, n_train=300, n_test=200, spread=0.2), 2, seed=1)
+
+
+def run(net, plugins, steps=6):
+    return Continual(net, two_tasks(), plugins, steps=steps, epochs=6, lr=0.2, progress=False, seed=0).run()
+
+
+class Spy(ns.Plugin):
+    def __init__(self):
+        self.calls = []
+
+    def __getattribute__(self, name):
+        if name.startswith(("before_", "after_")) and name != "before_backward":
+            calls = object.__getattribute__(self, "calls")
+            return lambda runner, *a: calls.append(name)
+        return object.__getattribute__(self, name)
+
+
+def test_hooks_are_called_in_lifecycle_order():
+    spy = Spy()
+    sc = permuted(generated(n_classes=2, n_features=N_IN, n_train=20, n_test=10), 2)
+    Continual(feedforward_lif(), sc, [spy], steps=2, batch_size=10, progress=False).run()
+    c = spy.calls
+    assert c[0] == "before_eval" and "before_training" in c and c[-1] == "after_training"
+    first = c.index("before_task")
+    assert c[first:first + 9] == ["before_task", "before_epoch", "before_batch", "after_forward", "after_backward",
+                                  "before_update", "after_update", "after_batch", "before_batch"]
+    assert c.count("before_task") == 2 and c.count("after_task") == 2
+    assert c.count("after_forward") == 4
+
+
+def test_accuracy_matrix_is_filled_row_by_row():
+    res = run(feedforward_lif(), [])
+    assert res.R.shape == (2, 2) and not np.isnan(res.R).any()
+    assert res.R[0, 0] > 0.9 and res.R[1, 1] > 0.9
+    assert res.acc == pytest.approx(res.R[1].mean())
+    assert res.bwt == pytest.approx(res.R[1, 0] - res.R[0, 0])
+    assert res.fwt == pytest.approx(res.R[0, 1] - res.b[1])
+
+
+@pytest.mark.parametrize("build, lam", [(feedforward_lif, 200.0), (recurrent_lif, 200.0), (izhikevich_readout, 60.0)])
+def test_plugins_attach_unchanged_and_reduce_forgetting(build, lam):
+    """The same plugin classes find their targets through the network; lam suits the Fisher's scale."""
+    base = run(build(), []).bwt
+    assert base < -0.04, "the two tasks must interfere for the test to mean anything"
+    for plugin in (EWC(lam=lam, samples=50), Metaplasticity(m=15.0)):
+        assert run(build(), [plugin]).bwt > base + 0.02, type(plugin).__name__
+
+
+def test_si_and_replay_reduce_forgetting():
+    base = run(feedforward_lif(), []).bwt
+    assert run(feedforward_lif(), [SI(c=0.5, xi=0.1)]).bwt > base + 0.02
+    assert run(feedforward_lif(), [Replay(100, 32)]).bwt > base + 0.02
+
+
+def test_plugin_state_survives_round_trip():
+    for plugin, fresh in ((EWC(lam=10.0, samples=10), EWC()), (SI(c=0.05), SI()), (Replay(50, 8), Replay(50, 8, seed=5))):
+        run(feedforward_lif(), [plugin], steps=2)
+        fresh.load_state_dict(plugin.state_dict())
+        a, b = plugin.state_dict(), fresh.state_dict()
+        assert a.keys() == b.keys()
+        for k in a:
+            va, vb = a[k], b[k]
+            if isinstance(va, dict) and "state" in va:
+                assert va == vb
+            elif isinstance(va, list):
+                for x, y in zip(va, vb):
+                    if isinstance(x, dict):
+                        assert all(torch.equal(x[n], y[n]) for n in x)
+                    else:
+                        assert np.array_equal(x, y)
+            else:
+                assert all(torch.equal(va[n], vb[n]) for n in va)
+
+
+def test_registry_and_refusals():
+    assert isinstance(create_plugin("ewc", lam=1.0), EWC)
+    with pytest.raises(ns.NeurosimError, match="unknown plugin 'nope'"):
+        create_plugin("nope")
+    net = izhikevich_readout()
+    with pytest.raises(ns.NeurosimError, match="cannot act on projection 'x_to_res': its weights are not trained"):
+        Metaplasticity(projections=["x_to_res"]).before_training(type("R", (), {"network": net})())
+    sc = split(generated(n_classes=4, n_features=N_IN, n_train=40, n_test=20), 2, mode="task")
+    with pytest.raises(ns.NeurosimError, match="per-task heads"):
+        Continual(feedforward_lif(), sc, [Replay()], progress=False).run()
+
+
+def test_bad_runner_configuration():
+    with pytest.raises(ns.NeurosimError, match="has 30 channels but the scenario's samples have 64"):
+        Continual(feedforward_lif(), permuted(generated(n_features=64), 2), progress=False)
+    with pytest.raises(ns.NeurosimError, match="unknown optimizer 'rmsprop'"):
+        Continual(feedforward_lif(), two_tasks(), optimizer="rmsprop", progress=False)
