@@ -7,6 +7,8 @@ so a spike of j touches exactly that slice (event-driven propagation).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -17,13 +19,23 @@ from .base import Projection, dale_signs
 
 def random_connectivity(n_in: int, n_out: int, p: float, rng: np.random.Generator,
                         autapses: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(pre, post) index arrays of a Bernoulli(p) connectivity, sorted by pre then post."""
-    pres, posts = [], []
-    for j in range(n_in):
-        post = np.flatnonzero(rng.random(n_out) < p)
+    """(pre, post) int32 index arrays of a Bernoulli(p) connectivity, sorted by pre then post.
+
+    The pairs are numbered ``pre * n_out + post``; the gaps between successive connected pairs
+    are geometric(p) and are drawn directly, in chunks, so time and memory grow with the number
+    of synapses, not of pairs.
+    """
+    total = n_in * n_out
+    pres, posts = [np.empty(0, np.int32)], [np.empty(0, np.int32)]
+    last = -1
+    while p > 0 and last < total:
+        expected = (total - 1 - last) * p
+        flat = last + np.cumsum(rng.geometric(p, int(min(expected + 6 * math.sqrt(expected) + 64, 1 << 24))))
+        last = int(flat[-1])
+        pre, post = np.divmod(flat[flat < total], n_out)
         if not autapses:
-            post = post[post != j]
-        pres.append(np.full(post.size, j, dtype=np.int32))
+            pre, post = pre[pre != post], post[pre != post]
+        pres.append(pre.astype(np.int32))
         posts.append(post.astype(np.int32))
     return np.concatenate(pres), np.concatenate(posts)
 
@@ -96,7 +108,7 @@ class Sparse(Projection):
         """Event-driven without gradients: only the synapses of neurons that spiked are touched."""
         if torch.is_grad_enabled():
             return self(z)
-        w = self.effective_weight()
+        w = self.weight
         out = torch.zeros(z.shape[0], self.n_out, dtype=w.dtype, device=z.device)
         for b in range(z.shape[0]):
             active = torch.nonzero(z[b], as_tuple=True)[0]
@@ -106,5 +118,6 @@ class Sparse(Projection):
             counts = ends - starts
             offsets = torch.repeat_interleave(starts - torch.cumsum(counts, 0) + counts, counts)
             syn = torch.arange(int(counts.sum()), device=z.device) + offsets
-            out[b].index_add_(0, self.post[syn], w[syn])
+            ws = w[syn] if self.signs is None else w[syn].abs() * self.signs[self.pre[syn]]
+            out[b].index_add_(0, self.post[syn], ws)
         return out
