@@ -304,19 +304,19 @@ class Network(nn.Module):
     def _run_loop(self, group: list[str], drives: dict, state: dict, seqs: dict, outputs, T: int,
                   progress: bool) -> None:
         inner = [c for c in self.connections.values() if c.pre in group and c.post in group]
+        keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
+                                                                if c.post not in group)}
         if self.compiled and len(group) == 1 and not torch.is_grad_enabled():
             from .compiled import try_run_compiled
 
             name = group[0]
             done = try_run_compiled(self.populations[name], [c.projection for c in inner], drives[name],
-                                    state[name], self._probes_of(name), name in outputs, progress)
+                                    state[name], self._probes_of(name), name in keep, progress)
             if done is not None:
                 state[name], seq = done
                 if seq is not None:
                     seqs[name] = seq
                 return
-        keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
-                                                                if c.post not in group)}
         probes = {n: self._probes_of(n) for n in group}
         steps = tqdm(range(T), desc="simulating", unit="step", leave=False) if progress else range(T)
         for t in steps:
