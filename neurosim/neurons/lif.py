@@ -176,3 +176,23 @@ class LIF(Population):
             state = self.initial_state(x.shape[0], x.device)
         return lif_step(x.to(self.dtype), state, self.params, self.dt, self.spike_fn,
                         None if x_inh is None else x_inh.to(self.dtype))
+
+    def forward(self, xs: torch.Tensor, state: LIFState | None = None):
+        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``.
+
+        Without synaptic currents or refractory steps (see :func:`neurosim.fused.lif_supported`),
+        the recurrence over all steps and its backpropagation through time run fused in one call
+        (:func:`neurosim.fused.lif_sequence`), with the results of the step-by-step loop; otherwise
+        the step-by-step loop of :meth:`Population.forward`.
+        """
+        from ..fused import lif_sequence, lif_supported
+
+        self.check_input(xs, ndim=3)
+        xs = xs.to(self.dtype)
+        if state is None:
+            state = self.initial_state(xs.shape[1], xs.device)
+        p = self.params
+        if not lif_supported(p, self.dt, self.spike_fn, xs, state.v):
+            return super().forward(xs, state)
+        zs, vs = lif_sequence(xs, state.v, p, self.dt, self.spike_fn)
+        return zs, LIFState(vs[-1], state.i_exc, state.i_inh, state.refrac)
