@@ -25,6 +25,7 @@ disk (``cache=True``), so only the first run of a configuration ever pays for co
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -53,13 +54,14 @@ def _at_impl(p, i):
 
 @njit(cache=True)
 def _propagate(rec, indptr, post, w, spk, count):
-    """Adds to ``rec[k]`` the outgoing weights of projection ``k`` of the ``count`` neurons listed in ``spk``."""
+    """Adds to ``rec[k]`` the outgoing weights in projection ``k`` (CSR ``indptr[k], post[k], w[k]``)
+    of the ``count`` neurons listed in ``spk``."""
     for k in range(rec.shape[0]):
-        row = rec[k]
+        row, ptr, targets, weights = rec[k], indptr[k], post[k], w[k]
         for s in range(count):
             j = spk[s]
-            for q in range(indptr[k, j], indptr[k, j + 1]):
-                row[post[q]] += w[q]
+            for q in range(ptr[j], ptr[j + 1]):
+                row[targets[q]] += weights[q]
 
 
 @njit(cache=True)
@@ -300,29 +302,44 @@ def _izhikevich(pop: Izhikevich, dtype) -> tuple:
             _param(p.b, n, dtype), _param(p.c, n, dtype), _param(p.d, n, dtype), _param(p.v_peak, n, dtype))
 
 
-def _connectivity(projections, n: int, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All projections as one CSR over presynaptic neurons: ``indptr [K, n + 1]`` (int64, offsets
-    into the concatenation), ``post`` (int32) and weights (Dale's signs and masks applied)."""
-    indptr, post, weight = [], [], []
-    offset = 0
-    for proj in projections:
+def _version(t: torch.Tensor | None):
+    return None if t is None else (t.data_ptr(), t._version, t.dtype, tuple(t.shape))
+
+
+_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _csr(proj, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A recurrent projection as CSR over presynaptic neurons: ``indptr`` (int64), ``post`` (int32)
+    and the effective weights (Dale's signs and masks applied); a Dense projection holds every entry.
+
+    Kept per projection until its tensors change, so that runs in chunks do not convert large
+    connectivities again and again.
+    """
+    if type(proj) is Sparse:
+        index_key = (_version(proj.indptr), _version(proj.post))
+        weight_key = (_version(proj.weight), _version(proj.signs), _version(proj.pre))
+    elif type(proj) is Dense and proj.bias is None:
+        index_key = proj.n_in, proj.n_out
+        weight_key = (_version(proj.weight), _version(proj.signs), _version(proj.mask))
+    else:
+        raise _Unsupported
+    cached = _packed.get(proj, {})
+    if cached.get("index_key") != index_key:
         if type(proj) is Sparse:
-            ptr = _cpu(proj.indptr).numpy()
-            targets = _cpu(proj.post).numpy().astype(np.int32)
-            w = _cpu(proj.effective_weight()).numpy()
-        elif type(proj) is Dense and proj.bias is None:
-            w = _cpu(proj.effective_weight()).t().contiguous().reshape(-1).numpy()
-            targets = np.tile(np.arange(n, dtype=np.int32), n)
-            ptr = np.arange(n + 1, dtype=np.int64) * n
+            cached["index"] = (_cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.int32))
         else:
-            raise _Unsupported
-        if w.dtype != dtype:
-            raise _Unsupported
-        indptr.append(ptr + offset)
-        post.append(targets)
-        weight.append(w)
-        offset += targets.size
-    return np.stack(indptr), np.concatenate(post), np.concatenate(weight)
+            cached["index"] = (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
+                               np.tile(np.arange(proj.n_out, dtype=np.int32), proj.n_in))
+        cached["index_key"] = index_key
+    if cached.get("weight_key") != weight_key:
+        w = _cpu(proj.effective_weight())
+        cached["weight"] = np.ascontiguousarray((w if type(proj) is Sparse else w.t().reshape(-1)).numpy())
+        cached["weight_key"] = weight_key
+    _packed[proj] = cached
+    if cached["weight"].dtype != dtype:
+        raise _Unsupported
+    return (*cached["index"], cached["weight"])
 
 
 def _drive_array(x: torch.Tensor | None, batch: int, n: int, pop_dtype: torch.dtype):
@@ -399,7 +416,7 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
                 raise _Unsupported
             arrays.append(np.array(x.numpy(), order="C"))
         args = params(population, dtype)
-        indptr, post, weight = _connectivity(projections, n, dtype)
+        indptr, post, weight = zip(*(_csr(proj, dtype) for proj in projections))
         z0 = z0.numpy()
         if any(type(p) is Dense for p in projections) and not np.isin(z0, (0, 1)).all():
             raise _Unsupported

@@ -52,7 +52,7 @@ from .surrogate import Surrogate
 SURROGATES = {"fast_sigmoid": 0, "atan": 1, "triangle": 2, "straight_through": 3}
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale):
     """dS/dx at ``d`` for surrogate ``kind`` (see :data:`SURROGATES` and :mod:`neurosim.surrogate`);
     the constants are of ``d``'s type, so that float32 stays float32."""
@@ -67,7 +67,7 @@ def _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale):
     return one
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v):
     """LIF over ``x [T, B, n]`` from ``v0 [B, n]``: writes spikes ``z``, membranes before (``u``)
     and after (``v``) the reset. ``reset_value`` is ``v_th - v_reset`` (subtract) or ``v_reset``."""
@@ -88,7 +88,7 @@ def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v
                     vb[k] = reset_value[k] if spike else un
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lif_backward(gz, gv, u, beta, gain, v_th, reset_value, subtract, detach, kind, one, scale, half_scale,
                   pi_half_scale, gx, gv0):
     """BPTT of :func:`_lif_forward`: from the output gradients ``gz``, ``gv`` (``[T, B, n]``),
@@ -116,7 +116,7 @@ def _lif_backward(gz, gv, u, beta, gain, v_th, reset_value, subtract, detach, ki
                 cb[k] = gu * beta[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _li_forward(x, v0, v_leak, beta, gain, v):
     """Leaky integrator over ``x [T, B, n]`` from ``v0 [B, n]``; writes the membranes ``v``."""
     steps, batch, n = x.shape
@@ -129,7 +129,7 @@ def _li_forward(x, v0, v_leak, beta, gain, v):
                 vb[k] = vl + (pb[k] - vl) * beta[k] + xb[k] * gain[k]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _li_backward(gv, beta, gain, gx, gv0):
     """BPTT of :func:`_li_forward`: writes ``gx`` and ``gv0`` from ``gv [T, B, n]``."""
     steps, batch, n = gv.shape
