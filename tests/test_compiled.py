@@ -239,3 +239,15 @@ def test_unsupported_configurations_run_on_torch(compiled_calls):
     ref, out = run_both(net, {k: torch.rand(10, 1, 20) for k in "abc"}, outputs=["a", "b", "c"])
     assert compiled_calls == [False, False, False]
     assert_same(ref, out)
+
+
+def test_weight_changes_between_runs_are_seen(compiled_calls):
+    net = lif_net(torch.float32, n_in=0)
+    with torch.no_grad():
+        before = net.run(steps=200, outputs=["r"]).outputs["r"]
+        net.projections["exc"].weight.mul_(1.5)
+        net.projections["inh"].weight[:] = 0.0
+        ref, out = run_both(net, steps=200, outputs=["r"])
+    assert compiled_calls == [True, True]
+    assert not torch.equal(before, out.outputs["r"])
+    assert_same(ref, out)
