@@ -232,7 +232,7 @@ class Network(nn.Module):
             else:
                 exc = y if exc is None else exc + y
         if exc is None:
-            exc = torch.zeros(T, B, pop.n, dtype=pop.dtype, device=self._device())
+            exc = torch.zeros(pop.n, dtype=pop.dtype, device=self._device()).expand(T, B, pop.n)
         return exc, inh
 
     def _device(self):
