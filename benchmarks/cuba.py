@@ -1,11 +1,12 @@
 """CUBA (Brette et al. 2007; REFERENCE.md section 7): 4000 LIF neurons, 1 s simulated at dt 0.1 ms.
 
 neurosim's compiled loop and its torch event-driven loop against Brian2 2.9 with the cython
-runtime and in C++ standalone mode (one thread), all on the same synapses and initial voltages,
-side by side in one process. Times are medians over repetitions of the simulation alone;
+runtime and in C++ standalone mode, all on the same synapses and initial voltages, side by side
+in one process, each on one thread. Times are medians over repetitions of the simulation alone;
 compilation (numba, cython, the standalone build) is reported on its own line. Brian2 records
-spikes with a SpikeMonitor as in its example; the timed neurosim runs record nothing, spike counts
-come from one extra run.
+spikes with a SpikeMonitor as in its example; the timed neurosim runs record nothing, spike
+counts come from one extra run. "Loop alone" calls the compiled loop with a drive that holds no
+memory (a broadcast zero), to show what ``Network.run`` adds.
 
     python benchmarks/cuba.py [--reps 7] [--torch-reps 3] [--no-brian2] [--no-torch]
 """
@@ -136,6 +137,7 @@ def main() -> None:
     parser.add_argument("--no-brian2", action="store_true")
     parser.add_argument("--no-torch", action="store_true", help="same as --torch-reps 0")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     rows = neurosim_rows(args.reps, 0 if args.no_torch else args.torch_reps)
     if not args.no_brian2:
         rows += brian2_rows(args.reps)

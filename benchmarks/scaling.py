@@ -3,8 +3,9 @@
 CUBA's neurons and synapses (:func:`neurosim.reservoir.lif_reservoir`, float32, dt 0.1 ms) at
 1k, 4k, 16k and 64k neurons; weights are scaled by 4000 / n so that the mean input per neuron,
 and so the firing rate, stay near CUBA's. After a warm-up from the initial state, a timed
-continuation runs without recording in the compiled loop, and a shorter one in the torch
-event-driven loop. Medians over repetitions.
+continuation runs without recording in the compiled loop, through ``Network.run`` and alone
+(called with a drive that holds no memory, a broadcast zero, to show what ``Network.run`` adds),
+and a shorter one in the torch event-driven loop, each on one thread. Medians over repetitions.
 
     python benchmarks/scaling.py [--sizes 1000 4000 16000 64000] [--steps 2000] [--torch-steps 200]
 """
@@ -16,18 +17,19 @@ import time
 
 import torch
 
+import neurosim.compiled
 from neurosim.reservoir import lif_reservoir
 
 P = 0.02
 DT = 0.1  # ms
 
 
-def per_step(net, state, steps: int, reps: int) -> float:
-    """Median seconds per step of ``reps`` runs of ``steps`` steps from ``state``."""
+def per_step(run, steps: int, reps: int) -> float:
+    """Median seconds per step of ``reps`` calls of ``run``, each simulating ``steps`` steps."""
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        net.run(state=state, steps=steps)
+        run()
         times.append((time.perf_counter() - start) / steps)
     return statistics.median(times)
 
@@ -40,10 +42,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="steps run before timing")
     parser.add_argument("--reps", type=int, default=5)
     args = parser.parse_args()
+    torch.set_num_threads(1)
 
     print(f"E/I LIF reservoir, p = {P}, dt = {DT} ms, float32; per simulated step (median of {args.reps})")
     print(f"{'neurons':>8s} {'synapses':>11s} {'build (s)':>9s} {'rate (Hz)':>9s} {'compiled (us)':>13s} "
-          f"{'torch (us)':>10s} {'torch/compiled':>14s}")
+          f"{'loop alone (us)':>15s} {'torch (us)':>10s} {'torch/compiled':>14s}")
     for n in args.sizes:
         start = time.perf_counter()
         net = lif_reservoir(n, p=P, w_exc=1.62 * 4000 / n, w_inh=-9.0 * 4000 / n, v0=(-60.0, -50.0), seed=0, dt=DT)
@@ -54,13 +57,18 @@ def main() -> None:
             counted = min(args.steps, 500)
             count = net.run(state=state, steps=counted, outputs=["neurons"]).outputs["neurons"].sum().item()
             rate = count / (n * counted * DT / 1000)
-            compiled = per_step(net, state, args.steps, args.reps)
+            compiled = per_step(lambda: net.run(state=state, steps=args.steps), args.steps, args.reps)
+            pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
+            no_drive = (torch.zeros(n, dtype=pop.dtype).expand(args.steps, 1, n), None)
+            alone = per_step(lambda: neurosim.compiled.try_run_compiled(pop, projections, no_drive, state["neurons"],
+                                                                        [], False, False), args.steps, args.reps)
             torch_time = float("nan")
             if args.torch_steps:
                 net.compiled = False
-                torch_time = per_step(net, state, args.torch_steps, max(1, args.reps // 2))
-        print(f"{n:8d} {synapses:11d} {build:9.1f} {rate:9.1f} {compiled * 1e6:13.1f} {torch_time * 1e6:10.1f} "
-              f"{torch_time / compiled:13.1f}x")
+                torch_time = per_step(lambda: net.run(state=state, steps=args.torch_steps), args.torch_steps,
+                                      max(1, args.reps // 2))
+        print(f"{n:8d} {synapses:11d} {build:9.1f} {rate:9.1f} {compiled * 1e6:13.1f} {alone * 1e6:15.1f} "
+              f"{torch_time * 1e6:10.1f} {torch_time / compiled:13.1f}x")
         del net, state
 
 

@@ -23,9 +23,10 @@ whose membranes are kept (``store_v_seq``).
 - plain torch: the same loop written with torch operations and a custom surrogate function.
 
 All start from the same weights and train on the same random data (input spikes with
-probability 0.05 per step, random labels). Each framework runs in a subprocess of its own, one
-after the other: warm-up steps, then the median of the timed steps. Memory, from the peak resident
-memory of that process (``ru_maxrss``):
+probability 0.05 per step, random labels). Each framework runs in subprocesses of its own, the
+frameworks taking turns over several rounds, after one unmeasured run each that fills on-disk
+caches: warm-up steps, then the timed steps (median over all rounds). Memory, from the peak
+resident memory of each process (``ru_maxrss``, largest over the rounds):
 
 - *process peak*: everything (interpreter, torch, the framework and its runtime, data, model,
   optimiser, training);
@@ -34,7 +35,10 @@ memory of that process (``ru_maxrss``):
   framework loads lazily (neurosim: numba and its compiled kernels); activations, gradients,
   optimiser state and temporary buffers of the training steps.
 
-Usage: ``python benchmarks/train_step.py [--steps 20] [--warmup 5] [--threads N] [--only NAME ...]``
+The matmuls are the same work everywhere; they run on torch's threads, so under other load on the
+machine the layer-at-a-time big matmuls suffer most: measure on an otherwise idle machine.
+
+Usage: ``python benchmarks/train_step.py [--steps 20] [--warmup 5] [--rounds 3] [--threads N] [--only NAME ...]``
 """
 from __future__ import annotations
 
@@ -202,15 +206,27 @@ def measure(name: str, steps: int, warmup: int) -> dict:
         losses.append(step())
         times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"name": name, "median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
-            "peak_mib": peak / 1024, "training_mib": (peak - rss_before) / 1024,
+    return {"times": times, "peak_mib": peak / 1024, "training_mib": (peak - rss_before) / 1024,
             "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def run_child(name: str, args, steps: int, warmup: int) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", name, "--steps", str(steps), "--warmup", str(warmup)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"{name}: failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20, help="timed training steps per framework")
-    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation, caches)")
+    ap.add_argument("--steps", type=int, default=20, help="timed training steps per framework and round")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed full-size steps first")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="subprocesses per framework, the frameworks taking turns (spreads changes in machine load)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--only", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
     ap.add_argument("--child", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -221,32 +237,41 @@ def main() -> None:
         print(json.dumps(measure(args.child, args.steps, args.warmup)))
         return
 
+    load_start = os.getloadavg()[0]
+    for name in args.only:  # fills on-disk caches (numba's compiled kernels) before anything is measured
+        run_child(name, args, 1, 0)
+    runs: dict[str, list[dict]] = {name: [] for name in args.only}
+    for _ in range(args.rounds):
+        for name in args.only:
+            r = run_child(name, args, args.steps, args.warmup)
+            if r is not None:
+                runs[name].append(r)
     results = {}
-    for name in args.only:
-        cmd = [sys.executable, __file__, "--child", name, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            print(f"{name}: failed\n{proc.stderr.strip().splitlines()[-1]}", file=sys.stderr)
-            continue
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, rs in runs.items():
+        if rs:
+            times = [t for r in rs for t in r["times"]]
+            results[name] = {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
+                             "peak_mib": max(r["peak_mib"] for r in rs),
+                             "training_mib": max(r["training_mib"] for r in rs),
+                             "first_loss": rs[0]["first_loss"], "last_loss": rs[0]["last_loss"]}
 
-    print(f"training step, {N_IN}-{N_HID}-{N_HID}-{N_OUT}, T={T}, batch {BATCH}, Adam; "
-          f"torch {torch.__version__}, {args.threads or torch.get_num_threads()} threads, "
-          f"load average {os.getloadavg()[0]:.1f}; medians of {args.steps} steps after {args.warmup}")
+    print(f"training step, {N_IN}-{N_HID}-{N_HID}-{N_OUT}, T={T}, batch {BATCH}, Adam; torch {torch.__version__}, "
+          f"{args.threads or torch.get_num_threads()} threads; load average {load_start:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}; {args.rounds} rounds of {args.steps} timed steps after {args.warmup}")
     ref = results.get("snntorch")
+
+    def ratio(r, key):
+        return f"{r[key] / ref[key]:.2f}" if ref else "-"
+
     head = (f"{'framework':<13}{'median ms':>10}{'min ms':>8}{'x snnTorch':>11}{'process MiB':>12}{'x snnTorch':>11}"
             f"{'training MiB':>13}{'x snnTorch':>11}")
     print(head)
     print("-" * len(head))
     for name, r in results.items():
-        t_ratio = f"{r['median_ms'] / ref['median_ms']:.2f}" if ref else "-"
-        p_ratio = f"{r['peak_mib'] / ref['peak_mib']:.2f}" if ref else "-"
-        m_ratio = f"{r['training_mib'] / ref['training_mib']:.2f}" if ref else "-"
-        print(f"{name:<13}{r['median_ms']:>10.1f}{r['min_ms']:>8.1f}{t_ratio:>11}{r['peak_mib']:>12.0f}{p_ratio:>11}"
-              f"{r['training_mib']:>13.0f}{m_ratio:>11}")
-    print("losses (first warm-up step -> last step): "
+        print(f"{name:<13}{r['median_ms']:>10.1f}{r['min_ms']:>8.1f}{ratio(r, 'median_ms'):>11}"
+              f"{r['peak_mib']:>12.0f}{ratio(r, 'peak_mib'):>11}"
+              f"{r['training_mib']:>13.0f}{ratio(r, 'training_mib'):>11}")
+    print("loss, first warm-up step -> last step: "
           + ", ".join(f"{n} {r['first_loss']:.3f} -> {r['last_loss']:.3f}" for n, r in results.items()))
 
 

@@ -135,9 +135,9 @@ def _lif_kernel(t0, t1, v, i_exc, i_inh, refrac,
     input) or, with synapses, ``+ i_exc kappa_exc (+ i_inh kappa_inh)`` after the input was
     added to the currents, which then decay by ``decay_exc`` / ``decay_inh``. With ``n_ref`` a
     spike holds the membrane ``n_ref - 1`` steps. Spike ``v - v_th > 0``; reset ``v - v_after``
-    with ``subtract`` (``v_after = v_th - v_reset``), else ``v = v_after`` (``v_after =
-    v_reset``). Returns the step reached: ``t1``, or earlier when
-    the event buffer ``ev_idx`` could overflow during the next step.
+    with ``subtract`` (``v_after = v_th - v_reset``), else ``v = v_after`` (``v_reset``).
+    Returns the step reached: ``t1``, or earlier when the event buffer ``ev_idx`` could overflow
+    during the next step.
     """
     nb, n = v.shape
     for t in range(t0, t1):
@@ -302,8 +302,9 @@ def _izhikevich(pop: Izhikevich, dtype) -> tuple:
             _param(p.b, n, dtype), _param(p.c, n, dtype), _param(p.d, n, dtype), _param(p.v_peak, n, dtype))
 
 
-def _version(t: torch.Tensor | None):
-    return None if t is None else (t.data_ptr(), t._version, t.dtype, tuple(t.shape))
+def _key(*tensors) -> tuple:
+    """What identifies the contents of ``tensors``: storage address, in-place version, dtype, shape."""
+    return tuple(None if t is None else (t.data_ptr(), t._version, t.dtype, tuple(t.shape)) for t in tensors)
 
 
 _packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -314,29 +315,30 @@ def _csr(proj, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     and the effective weights (Dale's signs and masks applied); a Dense projection holds every entry.
 
     Kept per projection until its tensors change, so that runs in chunks do not convert large
-    connectivities again and again.
+    connectivities again and again. The cache holds the source tensors, so that their storage
+    addresses, part of the key, cannot be reused by other tensors meanwhile.
     """
     if type(proj) is Sparse:
-        index_key = (_version(proj.indptr), _version(proj.post))
-        weight_key = (_version(proj.weight), _version(proj.signs), _version(proj.pre))
+        index_sources, weight_sources = (proj.indptr, proj.post), (proj.weight, proj.signs, proj.pre)
     elif type(proj) is Dense and proj.bias is None:
-        index_key = proj.n_in, proj.n_out
-        weight_key = (_version(proj.weight), _version(proj.signs), _version(proj.mask))
+        index_sources, weight_sources = (), (proj.weight, proj.signs, proj.mask)
     else:
         raise _Unsupported
-    cached = _packed.get(proj, {})
+    cached = _packed.setdefault(proj, {})
+    index_key = (proj.n_in, proj.n_out, _key(*index_sources))
     if cached.get("index_key") != index_key:
         if type(proj) is Sparse:
             cached["index"] = (_cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.int32))
         else:
             cached["index"] = (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
                                np.tile(np.arange(proj.n_out, dtype=np.int32), proj.n_in))
-        cached["index_key"] = index_key
+        cached["index_key"], cached["index_sources"] = index_key, [t.detach() for t in index_sources]
+    weight_key = _key(*weight_sources)
     if cached.get("weight_key") != weight_key:
         w = _cpu(proj.effective_weight())
         cached["weight"] = np.ascontiguousarray((w if type(proj) is Sparse else w.t().reshape(-1)).numpy())
         cached["weight_key"] = weight_key
-    _packed[proj] = cached
+        cached["weight_sources"] = [t.detach() for t in weight_sources if t is not None]
     if cached["weight"].dtype != dtype:
         raise _Unsupported
     return (*cached["index"], cached["weight"])
@@ -396,10 +398,10 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
     """
     try:
         if type(population) is LIF:
-            kernel, fields, params = _lif_kernel, ("v", "i_exc", "i_inh", "refrac"), _lif
+            kernel, fields, param_args = _lif_kernel, ("v", "i_exc", "i_inh", "refrac"), _lif
             split = population.has_inh_channel
         elif type(population) is Izhikevich:
-            kernel, fields, params = _izhikevich_kernel, ("v", "u"), _izhikevich
+            kernel, fields, param_args = _izhikevich_kernel, ("v", "u"), _izhikevich
             split = False
         else:
             return None
@@ -415,7 +417,7 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
             if x.shape != (batch, n) or (x.is_floating_point() and x.dtype != population.dtype):
                 raise _Unsupported
             arrays.append(np.array(x.numpy(), order="C"))
-        args = params(population, dtype)
+        args = param_args(population, dtype)
         indptr, post, weight = zip(*(_csr(proj, dtype) for proj in projections))
         z0 = z0.numpy()
         if any(type(p) is Dense for p in projections) and not np.isin(z0, (0, 1)).all():
@@ -441,8 +443,7 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
         spk[b, :idx.size] = idx
         count[b] = idx.size
     zb = np.zeros(-(-n // 8) * 8, np.uint8)
-    spike_probes = [p for p in probes if p.variable == "spikes"]
-    events = keep_output or bool(spike_probes)
+    events = keep_output or any(p.variable == "spikes" for p in probes)
     ev_idx = np.empty(batch * n + steps * batch * max(1, n // 100), np.int32) if events else None
     ev_ptr = np.zeros(steps * batch + 1, np.int64)
     recordings = {}

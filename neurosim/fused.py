@@ -18,7 +18,8 @@ LIF without synapses or refractory period (:mod:`neurosim.neurons.lif`), per ste
     v_t = u_t\,(1 - z_t) + z_t\,v_{reset} \quad \text{(zero)}
 
 Backward, with :math:`\sigma'` the surrogate derivative, :math:`g_{z_t}` and :math:`g_{v_t}` the
-gradients arriving at the outputs and :math:`\bar g` the totals carried back through time
+gradients arriving at the outputs (:math:`g_{v_t} = 0` for :math:`t < T - 1` when only the final
+membrane is an output) and :math:`\bar g` the totals carried back through time
 (:math:`\bar g_{v_{T-1}} = g_{v_{T-1}}`):
 
 .. math::
@@ -37,7 +38,9 @@ Leaky integrator (:mod:`neurosim.neurons.readout`), the same without spikes:
 :math:`g_{v_{-1}} = \beta \bar g_{v_0}`.
 
 Every parameter is a per-neuron vector here (a shared value is repeated), rounded to the
-population's dtype as torch rounds a scalar operand. Compiled code is cached on disk.
+population's dtype as torch rounds a scalar operand. The LIF forward kernel also checks that the
+input is finite, which it reads anyway. Kernels use numpy's error model (IEEE division, no
+zero-division branch) so that their inner loops vectorise; compiled code is cached on disk.
 """
 from __future__ import annotations
 
@@ -47,6 +50,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from .errors import check_finite
+from .neurons.lif import _decay, refractory_steps
 from .surrogate import Surrogate
 
 SURROGATES = {"fast_sigmoid": 0, "atan": 1, "triangle": 2, "straight_through": 3}
@@ -69,16 +74,23 @@ def _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale):
 
 @njit(cache=True, error_model="numpy")
 def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v):
-    """LIF over ``x [T, B, n]`` from ``v0 [B, n]``: writes spikes ``z``, membranes before (``u``)
-    and after (``v``) the reset. ``reset_value`` is ``v_th - v_reset`` (subtract) or ``v_reset``."""
+    """LIF over ``x [T, B, n]`` from ``v0 [B, n]``: writes spikes ``z`` and membranes before the
+    reset ``u`` (``[T, B, n]``), and after it ``v``: all steps (``[T, B, n]``) or the last two
+    alternately (``[2, B, n]``; step ``t`` in ``v[t % 2]``). ``reset_value`` is ``v_th - v_reset``
+    (subtract) or ``v_reset``. Returns True if ``x`` holds NaN or infinity."""
     steps, batch, n = x.shape
+    slots = v.shape[0]
+    bad = False
     for t in range(steps):
-        prev = v0 if t == 0 else v[t - 1]
+        prev = v0 if t == 0 else v[(t - 1) % slots]
+        cur = v[t % slots]
         for b in range(batch):
-            pb, xb, zb, ub, vb = prev[b], x[t, b], z[t, b], u[t, b], v[t, b]
+            pb, xb, zb, ub, vb = prev[b], x[t, b], z[t, b], u[t, b], cur[b]
             for k in range(n):
+                xk = xb[k]
+                bad |= xk - xk != 0
                 vl = v_leak[k]
-                un = vl + (pb[k] - vl) * beta[k] + xb[k] * gain[k]
+                un = vl + (pb[k] - vl) * beta[k] + xk * gain[k]
                 spike = un - v_th[k] > 0
                 ub[k] = un
                 zb[k] = spike
@@ -86,21 +98,27 @@ def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v
                     vb[k] = un - reset_value[k] if spike else un
                 else:
                     vb[k] = reset_value[k] if spike else un
+    return bad
 
 
 @njit(cache=True, error_model="numpy")
 def _lif_backward(gz, gv, u, beta, gain, v_th, reset_value, subtract, detach, kind, one, scale, half_scale,
                   pi_half_scale, gx, gv0):
-    """BPTT of :func:`_lif_forward`: from the output gradients ``gz``, ``gv`` (``[T, B, n]``),
-    writes ``gx`` and ``gv0`` (see the module docstring)."""
+    """BPTT of :func:`_lif_forward` (see the module docstring): from the gradients ``gz [T, B, n]``
+    and ``gv`` (all membranes ``[T, B, n]``, or the last one ``[1, B, n]``), writes ``gx`` and ``gv0``."""
     steps, batch, n = u.shape
+    full = gv.shape[0] == steps
     carry = gv0
-    carry[:] = 0
+    if full:
+        carry[:] = 0
+    else:
+        carry[:] = gv[0]
     for t in range(steps - 1, -1, -1):
+        gvt = gv[t] if full else gv[0]
         for b in range(batch):
-            cb, gzb, gvb, ub, gxb = carry[b], gz[t, b], gv[t, b], u[t, b], gx[t, b]
+            cb, gzb, gvb, ub, gxb = carry[b], gz[t, b], gvt[b], u[t, b], gx[t, b]
             for k in range(n):
-                g = gvb[k] + cb[k]
+                g = cb[k] + gvb[k] if full else cb[k]
                 d = ub[k] - v_th[k]
                 gzk = gzb[k]
                 if subtract:
@@ -155,7 +173,7 @@ def _vector(value, n: int, dtype: torch.dtype) -> torch.Tensor:
 
 def _decay_and_gain(p, dt: float) -> tuple:
     """``beta = exp(-dt / tau_mem)`` and the input gain ``a``, by the expressions of the step functions."""
-    beta = torch.exp(-dt / p.tau_mem) if isinstance(p.tau_mem, torch.Tensor) else math.exp(-dt / p.tau_mem)
+    beta = _decay(dt, p.tau_mem)
     return beta, (1.0 if p.input_mode == "jump" else 1 - beta)
 
 
@@ -178,7 +196,7 @@ def lif_supported(p, dt: float, spike_fn, xs: torch.Tensor, v0: torch.Tensor) ->
     """True when :func:`lif_sequence` computes what the step-by-step loop of ``lif_step`` would:
     no synaptic currents, no refractory steps, a built-in surrogate, constant scalar or per-neuron
     parameters, CPU tensors, at least one step."""
-    return (p.tau_syn_exc is None and int(round(p.tau_ref / dt)) == 0
+    return (p.tau_syn_exc is None and refractory_steps(p.tau_ref, dt) == 0
             and type(spike_fn) is Surrogate and spike_fn.name in SURROGATES
             and _plain_params(p, ("tau_mem", "v_leak", "v_th", "v_reset"))
             and _shapes_fit(xs, v0))
@@ -190,15 +208,20 @@ def li_supported(p, xs: torch.Tensor, v0: torch.Tensor) -> bool:
 
 
 class _LIFSequence(torch.autograd.Function):
+    """LIF over a sequence and its BPTT (module docstring); ``coeffs`` stacks ``v_leak``, ``beta``,
+    the input gain, ``v_th`` and the reset value, one row of ``n`` each."""
+
     @staticmethod
-    def forward(ctx, xs, v0, coeffs, subtract, detach, kind, scale):
-        z, u, v = (torch.empty_like(xs) for _ in range(3))
+    def forward(ctx, xs, v0, coeffs, subtract, detach, kind, scale, membranes, name):
+        z, u = xs.new_empty(xs.shape), xs.new_empty(xs.shape)
+        v = xs.new_empty((xs.shape[0] if membranes else 2,) + xs.shape[1:])
         v_leak, beta, gain, v_th, reset_value = _np(coeffs)
-        _lif_forward(_np(xs), _np(v0), v_leak, beta, gain, v_th, reset_value, subtract,
-                     z.numpy(), u.numpy(), v.numpy())
+        if _lif_forward(_np(xs), _np(v0), v_leak, beta, gain, v_th, reset_value, subtract,
+                        z.numpy(), u.numpy(), v.numpy()):
+            check_finite(name, xs)
         ctx.save_for_backward(u, coeffs)
         ctx.config = (subtract, detach, kind, scale)
-        return z, v
+        return z, v if membranes else v[(xs.shape[0] - 1) % 2]
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -209,15 +232,18 @@ class _LIFSequence(torch.autograd.Function):
         gx = torch.empty_like(u)
         gv0 = torch.empty_like(u[0])
         dtype = beta.dtype.type
-        _lif_backward(_np(gz), _np(gv), u.numpy(), beta, gain, v_th, reset_value, subtract, detach, kind,
-                      dtype(1), dtype(scale), dtype(scale / 2), dtype(math.pi / 2 * scale), gx.numpy(), gv0.numpy())
-        return gx, gv0, None, None, None, None, None
+        _lif_backward(_np(gz), _np(gv.reshape((-1,) + u.shape[1:])), u.numpy(), beta, gain, v_th, reset_value,
+                      subtract, detach, kind, dtype(1), dtype(scale), dtype(scale / 2), dtype(math.pi / 2 * scale),
+                      gx.numpy(), gv0.numpy())
+        return gx, gv0, None, None, None, None, None, None, None
 
 
 class _LISequence(torch.autograd.Function):
+    """Leaky integrator over a sequence and its BPTT; ``coeffs`` stacks ``v_leak``, ``beta`` and the input gain."""
+
     @staticmethod
     def forward(ctx, xs, v0, coeffs):
-        v = torch.empty_like(xs)
+        v = xs.new_empty(xs.shape)
         v_leak, beta, gain = _np(coeffs)
         _li_forward(_np(xs), _np(v0), v_leak, beta, gain, v.numpy())
         ctx.save_for_backward(coeffs)
@@ -234,18 +260,21 @@ class _LISequence(torch.autograd.Function):
         return gx, gv0, None
 
 
-def lif_sequence(xs: torch.Tensor, v0: torch.Tensor, p, dt: float, spike_fn: Surrogate):
+def lif_sequence(xs: torch.Tensor, v0: torch.Tensor, p, dt: float, spike_fn: Surrogate, membranes: bool = False,
+                 name: str = "input"):
     """LIF (parameters ``p``, see :func:`lif_supported`) over ``xs [T, B, n]`` from membranes
-    ``v0 [B, n]``; returns spikes and membranes after the reset, both ``[T, B, n]``.
+    ``v0 [B, n]``; returns the spikes ``[T, B, n]`` and the membranes after the reset: all steps
+    (``[T, B, n]``) if ``membranes``, else the last one (``[B, n]``).
 
     Differentiable with respect to ``xs`` and ``v0`` (surrogate ``spike_fn`` for the spikes).
+    Raises :class:`~neurosim.errors.NeurosimError`, naming the input ``name``, if ``xs`` is not finite.
     """
     n, dtype = xs.shape[-1], xs.dtype
     beta, gain = _decay_and_gain(p, dt)
     reset_value = p.v_th - p.v_reset if p.reset == "subtract" else p.v_reset
     coeffs = torch.stack([_vector(c, n, dtype) for c in (p.v_leak, beta, gain, p.v_th, reset_value)])
     return _LIFSequence.apply(xs, v0.to(dtype), coeffs, p.reset == "subtract", p.detach_reset,
-                              SURROGATES[spike_fn.name], spike_fn.scale)
+                              SURROGATES[spike_fn.name], spike_fn.scale, membranes, name)
 
 
 def li_sequence(xs: torch.Tensor, v0: torch.Tensor, p, dt: float) -> torch.Tensor:

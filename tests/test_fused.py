@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from neurosim import LI, LIF
+from neurosim import LI, LIF, NeurosimError
 from neurosim.fused import SURROGATES, lif_sequence, lif_supported
 from neurosim.neurons.base import Population
 
@@ -87,7 +87,7 @@ def test_lif_sequence_membranes_and_their_gradients():
     for fused in (True, False):
         xs, v = x.clone().requires_grad_(), v0.clone().requires_grad_()
         if fused:
-            zs, vs = lif_sequence(xs, v, pop.params, pop.dt, pop.spike_fn)
+            zs, vs = lif_sequence(xs, v, pop.params, pop.dt, pop.spike_fn, membranes=True)
         else:
             state, out = pop.initial_state(B)._replace(v=v), []
             for t in range(T):
@@ -115,8 +115,34 @@ def test_lif_without_gradients_and_across_calls():
     assert torch.equal(torch.cat([z1, z2]), z_all) and torch.equal(s2.v, s_all.v)
 
 
-@pytest.mark.parametrize("option", [dict(tau_ref=2.0), dict(tau_syn_exc=5.0), dict(tau_mem=torch.full((N,), 10.0,
-                                                                                                   requires_grad=True))])
+def test_lif_gradients_flow_across_calls():
+    """BPTT through a state handed from one call to the next equals BPTT through one call."""
+    x, v0, cz, cv = inputs(torch.float64, seed=5)
+    pop = LIF(N, tau_mem=6.0, reset="zero", spike_fn="atan", dt=1.0, dtype=torch.float64)
+    grads = []
+    for split in (T, 15):
+        xs, v = x.clone().requires_grad_(), v0.clone().requires_grad_()
+        z1, state = pop(xs[:split], pop.initial_state(B)._replace(v=v))
+        z2, state = pop(xs[split:], state) if split < T else (z1[:0], state)
+        ((torch.cat([z1, z2]) * cz).sum() + (state.v * cv).sum()).backward()
+        grads.append((xs.grad, v.grad))
+    for g, g_ref in zip(*grads):
+        assert (g - g_ref).abs().max() <= G_TOL * g_ref.abs().max()
+
+
+@pytest.mark.parametrize("bad, message", [(float("nan"), "contains NaN"), (float("inf"), "contains infinite values")])
+def test_lif_fused_rejects_non_finite_input(bad, message):
+    """The fused kernel checks the input it reads, with the message of the step loop's check."""
+    x, *_ = inputs(torch.float32)
+    x[T - 1, B - 1, N - 1] = bad
+    with pytest.raises(NeurosimError, match=rf"input to LIF\({N}\) {message}"):
+        LIF(N, dt=1.0)(x)
+
+
+LEARNABLE_TAU = torch.full((N,), 10.0, requires_grad=True)
+
+
+@pytest.mark.parametrize("option", [dict(tau_ref=2.0), dict(tau_syn_exc=5.0), dict(tau_mem=LEARNABLE_TAU)])
 def test_lif_falls_back_to_the_step_loop(option):
     """Refractory steps, synaptic currents and learnable parameters take the step loop; results agree."""
     x, v0, cz, cv = inputs(torch.float64, scale=2.0)

@@ -110,7 +110,7 @@ def run_neurosim(x, w, b, reset, delay, spike_fn, path):
     cur = dense(x)
     state = pop.initial_state(B)
     if path == "sequence":
-        zs, vs = lif_sequence(cur, state.v, pop.params, DT, pop.spike_fn)
+        zs, vs = lif_sequence(cur, state.v, pop.params, DT, pop.spike_fn, membranes=True)
     else:
         spikes, mems = [], []
         for t in range(T):

@@ -182,17 +182,18 @@ class LIF(Population):
 
         Without synaptic currents or refractory steps (see :func:`neurosim.fused.lif_supported`),
         the recurrence over all steps and its backpropagation through time run fused in one call
-        (:func:`neurosim.fused.lif_sequence`), with the results of the step-by-step loop; otherwise
-        the step-by-step loop of :meth:`Population.forward`.
+        (:func:`neurosim.fused.lif_sequence`, which also checks that ``xs`` is finite), with the
+        results of the step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
         """
         from ..fused import lif_sequence, lif_supported
 
-        self.check_input(xs, ndim=3)
+        if not isinstance(xs, torch.Tensor) or xs.dim() != 3 or xs.shape[-1] != self.n:
+            return super().forward(xs, state)  # which reports the bad input
         xs = xs.to(self.dtype)
         if state is None:
             state = self.initial_state(xs.shape[1], xs.device)
         p = self.params
         if not lif_supported(p, self.dt, self.spike_fn, xs, state.v):
             return super().forward(xs, state)
-        zs, vs = lif_sequence(xs, state.v, p, self.dt, self.spike_fn)
-        return zs, LIFState(vs[-1], state.i_exc, state.i_inh, state.refrac)
+        zs, v = lif_sequence(xs, state.v, p, self.dt, self.spike_fn, name=f"input to {type(self).__name__}({self.n})")
+        return zs, LIFState(v, state.i_exc, state.i_inh, state.refrac)
