@@ -131,3 +131,12 @@ def test_training_through_network_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_sparse_sorts_unordered_synapses_with_their_weights():
+    pre, post, w = [2, 0, 2, 1], [1, 3, 0, 2], [1.0, 2.0, 3.0, 4.0]
+    s = Sparse(3, 4, pre=pre, post=post, weight=torch.tensor(w))
+    dense = torch.zeros(4, 3)
+    dense[post, pre] = torch.tensor(w)
+    assert torch.equal(s.to_dense(), dense)
+    assert s.pre.tolist() == [0, 1, 2, 2] and s.post.tolist() == [3, 2, 0, 1]

@@ -62,8 +62,10 @@ class Sparse(Projection):
                 raise NeurosimError("pre and post must be 1-d index arrays of equal length")
             if pre.size and (pre.min() < 0 or pre.max() >= n_in or post.min() < 0 or post.max() >= n_out):
                 raise NeurosimError(f"synapse indices out of range for {n_in} -> {n_out}")
-            order = np.lexsort((post, pre))
-            pre, post = pre[order], post[order]
+            dp, dq = np.diff(pre), np.diff(post)
+            if not ((dp > 0) | ((dp == 0) & (dq >= 0))).all():  # sort only when not already by pre, then post
+                order = np.lexsort((post, pre))
+                pre, post = pre[order], post[order]
         nnz = pre.size
         w = torch.as_tensor(weight, dtype=dtype)
         if w.dim() == 0:
