@@ -7,6 +7,7 @@ with ``--raster FILE``. Bad input ends with one line on stderr and exit status 2
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -100,6 +101,10 @@ def raster(r: dict, path: str) -> None:
 
 
 def _cmd_run(args) -> int:
+    if args.raster:
+        folder = os.path.dirname(os.path.abspath(args.raster))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise NeurosimError(f"cannot write the raster to {args.raster}: {folder} is not a writable directory")
     r = simulate(args.experiment, args.duration, args.seed, progress=not args.quiet)
     print(summary(r))
     if args.raster:
