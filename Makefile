@@ -16,5 +16,6 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# --no-deps: spikingjelly's torchvision requirement would replace the CPU torch with a CUDA build.
 bench-deps: $(VENV)/.installed
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet --no-deps spikingjelly==0.0.0.0.14
