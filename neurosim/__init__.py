@@ -2,7 +2,7 @@
 from .errors import NeurosimError
 from .network import Network, RunResult
 from .plugin import Plugin
-from .neurons import (ALIF, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
+from .neurons import (ALIF, DSR, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
                       LIParameters, Population)
 from .projections import Conv2d, Dense, Projection, Sparse
 from .surrogate import surrogate
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NeurosimError", "Network", "RunResult", "Plugin", "Population", "LIF", "LIFParameters", "ALIF", "ALIFParameters",
+    "DSR",
     "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "Projection", "Dense", "Sparse", "Conv2d",
     "surrogate", "__version__",
 ]

@@ -45,6 +45,7 @@ class Population(nn.Module):
 
     Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``.
     ``observables`` lists what a probe may record: ``"spikes"`` plus the state fields.
+    ``spiking``: the output is binary events, which projections may propagate event-driven.
     """
 
     step_fn = None
