@@ -1,8 +1,10 @@
 """The ``neurosim`` command.
 
-``neurosim run [EXPERIMENT]`` simulates a built-in network (``cuba`` by default, or
-``izhikevich2003``), prints rates and a summary with a progress bar, and writes a raster PNG
-with ``--raster FILE``. Bad input ends with one line on stderr and exit status 2.
+``neurosim run`` runs the default experiment: five permuted digit tasks, learnt without
+protection and with HLOP, printing each accuracy matrix and ACC / BWT / FWT.
+``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
+its rates (``--raster FILE`` writes a raster PNG). Bad input ends with one line on stderr and
+exit status 2.
 """
 from __future__ import annotations
 
@@ -12,95 +14,51 @@ import sys
 import time
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from .errors import NeurosimError
+from .experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
+from .simulation import SIMULATIONS, raster, simulate, summary
 
-EXPERIMENTS = ("cuba", "izhikevich2003")
-CHUNK_MS = 50.0
-
-
-def _build(name: str, seed: int):
-    """(network, drive(steps, generator) or None, E count) of a built-in experiment."""
-    if name == "cuba":
-        from .models.cuba import build_cuba
-
-        net = build_cuba(seed=seed)
-        return net, None, int(net.populations["neurons"].n * 0.8)
-    from .models.izhikevich2003 import build_izhikevich2003, thalamic_input
-
-    net = build_izhikevich2003(seed=seed)
-    return net, lambda steps, gen: thalamic_input(steps, 800, 200, gen), 800
+DEFAULT = PERMUTED_DIGITS["name"]
+#: Methods of the default experiment: their plugin lists.
+METHODS = {"baseline": [], "hlop": [HLOP_DIGITS]}
 
 
-def simulate(name: str, duration_ms: float, seed: int, progress: bool = True) -> dict:
-    """Run a built-in experiment in chunks (a progress bar over simulated time); returns spike events."""
-    if name not in EXPERIMENTS:
-        raise NeurosimError(f"unknown experiment {name!r}; built-in: {', '.join(EXPERIMENTS)}")
-    if not duration_ms > 0:
-        raise NeurosimError(f"--duration must be > 0 ms, got {duration_ms}")
-    torch.manual_seed(seed)
-    net, drive, n_exc = _build(name, seed)
-    net.probe("neurons", "spikes", name="spikes")
-    steps = int(round(duration_ms / net.dt))
-    chunk = max(1, int(round(CHUNK_MS / net.dt)))
-    gen = torch.Generator().manual_seed(seed)
-    state, times, idx = None, [], []
-    start = time.perf_counter()
-    with torch.no_grad(), tqdm(total=steps, desc=name, unit="step", disable=not progress) as bar:
-        for t0 in range(0, steps, chunk):
-            n = min(chunk, steps - t0)
-            inputs = None if drive is None else {"neurons": drive(n, gen)}
-            res = net.run(inputs, state=state, steps=n, batch=1)
-            state = res.state
-            t, _, i = torch.nonzero(res.probes["spikes"], as_tuple=True)
-            times.append((t + t0).numpy())
-            idx.append(i.numpy())
-            bar.update(n)
-    wall = time.perf_counter() - start
-    n_total = net.populations["neurons"].n
-    return {"name": name, "dt": net.dt, "steps": steps, "duration_ms": steps * net.dt, "n": n_total,
-            "n_exc": n_exc, "t": np.concatenate(times), "i": np.concatenate(idx), "wall_s": wall}
+def format_matrix(R: np.ndarray) -> str:
+    """The accuracy matrix in %, rows after each task, ``-`` for entries not yet known."""
+    n = R.shape[1]
+    lines = ["after    " + " ".join(f"task {j:<2d}" for j in range(n))]
+    for i, row in enumerate(R):
+        cells = " ".join("   -   " if np.isnan(v) else f"{100 * v:6.1f} " for v in row)
+        lines.append(f"task {i:<3d} {cells}")
+    return "\n".join(lines)
 
 
-def summary(r: dict) -> str:
-    sec = r["duration_ms"] / 1000.0
-    exc = r["i"] < r["n_exc"]
-    rate_e = exc.sum() / (r["n_exc"] * sec)
-    rate_i = (~exc).sum() / ((r["n"] - r["n_exc"]) * sec)
-    return "\n".join([
-        f"experiment      {r['name']}: {r['n']} neurons, {r['duration_ms']:.0f} ms at dt {r['dt']} ms",
-        f"spikes          {r['t'].size}",
-        f"mean rate       {r['t'].size / (r['n'] * sec):.2f} Hz (excitatory {rate_e:.2f} Hz, inhibitory {rate_i:.2f} Hz)",
-        f"wall time       {r['wall_s']:.2f} s ({r['wall_s'] / sec:.2f} s per simulated second)",
-    ])
+def _continual(args) -> None:
+    methods = args.methods.split(",")
+    for m in methods:
+        if m not in METHODS:
+            raise NeurosimError(f"unknown method {m!r}; expected one of: {', '.join(METHODS)}")
+    base = with_plugins(PERMUTED_DIGITS, [])
+    for section in ("model", "scenario", "training"):
+        base[section]["seed"] = args.seed
+    rows = []
+    for m in methods:
+        runner = build(with_plugins(base, METHODS[m]), progress=not args.quiet)
+        start = time.perf_counter()
+        r = runner.run()
+        wall = time.perf_counter() - start
+        print(f"{base['name']}, {m}: accuracy (%) on each task (columns) after training each task (rows)")
+        print(format_matrix(r.R))
+        print(f"ACC {100 * r.acc:.2f} %   BWT {100 * r.bwt:.2f} %   FWT {100 * r.fwt:.2f} %   {wall:.0f} s\n",
+              flush=True)
+        rows.append((m, r, wall))
+    print(f"{'method':10s} {'ACC %':>7s} {'BWT %':>7s} {'time s':>7s}")
+    for m, r, wall in rows:
+        print(f"{m:10s} {100 * r.acc:7.2f} {100 * r.bwt:7.2f} {wall:7.0f}")
 
 
-def raster(r: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    t_ms = r["t"] * r["dt"]
-    exc = r["i"] < r["n_exc"]
-    ax.scatter(t_ms[exc], r["i"][exc], s=0.5, c="tab:blue", label="excitatory")
-    ax.scatter(t_ms[~exc], r["i"][~exc], s=0.5, c="tab:red", label="inhibitory")
-    ax.set_ylabel("neuron")
-    ax.set_title(f"{r['name']}: {r['t'].size} spikes")
-    bins = np.arange(0, r["duration_ms"] + 1, 1.0)
-    counts, _ = np.histogram(t_ms, bins=bins)
-    ax2.plot(bins[:-1], counts / r["n"] * 1000.0, lw=0.8, c="k")
-    ax2.set_xlabel("time (ms)")
-    ax2.set_ylabel("rate (Hz)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _cmd_run(args) -> int:
+def _simulation(args) -> None:
     if args.raster:
         folder = os.path.dirname(os.path.abspath(args.raster))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
@@ -110,18 +68,30 @@ def _cmd_run(args) -> int:
     if args.raster:
         raster(r, args.raster)
         print(f"raster          {args.raster}")
+
+
+def _cmd_run(args) -> int:
+    if args.experiment == DEFAULT:
+        _continual(args)
+    elif args.experiment in SIMULATIONS:
+        _simulation(args)
+    else:
+        raise NeurosimError(f"unknown experiment {args.experiment!r}; built-in: {DEFAULT}, {', '.join(SIMULATIONS)}")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="neurosim", description="Spiking network simulator.")
     sub = ap.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="simulate an experiment and print rates")
-    run.add_argument("experiment", nargs="?", default="cuba", help=f"built-in experiment: {', '.join(EXPERIMENTS)}")
-    run.add_argument("--duration", type=float, default=1000.0, help="simulated time in ms (default 1000)")
+    run = sub.add_parser("run", help="run an experiment")
+    run.add_argument("experiment", nargs="?", default=DEFAULT,
+                     help=f"built-in experiment: {DEFAULT} (default, continual learning), {', '.join(SIMULATIONS)}")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--raster", metavar="FILE.png", help="write a raster plot")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--methods", default=",".join(METHODS),
+                     help=f"{DEFAULT}: comma-separated methods among {', '.join(METHODS)}")
+    run.add_argument("--duration", type=float, default=1000.0, help="simulations: simulated time in ms")
+    run.add_argument("--raster", metavar="FILE.png", help="simulations: write a raster plot")
     run.set_defaults(fn=_cmd_run)
     return ap
 

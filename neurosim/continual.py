@@ -1,7 +1,8 @@
 """The continual runner: train task after task, evaluate every task seen, keep the accuracy matrix.
 
 ``Continual(network, scenario, plugins=[...])`` feeds each sample as an encoded sequence to the
-network's input, reads class scores as the time-mean of the output population, and trains with
+network's input, reads class scores from the output population's sequence with ``readout``
+(``"mean"`` over time, ``"last"`` step, or a function ``[T, B, n] -> [B, n]``), and trains with
 cross-entropy by BPTT. After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
 (rows of tasks not yet trained stay NaN), and reports ACC, BWT and FWT (:mod:`neurosim.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
 ``epoch``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
@@ -9,6 +10,7 @@ cross-entropy by BPTT. After task ``i`` it tests on every task ``j``, filling ro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from .plugin import Plugin
 from .scenarios import Scenario, Task
 
 OPTIMIZERS = ("sgd", "adam")
+READOUTS = {"mean": lambda out: out.mean(0), "last": lambda out: out[-1]}
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Continual:
 
     def __init__(self, network: Network, scenario: Scenario, plugins: list[Plugin] = (), *,
                  input: str | None = None, output: str | None = None, steps: int = 10,
-                 encoding: str = "current", epochs: int = 1, batch_size: int = 64, lr: float = 0.1,
+                 encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
+                 batch_size: int = 64, lr: float = 0.1,
                  optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True):
         if not isinstance(network, Network):
             raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
@@ -60,6 +64,9 @@ class Continual:
         if optimizer not in OPTIMIZERS:
             raise NeurosimError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
         check_positive("lr", lr)
+        if not callable(readout) and readout not in READOUTS:
+            raise NeurosimError(f"unknown readout {readout!r}; expected one of: {', '.join(READOUTS)}, or a function")
+        self.readout = readout if callable(readout) else READOUTS[readout]
         for name, v in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
             if not isinstance(v, int) or v < 1:
                 raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
@@ -93,10 +100,10 @@ class Continual:
         return torch.optim.Adam(params, lr=self.lr)
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
-        """Class scores ``[B, n_outputs]``: the output population's mean over time."""
+        """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
         seq = encode(x, self.steps, self.encoding, generator=self.generator)
         out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
-        s = out.mean(0)[:, : self.scenario.n_outputs]
+        s = self.readout(out)[:, : self.scenario.n_outputs]
         if task is not None and self.scenario.task_incremental:
             mask = torch.full_like(s, float("-inf"))
             mask[:, list(task.classes)] = 0

@@ -23,7 +23,7 @@ IDX_FILES = {
 
 
 class Dataset(NamedTuple):
-    """``x``: ``[N, F]`` float32 in [0, 1]; ``y``: ``[N]`` int64; ``shape``: the sample's original shape."""
+    """``x``: ``[N, F]`` float32 (in [0, 1] as loaded); ``y``: ``[N]`` int64; ``shape``: the sample's original shape."""
 
     x: np.ndarray
     y: np.ndarray
@@ -73,6 +73,12 @@ def idx_dataset(name: str = "mnist", root: str | Path | None = None) -> Split:
         parts.append(Dataset((images.reshape(len(images), -1) / 255.0).astype(np.float32),
                              labels.astype(np.int64), images.shape[1:]))
     return Split(*parts)
+
+
+def standardised(data: Split) -> Split:
+    """``(x - mean) / std`` on both parts, with the mean and deviation of all training values."""
+    mean, std = float(data.train.x.mean()), float(data.train.x.std())
+    return Split(*(Dataset(((d.x - mean) / std).astype(np.float32), d.y, d.shape) for d in data))
 
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> Split:

@@ -16,6 +16,9 @@ after the forward pass, repeated ``hebb_iters`` times:
     H \leftarrow H + \eta_H M
 
 with :math:`c` = ``clamp``, :math:`\mu` = ``momentum`` and :math:`\eta_H` = ``lr_hebb`` (constant).
+With ``rates=tau`` (ms), :math:`X` is instead the weighted firing rate of each sample's activity,
+:math:`\hat x = \sum_t w_t x_t / \sum_t w_t` with :math:`w_t = e^{-(T - t)\,dt/\tau}` (one row per
+sample; the representation DSR training uses), while the projection below still acts per step.
 :math:`q` is the identity, or with ``quantise=(s, T_h)`` the spiking lateral neurons
 :math:`q(y) = \mathrm{round}(\mathrm{clip}(y, -s, s) / s \cdot T_h)\, s / T_h`.
 :math:`H = [H_{old}; H_{new}]`: at the start of task :math:`t`, ``rows_per_task`` new rows are
@@ -66,7 +69,7 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.neurons.base import Population
+from neurosim.neurons import Population, weighted_rate
 from neurosim.plugin import Plugin
 from neurosim.projections import Conv2d, Dense, Sparse
 
@@ -165,7 +168,8 @@ class _Subspace:
 
 class HLOP(Plugin):
     """``HLOP(rows_per_task, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10, quantise=None,
-    form="input", projections=None, freeze_after_first_task=True, seed=0)``; see the module docstring.
+    form="input", rates=None, projections=None, freeze_after_first_task=True, seed=0)``; see the
+    module docstring.
 
     ``rows_per_task``: rows added per task and layer, as one int, a list indexed by task whose
     entries are an int or a list indexed by layer, or ``f(task, layer) -> int``. Layers are the
@@ -178,8 +182,8 @@ class HLOP(Plugin):
 
     def __init__(self, rows_per_task, lr_hebb: float | dict[str, float] = 0.01, hebb_iters: int = 5,
                  momentum: float = 0.9, clamp: float = 10.0, quantise: tuple[float, float] | None = None,
-                 form: str = "input", projections: list[str] | None = None, freeze_after_first_task: bool = True,
-                 seed: int = 0):
+                 form: str = "input", rates: float | None = None, projections: list[str] | None = None,
+                 freeze_after_first_task: bool = True, seed: int = 0):
         if not (callable(rows_per_task) or isinstance(rows_per_task, (int, list, tuple))):
             raise NeurosimError("rows_per_task must be an int, a list or a callable, "
                                 f"got {type(rows_per_task).__name__}")
@@ -191,6 +195,8 @@ class HLOP(Plugin):
             raise NeurosimError(f"momentum must be in [0, 1), got {momentum!r}")
         check_positive("clamp", clamp)
         check_choice("form", form, FORMS)
+        if rates is not None:
+            check_positive("rates", rates)
         if quantise is not None:
             if len(quantise) != 2:
                 raise NeurosimError(f"quantise must be (scale, timesteps), got {quantise!r}")
@@ -201,6 +207,7 @@ class HLOP(Plugin):
                                     "defined on activity, and the gradient form projects G linearly")
         self.rows_per_task, self.lr_hebb, self.hebb_iters = rows_per_task, lr_hebb, hebb_iters
         self.momentum, self.clamp, self.quantise, self.form = float(momentum), float(clamp), quantise, form
+        self.rates = rates
         self.names, self.freeze_after_first_task, self.seed = projections, freeze_after_first_task, seed
         self.subspaces: dict[str, _Subspace] = {}
         self.current = -1  # the task whose rows are in the new blocks, -1 between tasks
@@ -309,8 +316,9 @@ class HLOP(Plugin):
         def hook(module, args, out):
             if not self._active or self._targets[name][0] is not module:  # e.g. a copy of the network
                 return None
-            x = layout.rows(args[0].detach().to(module.weight.dtype))
-            self._rows[name].append(x)
+            raw = args[0].detach().to(module.weight.dtype)
+            x = layout.rows(raw)
+            self._rows[name].append(raw if self.rates else x)
             old = self.subspaces[name].old
             if self.form == "input" and old.shape[0] and torch.is_grad_enabled():
                 xp = self._q(x @ old.t()) @ old
@@ -378,7 +386,15 @@ class HLOP(Plugin):
             sub = self.subspaces[name]
             if sub.new.shape[0]:
                 with torch.no_grad():
-                    self._hebbian(sub, torch.cat(chunks), self._eta(name))
+                    self._hebbian(sub, self._activity(name, chunks, runner.network.dt), self._eta(name))
+
+    def _activity(self, name: str, chunks: list[torch.Tensor], dt: float) -> torch.Tensor:
+        """The rows :math:`X` of one batch: per step, or weighted firing rates with ``rates``."""
+        layout = self._targets[name][1]
+        if not self.rates:
+            return torch.cat(chunks)
+        seq = torch.cat(chunks) if chunks[0].dim() == 3 else torch.stack(chunks)  # [T, B, n] or T of [B, n]
+        return layout.rows(weighted_rate(seq, self.rates, dt))
 
     def after_backward(self, runner) -> None:
         if self.form != "gradient":

@@ -68,11 +68,11 @@ def test_cli_rejects_bad_arguments(capsys):
     assert main(["run", "nosuchnet", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown experiment 'nosuchnet'" in err[0]
-    assert main(["run", "--duration", "-5", "--quiet"]) == 2
-    assert "--duration must be > 0" in capsys.readouterr().err
+    assert main(["run", "cuba", "--duration", "-5", "--quiet"]) == 2
+    assert "duration must be > 0 ms" in capsys.readouterr().err
 
 
 def test_cli_checks_the_raster_path_before_simulating(capsys, tmp_path):
-    assert main(["run", "--quiet", "--raster", str(tmp_path / "missing" / "x.png")]) == 2
+    assert main(["run", "cuba", "--quiet", "--raster", str(tmp_path / "missing" / "x.png")]) == 2
     err = capsys.readouterr()
     assert "is not a writable directory" in err.err and "spikes" not in err.out
