@@ -49,7 +49,8 @@ class EWC(Plugin):
         new = self.fisher(runner, runner.scenario.tasks[task])
         anchor = {n: p.detach().clone() for n, p in trained_parameters(runner.network).items()}
         if self.online and self.fishers:
-            self.fishers = [{n: self.gamma * self.fishers[0][n] + f for n, f in new.items()}]
+            old = self.fishers[0]
+            self.fishers = [{n: self.gamma * old[n] + f if n in old else f for n, f in new.items()}]
             self.anchors = [anchor]
         else:
             self.fishers.append(new)
@@ -62,7 +63,8 @@ class EWC(Plugin):
         penalty = loss.new_zeros(())
         for fisher, anchor in zip(self.fishers, self.anchors):
             for name, f in fisher.items():
-                penalty = penalty + (f * (params[name] - anchor[name]) ** 2).sum()
+                if name in params:  # parameters frozen since (e.g. by HLOP) cannot drift
+                    penalty = penalty + (f * (params[name] - anchor[name]) ** 2).sum()
         return loss + 0.5 * self.lam * penalty
 
     def state_dict(self) -> dict:

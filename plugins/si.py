@@ -53,7 +53,8 @@ class SI(Plugin):
         if not self.big_omega:
             return loss
         params = trained_parameters(runner.network)
-        penalty = sum((om * (params[n] - self.start[n]) ** 2).sum() for n, om in self.big_omega.items())
+        penalty = sum((om * (params[n] - self.start[n]) ** 2).sum() for n, om in self.big_omega.items()
+                      if n in params)  # parameters frozen since (e.g. by HLOP) cannot drift
         return loss + self.c * penalty
 
     def state_dict(self) -> dict:
