@@ -5,7 +5,17 @@ network's input, reads class scores from the output population's sequence with `
 (``"mean"`` over time, ``"last"`` step, or a function ``[T, B, n] -> [B, n]``), and trains with
 cross-entropy by BPTT. After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
 (rows of tasks not yet trained stay NaN), and reports ACC, BWT and FWT (:mod:`neurosim.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
-``epoch``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
+``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
+
+With a ``store`` (:class:`neurosim.store.RunStore`) the runner logs every batch's loss, writes each
+row of ``R`` as it is known, and writes a checkpoint after every task and every
+``checkpoint_every`` batches: parameters with their ``requires_grad`` flags, module modes, the
+optimiser, every plugin's ``state_dict``, the RNG states, the epoch's sample order and the cursor
+(task, epoch, batch). ``run(resume=True)`` continues from the last complete checkpoint to the same
+result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
+(plugins attach there and must not reset what they learnt), but not ``before_task`` or
+``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
+checkpoint.
 """
 from __future__ import annotations
 
@@ -44,7 +54,8 @@ class Continual:
                  input: str | None = None, output: str | None = None, steps: int = 10,
                  encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
                  batch_size: int = 64, lr: float = 0.1,
-                 optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True):
+                 optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True,
+                 store=None, checkpoint_every: int | None = None):
         if not isinstance(network, Network):
             raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
         self.network, self.scenario = network, scenario
@@ -71,7 +82,12 @@ class Continual:
             if not isinstance(v, int) or v < 1:
                 raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
         self.steps, self.encoding, self.epochs, self.batch_size = steps, encoding, epochs, batch_size
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         self.lr, self.optimizer_name, self.momentum, self.seed = lr, optimizer, momentum, seed
+        self.store, self.checkpoint_every = store, checkpoint_every
+        self.step = 0
+        self._resumed: dict | None = None
         self.progress = progress
         n = len(scenario)
         self.R = np.full((n, n), np.nan)
@@ -121,46 +137,127 @@ class Continual:
         self._call("after_eval")
         return correct / len(task.test.y)
 
-    def train_task(self, task: Task) -> None:
+    def train_task(self, task: Task, epoch: int = 0, batch: int = 0) -> None:
+        """Train ``task`` from ``epoch`` and ``batch`` on (not 0 only when resuming)."""
         n = len(task.train.y)
-        for self.epoch in range(self.epochs):
-            self._call("before_epoch")
-            order = torch.randperm(n, generator=self.generator)
-            bar = tqdm(range(0, n, self.batch_size), desc=f"task {task.index} epoch {self.epoch}",
-                       unit="batch", leave=False, disable=not self.progress)
-            for i in bar:
-                idx = order[i:i + self.batch_size].numpy()
-                self.inputs = torch.as_tensor(task.train.x[idx])
-                self.targets = torch.as_tensor(task.train.y[idx])
-                self._call("before_batch")
-                self.outputs = self.scores(self.inputs, task)
-                self._call("after_forward", self.outputs)
-                loss = F.cross_entropy(self.outputs, self.targets)
-                for p in self.plugins:
-                    loss = p.before_backward(self, loss)
-                if not torch.isfinite(loss):
-                    raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
-                self.loss = loss
-                self.optimizer.zero_grad()
-                loss.backward()
-                self._call("after_backward")
-                self._call("before_update")
-                self.optimizer.step()
-                self._call("after_update")
-                self._call("after_batch")
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+        batches = range(0, n, self.batch_size)
+        for self.epoch in range(epoch, self.epochs):
+            resumed = self._resumed
+            if resumed is not None:
+                order, self._resumed = resumed["order"], None
+            else:
+                self._call("before_epoch")
+                order = torch.randperm(n, generator=self.generator)
+            bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
+                       disable=not self.progress, initial=batch)
+            for b in range(batch, len(batches)):
+                idx = order[batches[b]:batches[b] + self.batch_size].numpy()
+                loss = self.train_batch(task, idx)
+                self.step += 1
+                if self.store is not None:
+                    self.store.log(task.index, self.epoch, self.step, loss)
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                        self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}")
+            bar.close()
+            batch = 0
             self._call("after_epoch")
 
-    def run(self) -> ContinualResult:
-        torch.manual_seed(self.seed)
+    def train_batch(self, task: Task, idx: np.ndarray) -> float:
+        """One optimiser step on the samples ``idx`` of ``task``; returns the loss."""
+        self.inputs = torch.as_tensor(task.train.x[idx])
+        self.targets = torch.as_tensor(task.train.y[idx])
+        self._call("before_batch")
+        self.outputs = self.scores(self.inputs, task)
+        self._call("after_forward", self.outputs)
+        loss = F.cross_entropy(self.outputs, self.targets)
+        for p in self.plugins:
+            loss = p.before_backward(self, loss)
+        if not torch.isfinite(loss):
+            raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
+        self.loss = loss
+        self.optimizer.zero_grad()
+        loss.backward()
+        self._call("after_backward")
+        self._call("before_update")
+        self.optimizer.step()
+        self._call("after_update")
+        self._call("after_batch")
+        return loss.item()
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
+        """Write a checkpoint to the store: everything needed to continue from ``cursor``."""
+        mid_task = cursor["epoch"] > 0 or cursor["batch"] > 0
+        return self.store.write_checkpoint({
+            "cursor": dict(cursor, step=self.step),
+            "order": order,
+            "network": self.network.state_dict(),
+            "requires_grad": [p.requires_grad for p in self.network.parameters()],
+            "training": [m.training for m in self.network.modules()],
+            "optimizer": self.optimizer.state_dict() if mid_task else None,
+            "plugins": [p.state_dict() for p in self.plugins],
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "R": self.R, "b": self.b,
+        })
+
+    def _restore(self) -> dict | None:
+        """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
+        if self.store is None:
+            raise NeurosimError("resuming needs a store: pass store= to Continual")
+        found = self.store.resume()
+        if found is None:
+            return None
+        k, s = found
+        params, modules = list(self.network.parameters()), list(self.network.modules())
+        if len(s["plugins"]) != len(self.plugins) or len(s["requires_grad"]) != len(params) \
+                or len(s["training"]) != len(modules):
+            raise NeurosimError(f"checkpoint {k} of {self.store.path} does not match this run: it holds "
+                                f"{len(s['plugins'])} plugin states and {len(s['requires_grad'])} parameters, "
+                                f"the run has {len(self.plugins)} and {len(params)}")
+        self.network.load_state_dict(s["network"])
+        for p, flag in zip(params, s["requires_grad"]):
+            p.requires_grad_(flag)
+        for m, flag in zip(modules, s["training"]):
+            m.training = flag
+        for p, state in zip(self.plugins, s["plugins"]):
+            p.load_state_dict(state)
+        torch.set_rng_state(s["rng"]["torch"])
+        self.generator.set_state(s["rng"]["generator"])
+        self.R, self.b = np.array(s["R"]), np.array(s["b"])
+        self.step = s["cursor"]["step"]
+        self._resumed = s
+        return s["cursor"]
+
+    def run(self, resume: bool = False) -> ContinualResult:
+        """Train every task in order (see the module docstring); with ``resume``, continue from
+        the store's last complete checkpoint, or from the start if it has none."""
+        cursor = self._restore() if resume else None
         tasks = self.scenario.tasks
-        self.b = np.array([self.evaluate(t) for t in tasks])
+        if cursor is None:
+            torch.manual_seed(self.seed)
+            self.b = np.array([self.evaluate(t) for t in tasks])
+            cursor = {"task": 0, "epoch": 0, "batch": 0}
         self._call("before_training")
-        for self.task, task in enumerate(tasks):
-            self._call("before_task", self.task)
-            self.optimizer = self.make_optimizer()
-            self.train_task(task)
+        for self.task in range(cursor["task"], len(tasks)):
+            task = tasks[self.task]
+            self.optimizer = None
+            if self._resumed is not None and self._resumed["optimizer"] is not None:
+                self.optimizer = self.make_optimizer()
+                self.optimizer.load_state_dict(self._resumed["optimizer"])
+                self.train_task(task, cursor["epoch"], cursor["batch"])
+            else:
+                self._resumed = None
+                self._call("before_task", self.task)
+                self.optimizer = self.make_optimizer()
+                self.train_task(task)
             self._call("after_task", self.task)
             self.R[self.task] = [self.evaluate(t) for t in tasks]
+            if self.store is not None:
+                self.store.set_R(self.task, self.R[self.task])
+                self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
         self._call("after_training")
+        if self.store is not None:
+            self.store.flush()
         return ContinualResult(self.R.copy(), self.b.copy(), acc(self.R), bwt(self.R), fwt(self.R, self.b))
