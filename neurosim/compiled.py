@@ -15,7 +15,8 @@ kernel. Each step, for each sample:
    function in the same order, with the same constants (computed by the same Python code), so
    results agree with the torch path to the last bit (Dense rows are summed in another order
    than torch's reduction, so they agree to rounding);
-4. the neurons that spiked are listed, recorded as events if asked, and probes copy state rows.
+4. the neurons that spiked are listed, recorded as events if asked, and probes copy state rows;
+   event probes get these events as they are, dense spike probes a tensor built from them.
 
 Kernels are specialised by numba on argument types: an optional feature passed as ``None``
 (synaptic currents, refractoriness, a drive, a probe) is removed at compile time, and a
@@ -34,6 +35,7 @@ from numba.core import types
 from numba.extending import overload
 from tqdm.auto import tqdm
 
+from .events import SpikeEvents
 from .neurons.izhikevich import Izhikevich
 from .neurons.lif import LIF, _decay, refractory_steps, synaptic_gain
 from .projections.dense import Dense
@@ -376,14 +378,9 @@ def _channel(drive, rows: list[int], rec: np.ndarray, n: int, dtype) -> tuple:
 def _events_to_dense(ev_idx, ev_ptr, steps: int, batch: int, n: int, dtype: torch.dtype,
                      stride: int = 1) -> torch.Tensor:
     """Spike events (step-major, then sample) as ``[ceil(steps / stride), B, n]`` for steps ``0, stride, ...``."""
-    slot = np.repeat(np.arange(steps * batch), np.diff(ev_ptr))
-    t, b = np.divmod(slot, batch)
-    i = ev_idx[:slot.size]
-    if stride > 1:
-        keep = t % stride == 0
-        t, b, i = t[keep] // stride, b[keep], i[keep]
+    t, b, i = SpikeEvents.from_csr(ev_idx, ev_ptr, steps, batch, stride)
     out = torch.zeros(-(-steps // stride), batch, n, dtype=dtype)
-    out.numpy()[t, b, i] = 1
+    out.numpy()[t.numpy() // stride, b.numpy(), i.numpy()] = 1
     return out
 
 
@@ -393,8 +390,9 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
 
     ``state`` is ``(population state, last spikes [B, n])``; recurrent input at step ``t`` comes
     from the spikes of step ``t - 1``. Appends to each probe's ``chunks`` one tensor
-    ``[ceil(T / stride), B, n]``. Returns ``((state, last spikes), spikes [T, B, n] if
-    keep_output else None)``, or ``None`` when the configuration is not supported.
+    ``[ceil(T / stride), B, n]``, or :class:`SpikeEvents` for an event probe. Returns ``((state,
+    last spikes), spikes [T, B, n] if keep_output else None)``, or ``None`` when the
+    configuration is not supported.
     """
     try:
         if type(population) is LIF:
@@ -476,7 +474,9 @@ def try_run_compiled(population, projections, drive, state, probes, keep_output,
 
     tdtype = population.dtype
     for p in probes:
-        if p.variable == "spikes":
+        if p.events:
+            p.chunks.append(SpikeEvents.from_csr(ev_idx, ev_ptr, steps, batch, p.stride))
+        elif p.variable == "spikes":
             p.chunks.append(_events_to_dense(ev_idx, ev_ptr, steps, batch, n, tdtype, p.stride))
         else:
             g, buf = recordings[p.variable]

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .errors import NeurosimError, check_finite, check_positive
+from .events import SpikeEvents
 from .neurons.base import Population
 from .projections.base import Projection
 
@@ -32,17 +33,20 @@ class Connection:
 
 @dataclass
 class Probe:
-    """Records ``variable`` of ``target`` every ``stride`` steps (the value after steps 0, stride, ...)."""
+    """Records ``variable`` of ``target`` every ``stride`` steps (the value after steps 0, stride, ...);
+    spikes as :class:`~neurosim.events.SpikeEvents` with ``events``."""
 
     target: str
     variable: str
     stride: int = 1
+    events: bool = False
     chunks: list = field(default_factory=list)
 
 
 class RunResult(NamedTuple):
     """``outputs``: full ``[T, B, n]`` sequences of the requested populations; ``probes``: recordings
-    ``[ceil(T / stride), B, n]`` by probe name; ``state``: pass to the next ``run`` to continue."""
+    ``[ceil(T / stride), B, n]`` by probe name (:class:`~neurosim.events.SpikeEvents` for event
+    probes); ``state``: pass to the next ``run`` to continue."""
 
     outputs: dict
     probes: dict
@@ -115,8 +119,13 @@ class Network(nn.Module):
         self.connections[name] = Connection(pre, post, projection)
         return projection
 
-    def probe(self, target: str, variable: str = "spikes", stride: int = 1, name: str | None = None) -> str:
-        """Record ``variable`` of population ``target`` every ``stride`` steps; returns the probe name."""
+    def probe(self, target: str, variable: str = "spikes", stride: int = 1, name: str | None = None,
+              events: bool = False) -> str:
+        """Record ``variable`` of population ``target`` every ``stride`` steps; returns the probe name.
+
+        With ``events``, spikes come as :class:`~neurosim.events.SpikeEvents` (the spikes of steps
+        ``0, stride, ...``) instead of a dense tensor: far smaller, and cheap from the compiled loop.
+        """
         if target not in self.populations:
             raise NeurosimError(f"cannot probe {target!r}: no such population; known: {', '.join(self.populations)}")
         obs = self.populations[target].observables
@@ -124,10 +133,12 @@ class Network(nn.Module):
             raise NeurosimError(f"population {target!r} has no variable {variable!r}; it has: {', '.join(obs)}")
         if not isinstance(stride, int) or stride < 1:
             raise NeurosimError(f"probe stride must be a positive integer, got {stride!r}")
+        if events and variable != "spikes":
+            raise NeurosimError(f"only spikes can be probed as events, not {variable!r}")
         name = name or f"{target}_{variable}"
         if name in self.probes:
             raise NeurosimError(f"the network already has a probe named {name!r}")
-        self.probes[name] = Probe(target, variable, stride)
+        self.probes[name] = Probe(target, variable, stride, bool(events))
         return name
 
     # -- planning ---------------------------------------------------------------------------
@@ -267,10 +278,18 @@ class Network(nn.Module):
                 self._run_loop(group, drives, state, seqs, outputs, T, progress)
             else:
                 self._run_layer(group[0], drives[group[0]], state, seqs)
-        rec = {name: torch.cat(p.chunks) if p.chunks else torch.empty(0) for name, p in self.probes.items()}
+        rec = {name: self._collect(p) for name, p in self.probes.items()}
         for probe in self.probes.values():
             probe.chunks = []
         return RunResult({n: seqs[n] for n in outputs}, rec, state)
+
+    @staticmethod
+    def _collect(p: Probe):
+        if p.events:
+            if len(p.chunks) == 1 and isinstance(p.chunks[0], SpikeEvents):
+                return p.chunks[0]
+            return SpikeEvents.from_dense(torch.cat(p.chunks), p.stride)
+        return torch.cat(p.chunks) if p.chunks else torch.empty(0)
 
     def _probes_of(self, pop: str) -> list[Probe]:
         return [p for p in self.probes.values() if p.target == pop]
