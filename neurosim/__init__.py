@@ -4,7 +4,7 @@ from .network import Network, RunResult
 from .plugin import Plugin
 from .neurons import (ALIF, DSR, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
                       LIParameters, Population)
-from .projections import Conv2d, Dense, Projection, Sparse
+from .projections import Conv2d, Delayed, Dense, Projection, Sparse
 from .surrogate import surrogate
 
 __version__ = "0.1.0"
@@ -13,5 +13,6 @@ __all__ = [
     "NeurosimError", "Network", "RunResult", "Plugin", "Population", "LIF", "LIFParameters", "ALIF", "ALIFParameters",
     "DSR",
     "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "Projection", "Dense", "Sparse", "Conv2d",
+    "Delayed",
     "surrogate", "__version__",
 ]
