@@ -11,7 +11,10 @@ With a ``store`` (:class:`neurosim.store.RunStore`) the runner logs every batch'
 row of ``R`` as it is known, and writes a checkpoint after every task and every
 ``checkpoint_every`` batches: parameters with their ``requires_grad`` flags, module modes, the
 optimiser, every plugin's ``state_dict``, the RNG states, the epoch's sample order and the cursor
-(task, epoch, batch). ``run(resume=True)`` continues from the last complete checkpoint to the same
+(task, epoch, batch). With ``record={"samples": K, "populations": [...]}`` it also records, after
+each task ``t``, the encoded input of the first ``K`` test samples of that task (``t{t}_input``) and
+the spikes they cause in each population (``t{t}_{population}``), just before the checkpoint of
+the task's end: :mod:`neurosim.replay` feeds them back. ``run(resume=True)`` continues from the last complete checkpoint to the same
 result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
 (plugins attach there and must not reset what they learnt), but not ``before_task`` or
 ``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
@@ -28,10 +31,11 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .encoding import encode
-from .errors import NeurosimError, check_positive
+from .errors import NeurosimError, check_known, check_positive
 from .metrics import acc, bwt, fwt
 from .network import Network
 from .plugin import Plugin
+from .recording import Recording
 from .scenarios import Scenario, Task
 
 OPTIMIZERS = ("sgd", "adam")
@@ -55,7 +59,7 @@ class Continual:
                  encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
                  batch_size: int = 64, lr: float = 0.1,
                  optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True,
-                 store=None, checkpoint_every: int | None = None):
+                 store=None, checkpoint_every: int | None = None, record: dict | None = None):
         if not isinstance(network, Network):
             raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
         self.network, self.scenario = network, scenario
@@ -86,6 +90,7 @@ class Continual:
             raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         self.lr, self.optimizer_name, self.momentum, self.seed = lr, optimizer, momentum, seed
         self.store, self.checkpoint_every = store, checkpoint_every
+        self.record = self._check_record(record)
         self.step = 0
         self._resumed: dict | None = None
         self.progress = progress
@@ -97,6 +102,51 @@ class Continual:
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
         self.generator = torch.Generator().manual_seed(seed)
+
+    def _check_record(self, record: dict | None) -> dict | None:
+        if record is None:
+            return None
+        if not isinstance(record, dict):
+            raise NeurosimError(f"record must be a table of samples and populations, got {record!r}")
+        check_known("record", record, ["samples", "populations"])
+        samples, pops = record.get("samples", 8), list(record.get("populations", []))
+        if not isinstance(samples, int) or samples < 1:
+            raise NeurosimError(f"record samples must be a positive integer, got {samples!r}")
+        for name in pops:
+            if name not in self.network.populations or not self.network.populations[name].observables[0] == "spikes":
+                raise NeurosimError(f"cannot record spikes of {name!r}: not a spiking population of the network")
+        return {"samples": samples, "populations": pops}
+
+    def recordings(self) -> dict[str, Recording]:
+        """The recordings ``record`` asks for, to declare when the store is created."""
+        out = {}
+        if self.record is None:
+            return out
+        dt, k = self.network.dt, self.record["samples"]
+        for task in self.scenario.tasks:
+            k_t = min(k, len(task.test.y))
+            out[f"t{task.index}_input"] = Recording("state", n=self.scenario.n_inputs, dt=dt, source=self.input,
+                                                    variable="input", batch=k_t)
+            for pop in self.record["populations"]:
+                out[f"t{task.index}_{pop}"] = Recording("spikes", n=self.network.size(pop), dt=dt, source=pop,
+                                                        batch=k_t)
+        return out
+
+    def _record(self, task: Task) -> None:
+        """Record the encoded input of ``task``'s first test samples and the spikes they cause."""
+        k = min(self.record["samples"], len(task.test.y))
+        seq = encode(torch.as_tensor(task.test.x[:k]), self.steps, self.encoding, generator=self.generator)
+        names = [self.network.probe(pop, "spikes", name=f"_record_{pop}") for pop in self.record["populations"]]
+        try:
+            with torch.no_grad():
+                res = self.network.run({self.input: seq}, outputs=[self.output])
+        finally:
+            for name in names:
+                del self.network.probes[name]
+        self.store.recorder(f"t{task.index}_input").append(seq)
+        for pop, name in zip(self.record["populations"], names):
+            t, b, i = torch.nonzero(res.probes[name], as_tuple=True)  # ordered by step
+            self.store.recorder(f"t{task.index}_{pop}").append(t, i, b, until=seq.shape[0])
 
     @staticmethod
     def _only(names: list[str], what: str) -> str:
@@ -256,6 +306,8 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
+                if self.record is not None:
+                    self._record(task)
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
         self._call("after_training")
         if self.store is not None:

@@ -12,25 +12,31 @@
 ``split`` (with ``mode``) over ``data`` (``digits``, ``mnist``, ``fashion_mnist``; ``root`` for
 IDX files), standardised with the training set's mean and deviation. ``training``: the keyword
 arguments of :class:`neurosim.continual.Continual`. ``plugins``: registered plugin names with
-their keyword arguments. :func:`build` turns a configuration into a ready runner; the
-configuration is all a run file needs to rebuild the run.
+their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
+runner records after each task for replay. :func:`build` turns a configuration into a ready runner; the
+configuration is all a run file needs to rebuild the run: :func:`start` runs one into a new run
+file, :func:`resume` continues one from its file, :func:`load` reads one from TOML.
 """
 from __future__ import annotations
 
 import copy
 import importlib
+import os
+import tomllib
+from pathlib import Path
 
-from .continual import Continual
+from .continual import Continual, ContinualResult
 from .datasets import digits, idx_dataset, standardised
 from .errors import NeurosimError, check_known
 from .plugin import create_plugin
 from .scenarios import Scenario, permuted, split
+from .store import RunStore
 
 #: Model name -> (module, network builder, readout function).
 MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout")}
 DATA = ("digits", "mnist", "fashion_mnist")
 SCENARIOS = ("permuted", "split")
-SECTIONS = ("name", "model", "scenario", "training", "plugins")
+SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
 
 #: The default experiment of ``neurosim run``: five permuted digit tasks on the HLOP paper's
 #: network at the size of 8x8 digits.
@@ -77,7 +83,7 @@ def scenario_from(spec: dict) -> Scenario:
     return split(d, tasks, spec.get("mode", "task"))
 
 
-def build(config: dict, progress: bool = True) -> Continual:
+def build(config: dict, progress: bool = True, store: RunStore | None = None) -> Continual:
     """A :class:`~neurosim.continual.Continual` runner for ``config`` (module docstring)."""
     if not isinstance(config, dict):
         raise NeurosimError(f"an experiment must be a table, got {type(config).__name__}")
@@ -103,6 +109,40 @@ def build(config: dict, progress: bool = True) -> Continual:
             raise NeurosimError(f"plugin {spec['name']!r}: {e}") from None
     training = _section(config, "training")
     check_known("training", training, ["steps", "encoding", "epochs", "batch_size", "lr", "optimizer",
-                                       "momentum", "seed"])
+                                       "momentum", "seed", "checkpoint_every"])
     return Continual(network, scenario_from(_section(config, "scenario")), plugins,
-                     readout=getattr(mod, readout), progress=progress, **training)
+                     readout=getattr(mod, readout), progress=progress, store=store, record=config.get("record"),
+                     **training)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """An experiment from a TOML file: the sections of the module docstring as tables, plugins
+    as an array of tables (``[[plugins]]``)."""
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except OSError as e:
+        raise NeurosimError(f"cannot read {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise NeurosimError(f"{path} is not valid TOML: {e}") from None
+    config.setdefault("name", Path(path).stem)
+    config.setdefault("plugins", [])
+    check_known("experiment", config, SECTIONS)
+    return config
+
+
+def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, keep: int | None = None,
+          progress: bool = True) -> ContinualResult:
+    """Run ``config`` from the beginning, into a new run file at ``path``."""
+    runner = build(config, progress)  # before creating the file: a bad config leaves nothing behind
+    with RunStore.create(path, config, n_tasks=len(runner.scenario), recordings=runner.recordings(), keep=keep,
+                         overwrite=overwrite) as store:
+        runner.store = store
+        return runner.run()
+
+
+def resume(path: str | os.PathLike, *, progress: bool = True) -> ContinualResult:
+    """Continue the run in ``path`` from its last complete checkpoint (or from the beginning)."""
+    with RunStore.open(path, "a") as store:
+        runner = build(store.config, progress, store=store)
+        return runner.run(resume=True)
