@@ -35,7 +35,9 @@ never project). The forward pass keeps the raw :math:`x`; the weight learns from
   other gradient (input, bias) unchanged;
 - ``form="gradient"``: after the backward pass,
   :math:`G \leftarrow G - (G H_{old}^T) H_{old}` with :math:`G = \partial L / \partial W`
-  reshaped to out :math:`\times` fan-in (cheaper for convolutions; linear :math:`q` only). It
+  reshaped to out :math:`\times` fan-in (cheaper for convolutions; linear :math:`q` only;
+  computed as :math:`G P` with :math:`P = I - H_{old}^T H_{old}` formed once per task when the
+  old block has more rows than half the fan-in). It
   filters whatever is in ``.grad``, including updates that local learning rules deposit there.
 
 Without quantisation both give the same gradient, and an SGD step leaves :math:`W x` unchanged on
@@ -164,6 +166,7 @@ class _Subspace:
     new: torch.Tensor
     momentum: torch.Tensor
     counts: list[int] = field(default_factory=list)
+    projector: torch.Tensor | None = None  # I - old^T old, built on first use after each merge
 
 
 class HLOP(Plugin):
@@ -328,12 +331,11 @@ class HLOP(Plugin):
 
     def _hebbian(self, sub: _Subspace, x: torch.Tensor, eta: float) -> None:
         """``hebb_iters`` momentum steps of Oja's subspace rule on the new rows (module docstring)."""
-        k_old = sub.old.shape[0]
         new, m = sub.new, sub.momentum
+        residual = x - self._q(x @ sub.old.t()) @ sub.old  # the old rows' part, fixed within the batch
         for _ in range(self.hebb_iters):
-            h = torch.cat([sub.old, new])
-            y = self._q(x @ h.t())
-            dh = torch.clamp(y[:, k_old:].t() @ (x - y @ h) / x.shape[0], -self.clamp, self.clamp)
+            y = self._q(x @ new.t())
+            dh = torch.clamp(y.t() @ (residual - y @ new) / x.shape[0], -self.clamp, self.clamp)
             m = self.momentum * m + (1 - self.momentum) * dh
             new = new + eta * m
         sub.new, sub.momentum = new, m
@@ -401,14 +403,20 @@ class HLOP(Plugin):
             return
         with torch.no_grad():
             for name, (proj, _) in self._targets.items():
-                old = self.subspaces[name].old
-                if old.shape[0] and proj.weight.grad is not None:
+                sub = self.subspaces[name]
+                if sub.old.shape[0] and proj.weight.grad is not None:
                     g = proj.weight.grad.view(proj.weight.shape[0], -1)
-                    g -= (g @ old.t()) @ old
+                    if 2 * sub.old.shape[0] > sub.old.shape[1]:  # G P is cheaper than G - (G H^T) H
+                        if sub.projector is None:
+                            sub.projector = torch.eye(sub.old.shape[1], dtype=sub.old.dtype) - sub.old.t() @ sub.old
+                        g.copy_(g @ sub.projector)
+                    else:
+                        g -= (g @ sub.old.t()) @ sub.old
 
     def after_task(self, runner, task: int) -> None:
         for sub in self.subspaces.values():
             sub.old = torch.cat([sub.old, sub.new])
+            sub.projector = None
             sub.new = sub.old.new_zeros(0, sub.old.shape[1])
             sub.momentum = sub.new.clone()
         self.current = -1
