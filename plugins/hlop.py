@@ -3,7 +3,9 @@ r"""HLOP: Hebbian learning based orthogonal projection (Xiao et al., ICLR 2024).
 Every protected projection with weight :math:`W` gets lateral "subspace neurons" whose weights are
 the rows of :math:`H` (:math:`k \times n`). Its presynaptic activity :math:`X` has one row per
 time step and sample (:math:`N = T B` rows of length :math:`n = n_{in}`); for a convolution one
-row per im2col patch (``F.unfold``), :math:`n = C_{in} k_h k_w`, one subspace per layer.
+row per im2col patch (``F.unfold``), :math:`n = C_{in} k_h k_w`, one subspace per layer. For a
+delayed projection the rows are the delivered activity :math:`x_j[t - d_{ij}]` of a few sampled
+postsynaptic neurons :math:`i` per batch (rounded delays; gradient form only).
 
 **Subspace learning** (Oja's subspace rule, Hebbian plus anti-Hebbian), on every training batch
 after the forward pass, repeated ``hebb_iters`` times:
@@ -46,7 +48,8 @@ breaks the guarantee); SGD momentum is safe because the runner rebuilds the opti
 
 **Freezing** (``freeze_after_first_task``), from task 1 on: modules with running statistics
 (batch normalisation) stay in eval mode and, like neuron populations (thresholds, time constants),
-stop learning; every other 1-D parameter (biases, norm affines; not projection weights, which are
+stop learning, as do the positions of delayed projections (a moved delay changes old outputs and
+cannot be projected); every other 1-D parameter (biases, norm affines; not projection weights, which are
 1-D in Sparse) leaves the optimiser. All of this
 is done by ``requires_grad = False`` in ``before_task``, which runs before the runner builds the
 optimiser from the parameters that require gradients; a hand-written loop must build its
@@ -54,7 +57,7 @@ optimiser after ``before_task`` too.
 
 **What it acts on**: by default every projection of the network whose weight is trained (frozen
 ones have nothing to forget). Dense
-(without mask or Dale's law) and Conv2d are supported. Sparse projections and masked or
+and Delayed (without mask or Dale's law) and Conv2d are supported. Sparse projections and masked or
 sign-constrained Dense ones are refused: a projected update restricted to existing synapses, or
 passed through ``|W|``, is no longer orthogonal to the protected subspace. Refused projections are
 skipped with a warning when found by default and raise when named in ``projections``; a named
@@ -73,7 +76,7 @@ from torch.nn import functional as F
 from neurosim.errors import NeurosimError, check_choice, check_positive
 from neurosim.neurons import Population, weighted_rate
 from neurosim.plugin import Plugin
-from neurosim.projections import Conv2d, Dense, Sparse
+from neurosim.projections import Conv2d, Delayed, Dense, Sparse
 
 FORMS = ("input", "gradient")
 
@@ -109,8 +112,35 @@ class _ConvRows:
         return g.reshape(-1, self.channels, self.locations).transpose(1, 2).reshape(-1, self.channels)
 
 
-def _layout(proj):
+class _DelayedRows(_DenseRows):
+    r"""Delayed: the activity that reaches the synapses. Postsynaptic neuron :math:`i` sees
+    :math:`\tilde x_i[t]_j = x_j[t - d_{ij}]` (rounded delays), its own shifted copy of the input, and
+    its weight gradient is :math:`\sum_t \delta_i[t] \tilde x_i[t]`. Each batch takes ``samples``
+    postsynaptic neurons in turn (from ``offset``, the runner's step) and learns from all their
+    delivered sequences, so the subspace grows to span what every neuron receives."""
+
+    def __init__(self, proj: Delayed, samples: int):
+        super().__init__(proj)
+        self.proj, self.samples, self.offset = proj, min(samples, proj.n_out), 0
+
+    def sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """``[T, B, n_in]`` -> ``[T, samples * B, n_in]``, the sampled neurons' delivered inputs."""
+        T, B, n = x.shape
+        D = self.proj.max_delay
+        neurons = (self.offset * self.samples + torch.arange(self.samples)) % self.n_out
+        d = self.proj.rounded_delays()[neurons].to(x.device)
+        t = torch.arange(T, device=x.device).view(T, 1, 1) + D - d  # [T, samples, n_in] into x padded by D
+        seq = F.pad(x, (0, 0, 0, 0, D, 0))[t, :, torch.arange(n, device=x.device)]  # [T, samples, n_in, B]
+        return seq.permute(0, 1, 3, 2).reshape(T, self.samples * B, n)
+
+
+def _layout(proj, delay_samples: int = 4):
     """Row layout of a supported projection, or the reason HLOP cannot act on it."""
+    if isinstance(proj, Delayed):
+        if proj.mask is not None or proj.signs is not None:
+            return "its mask or Dale's law constrains the update, so a projected update is no longer " \
+                   "orthogonal to the protected subspace"
+        return _DelayedRows(proj, delay_samples)
     if isinstance(proj, Dense):
         if proj.mask is not None:
             return "its connectivity mask restricts updates to existing synapses, so a projected update is no " \
@@ -124,7 +154,7 @@ def _layout(proj):
     if isinstance(proj, Sparse):
         return "it is Sparse: restricting the projected dense update to existing synapses breaks its " \
                "orthogonality to the protected subspace"
-    return f"HLOP supports Dense and Conv2d projections, not {type(proj).__name__}"
+    return f"HLOP supports Dense, Conv2d and Delayed projections, not {type(proj).__name__}"
 
 
 def _frozen(proj) -> str:
@@ -171,14 +201,16 @@ class _Subspace:
 
 class HLOP(Plugin):
     """``HLOP(rows_per_task, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10, quantise=None,
-    form="input", rates=None, projections=None, freeze_after_first_task=True, seed=0)``; see the
-    module docstring.
+    form="input", rates=None, projections=None, freeze_after_first_task=True, seed=0, delay_samples=4)``;
+    see the module docstring.
 
     ``rows_per_task``: rows added per task and layer, as one int, a list indexed by task whose
     entries are an int or a list indexed by layer, or ``f(task, layer) -> int``. Layers are the
     protected projections in the order of ``projections`` (default: the network's connection order).
     ``lr_hebb``: one number or a dict projection name -> number. ``seed`` fixes the orthogonal
-    initialisation of each new block (drawn from ``(seed, task, layer)``).
+    initialisation of each new block (drawn from ``(seed, task, layer)``). ``delay_samples``: how many
+    postsynaptic neurons of a :class:`~neurosim.projections.Delayed` projection lend their delivered
+    inputs to each batch's Hebbian update.
     """
 
     name = "hlop"
@@ -186,7 +218,7 @@ class HLOP(Plugin):
     def __init__(self, rows_per_task, lr_hebb: float | dict[str, float] = 0.01, hebb_iters: int = 5,
                  momentum: float = 0.9, clamp: float = 10.0, quantise: tuple[float, float] | None = None,
                  form: str = "input", rates: float | None = None, projections: list[str] | None = None,
-                 freeze_after_first_task: bool = True, seed: int = 0):
+                 freeze_after_first_task: bool = True, seed: int = 0, delay_samples: int = 4):
         if not (callable(rows_per_task) or isinstance(rows_per_task, (int, list, tuple))):
             raise NeurosimError("rows_per_task must be an int, a list or a callable, "
                                 f"got {type(rows_per_task).__name__}")
@@ -211,6 +243,9 @@ class HLOP(Plugin):
         self.rows_per_task, self.lr_hebb, self.hebb_iters = rows_per_task, lr_hebb, hebb_iters
         self.momentum, self.clamp, self.quantise, self.form = float(momentum), float(clamp), quantise, form
         self.rates = rates
+        if not isinstance(delay_samples, int) or delay_samples < 1:
+            raise NeurosimError(f"delay_samples must be a positive integer, got {delay_samples!r}")
+        self.delay_samples = delay_samples
         self.names, self.freeze_after_first_task, self.seed = projections, freeze_after_first_task, seed
         self.subspaces: dict[str, _Subspace] = {}
         self.current = -1  # the task whose rows are in the new blocks, -1 between tasks
@@ -236,7 +271,10 @@ class HLOP(Plugin):
                     raise NeurosimError(f"HLOP cannot act on projection {name!r}: {frozen}, so it has no "
                                         "weight update to project")
                 continue
-            layout = _layout(proj)
+            layout = _layout(proj, self.delay_samples)
+            if isinstance(layout, _DelayedRows) and self.form == "input":
+                raise NeurosimError(f"HLOP cannot act on projection {name!r} with form='input': a delayed "
+                                    "projection's inputs differ per synapse; use form='gradient'")
             if isinstance(layout, str):
                 if self.names is not None:
                     raise NeurosimError(f"HLOP cannot act on projection {name!r}: {layout}")
@@ -320,6 +358,8 @@ class HLOP(Plugin):
             if not self._active or self._targets[name][0] is not module:  # e.g. a copy of the network
                 return None
             raw = args[0].detach().to(module.weight.dtype)
+            if isinstance(layout, _DelayedRows):
+                raw = layout.sequence(raw)
             x = layout.rows(raw)
             self._rows[name].append(raw if self.rates else x)
             old = self.subspaces[name].old
@@ -372,6 +412,9 @@ class HLOP(Plugin):
 
     def before_batch(self, runner) -> None:
         self._attach(runner.network)
+        for _, layout in self._targets.values():
+            if isinstance(layout, _DelayedRows):
+                layout.offset = getattr(runner, "step", 0)
         if self.freeze_after_first_task and self.current > 0:
             self._freeze(runner.network)
         self._rows = {name: [] for name in self._targets}
@@ -428,6 +471,8 @@ class HLOP(Plugin):
         weights = {id(c.projection.weight) for c in network.connections.values()
                    if getattr(c.projection, "weight", None) is not None}
         for module in network.modules():
+            if isinstance(module, Delayed) and module.positions is not None:
+                module.positions.requires_grad_(False)
             stats = getattr(module, "running_mean", None) is not None
             if stats:
                 module.eval()
