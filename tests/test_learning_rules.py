@@ -7,7 +7,7 @@ import torch
 
 import neurosim as ns
 from neurosim.errors import NeurosimError
-from neurosim.learning import ThreeFactor, ThreeFactorParameters, three_factor_step
+from neurosim.learning import STDP, STDPParameters, STDPState, ThreeFactor, ThreeFactorParameters, stdp_step, three_factor_step
 from neurosim.learning.three_factor import three_factor_initial_state
 
 
@@ -144,3 +144,111 @@ def test_three_factor_rejects_bad_input():
         ThreeFactor(ns.Dense(4, 3, dale="exc"))
     with pytest.raises(NeurosimError, match="Dense"):
         ThreeFactor(ns.Sparse(4, 3, p=0.5))
+
+
+# -- STDP against Brian2 ------------------------------------------------------------------------
+
+def brian2_stdp(pre, post, w0, p, dt):
+    """The same model in Brian2 (numpy target, float64): event-driven traces whose increments arrive
+    one step after the spike (a pathway delay of dt), so the weight code of step t reads x[t-1] and
+    y[t-1]; the trace pathways run first in the synapses slot, the weight updates next, the clipping
+    last (once per step, as in our rule)."""
+    from brian2 import Network, SpikeGeneratorGroup, Synapses, defaultclock, ms, prefs, start_scope
+
+    prefs.codegen.target = "numpy"
+    start_scope()
+    defaultclock.dt = dt * ms
+    T, n_in = pre.shape
+    n_out = post.shape[1]
+    t_pre, i_pre = np.nonzero(pre)
+    t_post, i_post = np.nonzero(post)
+    g_pre = SpikeGeneratorGroup(n_in, i_pre, t_pre * dt * ms)
+    g_post = SpikeGeneratorGroup(n_out, i_post, t_post * dt * ms)
+    bounded = p.w_min is not None
+    on_pre = {"pre_trace": "apre += 1", "pre": "w += -Am * apost"}
+    on_post = {"post_trace": "apost += 1", "post": "w += Ap * apre"}
+    if bounded:
+        on_pre["pre_clip"] = "w = clip(w, wmin, wmax)"
+        on_post["post_clip"] = "w = clip(w, wmin, wmax)"
+    S = Synapses(g_pre, g_post, model="""w : 1
+        dapre/dt = -apre / taupre : 1 (event-driven)
+        dapost/dt = -apost / taupost : 1 (event-driven)""",
+                 on_pre=on_pre, on_post=on_post, delay={"pre_trace": dt * ms, "post_trace": dt * ms},
+                 namespace=dict(taupre=p.tau_pre * ms, taupost=p.tau_post * ms, Ap=p.a_plus, Am=p.a_minus,
+                                wmin=p.w_min, wmax=p.w_max))
+    S.connect()
+    S.w = w0[S.j[:], S.i[:]]
+    S.pre_trace.order = S.post_trace.order = -1
+    if bounded:
+        S.pre_clip.order = S.post_clip.order = 1
+    net = Network(g_pre, g_post, S)
+    net.run(T * dt * ms)
+    w = np.empty_like(w0)
+    w[S.j[:], S.i[:]] = S.w[:]
+    return w
+
+
+def random_trains(T, n, rate, rng):
+    return (rng.random((T, n)) < rate).astype(np.float64)
+
+
+@pytest.mark.parametrize("bounds", [(None, None), (0.0, 0.2)])
+def test_stdp_matches_brian2(bounds):
+    rng = np.random.default_rng(11)
+    T, n_in, n_out, dt = 400, 5, 4, 0.5
+    pre, post = random_trains(T, n_in, 0.08, rng), random_trains(T, n_out, 0.08, rng)
+    post[::37, :] = 1.0  # volleys that coincide with presynaptic spikes
+    pre[::37, ::2] = 1.0
+    assert (pre.sum(1)[:, None] * post).sum() > 50  # many coincident pre/post pairs
+    p = STDPParameters(tau_pre=8.0, tau_post=12.0, a_plus=0.01, a_minus=0.013, w_min=bounds[0], w_max=bounds[1])
+    w0 = rng.uniform(0.05, 0.15, size=(n_out, n_in))
+    expected = brian2_stdp(pre, post, w0, p, dt)
+
+    proj = ns.Dense(n_in, n_out, weight=w0, dtype=torch.float64)
+    rule = STDP(proj, p, dt=dt)
+    opt = torch.optim.SGD(proj.parameters(), lr=1.0)
+    state = rule.initial_state(1)
+    for t in range(T):
+        state = rule.step(torch.from_numpy(pre[t : t + 1]), torch.from_numpy(post[t : t + 1]), state)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        rule.clip()
+    w = proj.weight.detach().numpy()
+    assert np.abs(w - w0).max() > 0.05  # the weights moved
+    if bounds[0] is not None:
+        assert (w == bounds[1]).any() or (w == bounds[0]).any()  # the bounds were reached
+    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-6)
+
+
+def test_stdp_pairing_window_closed_form():
+    """One pre and one post spike k steps apart: potentiation A+ l+^(k-1), depression A- l-^(k-1),
+    nothing in the same step."""
+    p = STDPParameters(tau_pre=5.0, tau_post=9.0, a_plus=0.3, a_minus=0.2)
+    dt, T = 1.0, 12
+    for k in range(-5, 6):
+        pre = torch.zeros(T, 1, 1, dtype=torch.float64)
+        post = torch.zeros(T, 1, 1, dtype=torch.float64)
+        pre[6, 0, 0] = 1.0
+        post[6 + k, 0, 0] = 1.0
+        state = STDPState(torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
+        total = 0.0
+        for t in range(T):
+            state, dw = stdp_step(pre[t], post[t], state, p, dt)
+            total += dw.item()
+        if k > 0:
+            expected = p.a_plus * math.exp(-dt / p.tau_pre) ** (k - 1)
+        elif k < 0:
+            expected = -p.a_minus * math.exp(-dt / p.tau_post) ** (-k - 1)
+        else:
+            expected = 0.0
+        assert total == pytest.approx(expected, rel=1e-12, abs=0.0)
+
+
+def test_stdp_rejects_bad_parameters():
+    with pytest.raises(NeurosimError, match="w_min"):
+        STDPParameters(w_min=1.0, w_max=0.0)
+    with pytest.raises(NeurosimError, match="tau_pre"):
+        STDPParameters(tau_pre=-1.0)
+    rule = STDP(ns.Dense(3, 2))
+    with pytest.raises(NeurosimError, match="post"):
+        rule.step(torch.zeros(1, 3), torch.zeros(1, 3), rule.initial_state(1))

@@ -1,3 +1,4 @@
 """Local learning rules; each deposits its weight change into ``.grad`` as a descent direction."""
 from .force import FORCE, FORCEParameters, FORCEState, force_initial_state, force_reset, force_step
 from .three_factor import ThreeFactor, ThreeFactorParameters, ThreeFactorState, three_factor_step
+from .stdp import STDP, STDPParameters, STDPState, stdp_step
