@@ -7,7 +7,8 @@ into a run file (``--store``, default ``EXPERIMENT.h5``); ``neurosim resume RUN.
 from its last complete checkpoint; ``neurosim replay RUN.h5 --task T [--after-task U]`` feeds the
 input recorded after task T back into the network of the end of task U; ``neurosim inspect RUN.h5``
 summarises a run file (also while it is written) and ``neurosim plot RUN.h5 WHAT --out FILE.png``
-draws a raster, population rates, the accuracy matrix or forgetting curves.
+draws a raster, population rates, the accuracy matrix, forgetting curves or a histogram of the
+synaptic delays of a checkpoint.
 ``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
 its rates (``--raster FILE`` writes a raster PNG). Bad input ends with one line on stderr and
 exit status 2.
@@ -114,7 +115,8 @@ def _cmd_plot(args) -> int:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise NeurosimError(f"cannot write {args.out}: {folder} is not a directory")
-    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms)) if v is not None}
+    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms),
+                              ("checkpoint", args.checkpoint)) if v is not None}
     plot(args.run, args.what, args.out, **opts)
     print(args.out)
     return 0
@@ -175,10 +177,11 @@ def parser() -> argparse.ArgumentParser:
     ins.set_defaults(fn=_cmd_inspect)
     pl = sub.add_parser("plot", help="plot from a run file to a PNG")
     pl.add_argument("run", metavar="RUN.h5")
-    pl.add_argument("what", help="raster, rates, accuracy or forgetting")
+    pl.add_argument("what", help="raster, rates, accuracy, forgetting or delays")
     pl.add_argument("--out", default="plot.png", metavar="FILE.png", help="the PNG to write (default plot.png)")
     pl.add_argument("--recording", help="raster, rates: the spike recording (default: the only one)")
     pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms")
+    pl.add_argument("--checkpoint", type=int, help="delays: the checkpoint (default: the latest)")
     pl.set_defaults(fn=_cmd_plot)
     return ap
 

@@ -1,4 +1,5 @@
-"""PNG figures of a run file: spike raster, firing rates, accuracy matrix, forgetting curves."""
+"""PNG figures of a run file: spike raster, firing rates, accuracy matrix, forgetting curves, and the
+synaptic delays of a checkpoint."""
 from __future__ import annotations
 
 import os
@@ -8,8 +9,9 @@ import numpy as np
 from .errors import NeurosimError, check_choice, check_known
 from .store import RunStore
 
-PLOTS = ("raster", "rates", "accuracy", "forgetting")
-OPTIONS = {"raster": ("recording", "start", "stop"), "rates": ("recording", "bin_ms"), "accuracy": (), "forgetting": ()}
+PLOTS = ("raster", "rates", "accuracy", "forgetting", "delays")
+OPTIONS = {"raster": ("recording", "start", "stop"), "rates": ("recording", "bin_ms"), "accuracy": (), "forgetting": (),
+           "delays": ("checkpoint",)}
 MAX_RASTER_EVENTS = 200_000
 
 
@@ -95,9 +97,43 @@ def _forgetting(store, ax):
     ax.legend(fontsize=8)
 
 
+def checkpoint_delays(network_state: dict) -> dict[str, tuple[np.ndarray, int]]:
+    """``{projection: (integer delays, max_delay)}`` of every delayed projection in a network state
+    dict (a checkpoint's ``"network"``): rounded learnt positions, or the fixed delays."""
+    from .projections.delayed import delays_from_state
+
+    found = {}
+    for key, extra in network_state.items():
+        if key.endswith("._extra_state") and isinstance(extra, dict) and "max_delay" in extra:
+            prefix = key[: -len("_extra_state")]
+            found[prefix[:-1].removeprefix("projections.")] = delays_from_state(network_state, prefix)
+    return found
+
+
+def _delays(store, ax, checkpoint: int | None = None):
+    if checkpoint is None:
+        latest = store.latest_checkpoint()
+        if latest is None:
+            raise NeurosimError(f"{store.path} has no checkpoint")
+        checkpoint, state = latest
+    else:
+        state = store.checkpoint(checkpoint)
+    found = checkpoint_delays(state["network"])
+    if not found:
+        raise NeurosimError(f"checkpoint {checkpoint} of {store.path} has no delayed projection")
+    top = max(D for _, D in found.values())
+    for name, (d, D) in found.items():
+        ax.hist(d.ravel(), bins=np.arange(top + 1) - 0.5, histtype="step", lw=1.5, label=f"{name} (max {D - 1})")
+    ax.set_xlabel("delay (steps)")
+    ax.set_ylabel("synapses")
+    ax.set_title(f"synaptic delays at checkpoint {checkpoint}")
+    ax.legend(fontsize=8)
+
+
 def plot(path: str | os.PathLike, what: str, out_png: str | os.PathLike, **opts) -> None:
     """Write figure ``what`` of run file ``path`` to ``out_png``: ``raster`` (options recording,
-    start, stop in steps), ``rates`` (recording, bin_ms), ``accuracy`` or ``forgetting``."""
+    start, stop in steps), ``rates`` (recording, bin_ms), ``accuracy``, ``forgetting`` or ``delays``
+    (histogram per delayed projection at ``checkpoint``, default the latest)."""
     check_choice("plot", what, PLOTS)
     check_known(f"{what} plot", opts, OPTIONS[what])
     out_png = os.fspath(out_png)
@@ -115,7 +151,7 @@ def plot(path: str | os.PathLike, what: str, out_png: str | os.PathLike, **opts)
             if what == "rates":
                 _rates(store, fig, **opts)
             else:
-                fn = {"raster": _raster, "accuracy": _accuracy, "forgetting": _forgetting}[what]
+                fn = {"raster": _raster, "accuracy": _accuracy, "forgetting": _forgetting, "delays": _delays}[what]
                 fn(store, fig.add_subplot(), **opts)
             fig.tight_layout()
             fig.savefig(out_png, dpi=120)

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -104,6 +105,21 @@ def sigma_schedule(sigma0: float, epochs: int, final: float = SIGMA_FINAL) -> li
     span = max(1, epochs // 4)
     a = (final / sigma0) ** (1 / span)
     return [final if e >= span else sigma0 * a ** e for e in range(epochs)]
+
+
+def rounded(positions: torch.Tensor, max_delay: int) -> torch.Tensor:
+    """Integer delays ``D-1-floor(D/2) - round(p)`` (int64) of positions ``p`` clamped to their range."""
+    half = max_delay // 2
+    hi = max_delay - 1 - half
+    return (hi - positions.clamp(-half, hi).round()).long()
+
+
+def delays_from_state(state: dict, prefix: str) -> tuple[np.ndarray, int]:
+    """``(integer delays, max_delay)`` of the :class:`Delayed` saved under ``prefix`` in a state dict."""
+    max_delay = int(state[prefix + "_extra_state"]["max_delay"])
+    positions = state.get(prefix + "positions")
+    d = rounded(positions, max_delay) if positions is not None else state[prefix + "fixed_delays"]
+    return d.numpy(), max_delay
 
 
 @contextmanager
@@ -212,9 +228,8 @@ class Delayed(Projection):
         """The integer delays ``d_ij`` (int64 ``[n_out, n_in]``) used in integer mode."""
         if self.positions is None:
             return self.fixed_delays
-        lo, hi = self.position_range
         with torch.no_grad():
-            return (hi - self.positions.clamp(lo, hi).round()).long()
+            return rounded(self.positions, self.max_delay)
 
     def kernel(self) -> torch.Tensor:
         """The dense ``[n_out, n_in, D]`` kernel of the current mode: Gaussian, or one-hot on tap
@@ -254,8 +269,20 @@ class Delayed(Projection):
                                 f"max_delay={self.max_delay}")
         return d.long().clone()
 
+    def get_extra_state(self) -> dict:
+        """Saved with the parameters, so a state dict tells its delays' range."""
+        return {"max_delay": self.max_delay}
+
+    def set_extra_state(self, state: dict) -> None:
+        """Checked in :meth:`_load_from_state_dict`."""
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         name = f"projection {prefix[:-1]!r}" if prefix else f"Delayed({self.n_in} -> {self.n_out})"
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None and (not isinstance(extra, dict) or extra.get("max_delay") != self.max_delay):
+            found = extra.get("max_delay") if isinstance(extra, dict) else extra
+            raise NeurosimError(f"{name}: the state was saved with max_delay={found!r}, this projection has "
+                                f"max_delay={self.max_delay}")
         p = state_dict.get(prefix + "positions")
         if p is not None and self.positions is not None and p.shape == self.positions.shape:
             lo, hi = self.position_range
