@@ -5,6 +5,7 @@ from .plugin import Plugin
 from .neurons import (ALIF, DSR, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
                       LIParameters, Population)
 from .projections import Conv2d, Delayed, Dense, Projection, Sparse
+from .projections import Chain
 from .surrogate import surrogate
 
 __version__ = "0.1.0"
@@ -16,3 +17,4 @@ __all__ = [
     "Delayed",
     "surrogate", "__version__",
 ]
+__all__ += ["Chain"]

@@ -1,5 +1,6 @@
 """Projections: dense, sparse (fixed random CSR), convolutional; recurrent when pre is post."""
 from .base import Projection, dale_signs
+from .chain import Chain
 from .conv import Conv2d
 from .delayed import Delayed, integer_delays, sigma_schedule
 from .dense import Dense
@@ -7,3 +8,4 @@ from .sparse import Sparse, random_connectivity
 
 __all__ = ["Projection", "Dense", "Sparse", "Conv2d", "dale_signs", "random_connectivity"]
 __all__ += ["Delayed", "integer_delays", "sigma_schedule"]
+__all__ += ["Chain"]
