@@ -79,7 +79,8 @@ class _DSRFunction(torch.autograd.Function):
         state, out = DSRState(v0), torch.empty_like(xs)
         for t in range(xs.shape[0]):
             out[t], state = dsr_step(xs[t], state, p, dt, theta)
-        ctx.save_for_backward(weighted_rate(xs, p.tau_mem, dt), theta)
+        # a copy: the floor clamps the parameter in place at the next forward, maybe before this backward
+        ctx.save_for_backward(weighted_rate(xs, p.tau_mem, dt), theta.detach().clone())
         ctx.p, ctx.dt, ctx.T = p, dt, xs.shape[0]
         return out, state.v
 
