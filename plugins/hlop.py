@@ -57,7 +57,8 @@ optimiser after ``before_task`` too.
 
 **What it acts on**: by default every projection of the network whose weight is trained (frozen
 ones have nothing to forget). Dense
-and Delayed (without mask or Dale's law) and Conv2d are supported. Sparse projections and masked or
+and Delayed (without mask or Dale's law) and Conv2d are supported, also inside a
+:class:`~neurosim.projections.Chain` (whose batch norm then freezes like any other). Sparse projections and masked or
 sign-constrained Dense ones are refused: a projected update restricted to existing synapses, or
 passed through ``|W|``, is no longer orthogonal to the protected subspace. Refused projections are
 skipped with a warning when found by default and raise when named in ``projections``; a named
@@ -76,7 +77,7 @@ from torch.nn import functional as F
 from neurosim.errors import NeurosimError, check_choice, check_positive
 from neurosim.neurons import Population, weighted_rate
 from neurosim.plugin import Plugin
-from neurosim.projections import Conv2d, Delayed, Dense, Sparse
+from neurosim.projections import Chain, Conv2d, Delayed, Dense, Sparse
 
 FORMS = ("input", "gradient")
 
@@ -271,6 +272,8 @@ class HLOP(Plugin):
                     raise NeurosimError(f"HLOP cannot act on projection {name!r}: {frozen}, so it has no "
                                         "weight update to project")
                 continue
+            if isinstance(proj, Chain):  # protect the wrapped projection; it sees the input after dropout
+                proj = proj.projection
             layout = _layout(proj, self.delay_samples)
             if isinstance(layout, _DelayedRows) and self.form == "input":
                 raise NeurosimError(f"HLOP cannot act on projection {name!r} with form='input': a delayed "

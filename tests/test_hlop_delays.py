@@ -115,3 +115,23 @@ def test_positions_freeze_after_the_first_task_and_input_form_is_refused():
         HLOP(rows_per_task=1, form="input").before_training(runner)
     with pytest.raises(NeurosimError, match="delay_samples"):
         HLOP(rows_per_task=1, delay_samples=0)
+
+
+def test_a_chain_is_protected_through_its_wrapped_projection():
+    from neurosim.projections import Chain
+    net = Network(dt=1.0)
+    net.add_input("x", 6)
+    net.add("h", LIF(5))
+    net.add("o", LI(3))
+    inner = Delayed(6, 5, 4)
+    net.connect("x", "h", Chain(inner, dropout=0.2))
+    net.connect("h", "o", Dense(5, 3))
+    runner = type("Runner", (), {"network": net, "step": 0})()
+    hlop = HLOP(rows_per_task=2, form="gradient")
+    hlop.before_training(runner)
+    assert hlop._targets["x_to_h"][0] is inner
+    hlop.before_task(runner, 0)
+    hlop.before_batch(runner)
+    net.run(torch.rand(8, 3, 6))
+    hlop.after_forward(runner, None)
+    assert hlop.subspaces["x_to_h"].new.shape == (2, 6)
