@@ -3,7 +3,17 @@
 ``Continual(network, scenario, plugins=[...])`` feeds each sample as an encoded sequence to the
 network's input, reads class scores from the output population's sequence with ``readout``
 (``"mean"`` over time, ``"last"`` step, or a function ``[T, B, n] -> [B, n]``), and trains with
-cross-entropy by BPTT. After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
+cross-entropy. ``learning`` says how a batch's update reaches ``.grad``: :class:`BPTT` (default,
+autograd through the whole run), :class:`ThreeFactorLearner` (a modulated Hebbian rule on the
+projections into the output) or :class:`EPropLearner` (e-prop in a recurrent layer). Every learner
+leaves the update in ``.grad`` and the same hooks follow: ``after_forward`` (the projections were
+called on their presynaptic activity, so forward hooks such as HLOP's have captured it),
+``before_backward`` (a penalty's gradient is added to a local rule's update), ``after_backward``
+(gradient filters act on whatever is in ``.grad``), then the optimiser step. ``on_step(t, state)``
+is called by the learners that step the network one time step at a time, with ``state`` mapping
+population names to ``(neuron state or None, output at t)``: :class:`ThreeFactorLearner` and
+:class:`EPropLearner` do, :class:`BPTT` (which runs layer by layer over all steps) does not. Local
+rules need HLOP's ``form="gradient"`` (its input form acts inside autograd). After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
 (rows of tasks not yet trained stay NaN), and reports ACC, BWT and FWT (:mod:`neurosim.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
 ``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
 
@@ -51,6 +61,113 @@ class ContinualResult:
     fwt: float
 
 
+class BPTT:
+    """Surrogate-gradient backpropagation through time, the default learner: ``Network.run`` over
+    the whole sequence with autograd, cross-entropy on the scores, ``loss.backward()``."""
+
+    autograd = True
+
+    def batch(self, runner: "Continual", task: Task) -> torch.Tensor:
+        runner.outputs = runner.scores(runner.inputs, task)
+        runner._call("after_forward", runner.outputs)
+        loss = runner.penalised(F.cross_entropy(runner.outputs, runner.targets))
+        runner.optimizer.zero_grad()
+        if torch.isfinite(loss):
+            loss.backward()
+        return loss
+
+
+class _LocalLearner:
+    """A learner whose update comes from a local rule, deposited into ``.grad`` without autograd."""
+
+    autograd = False
+
+    def _finish(self, runner: "Continual", scores: torch.Tensor) -> torch.Tensor:
+        """After the rule's deposit: ``after_forward``, penalties (whose gradient adds to the update)."""
+        runner.outputs = scores
+        runner._call("after_forward", scores)
+        loss = runner.penalised(F.cross_entropy(scores, runner.targets))
+        if loss.requires_grad and torch.isfinite(loss):
+            loss.backward()
+        return loss.detach()
+
+
+class ThreeFactorLearner(_LocalLearner):
+    r"""The three-factor rule (:class:`neurosim.learning.ThreeFactor`) on every trained Dense
+    projection into the output population, with a per-neuron error as the modulator.
+
+    The network runs the whole sequence without gradients; then, step by step, each projection's
+    rule sees its presynaptic activity and the modulator
+    :math:`M_i[t] = (\mathbb{1}[i = 	ext{target}] - \mathrm{softmax}(y[t])_i) / T` from the output
+    :math:`y[t]` (restricted to the task's classes when task-incremental). Default parameters:
+    ``hebbian="pre"`` with ``tau_pre`` the output population's ``tau_mem`` (so the trace is the
+    readout's filtered input, and the update the gradient of the mean per-step cross-entropy for a
+    jump-input readout) and no eligibility memory beyond the step (``tau_e`` = 1e-3 ms). Other
+    parameters get no update. Calls ``on_step`` with ``{population: (None, output at t)}``.
+    """
+
+    def __init__(self, params=None):
+        self.params = params
+
+    def batch(self, runner: "Continual", task: Task) -> torch.Tensor:
+        from .learning import ThreeFactor, ThreeFactorParameters
+
+        net, out = runner.network, runner.output
+        conns = [c for c in net.connections.values() if c.post == out and c.projection.weight.requires_grad]
+        if not conns:
+            raise NeurosimError(f"the three-factor learner found no trained projection into {out!r}")
+        params = self.params
+        if params is None:
+            tau = getattr(net.populations[out].params, "tau_mem", 10.0)
+            params = ThreeFactorParameters(tau_pre=float(tau), tau_post=float(tau), tau_e=1e-3, hebbian="pre")
+        rules = [ThreeFactor(c.projection, params, net.dt) for c in conns]
+        runner.optimizer.zero_grad()
+        seq = runner.encode(runner.inputs)
+        pres = sorted({c.pre for c in conns if c.pre in net.populations})
+        with torch.no_grad():
+            res = net.run({runner.input: seq}, outputs=[out] + [p for p in pres if p != out])
+            acts = dict(res.outputs, **{runner.input: seq})
+            ys = acts[out]
+            n, T, B = runner.scenario.n_outputs, ys.shape[0], ys.shape[1]
+            onehot = F.one_hot(runner.targets, ys.shape[2]).to(ys.dtype)
+            states = [rule.initial_state(B) for rule in rules]
+            for t in range(T):
+                p = torch.zeros_like(ys[t])
+                p[:, :n] = torch.softmax(runner.mask(ys[t][:, :n], task), dim=1)
+                m = (onehot - p) / T
+                for k, (rule, c) in enumerate(zip(rules, conns)):
+                    states[k] = rule.step(acts[c.pre][t], ys[t], m, states[k])
+                runner.on_step(t, {name: (None, acts[name][t]) for name in [out] + pres})
+            scores = runner.mask(runner.readout(ys)[:, :n], task)
+        return self._finish(runner, scores)
+
+
+class EPropLearner(_LocalLearner):
+    """e-prop (:class:`neurosim.learning.EProp`) on the whole sequence: the network must be one
+    input, a LIF or ALIF hidden population (optionally recurrent) and the output readout (LI). The
+    loss is the cross-entropy of the scores, its output error taken by autograd on the readout
+    sequence only. Calls ``on_step`` with ``{population: (neuron state, output at t)}``."""
+
+    def __init__(self, params=None, hidden: str | None = None):
+        self.params, self.hidden = params, hidden
+        self._rule = None
+
+    def batch(self, runner: "Continual", task: Task) -> torch.Tensor:
+        from .learning import EProp
+
+        if self._rule is None or self._rule.network is not runner.network:
+            self._rule = EProp(runner.network, self.params, hidden=self.hidden, readout=runner.output)
+        n = runner.scenario.n_outputs
+
+        def scores(ys):
+            return runner.mask(runner.readout(ys)[:, :n], task)
+
+        runner.optimizer.zero_grad()
+        ys, _ = self._rule.sequence(runner.encode(runner.inputs), lambda ys: F.cross_entropy(scores(ys), runner.targets),
+                                    on_step=runner.on_step)
+        return self._finish(runner, scores(ys))
+
+
 class Continual:
     """Runs ``scenario`` on ``network`` with ``plugins``; see the module docstring."""
 
@@ -59,7 +176,7 @@ class Continual:
                  encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
                  batch_size: int = 64, lr: float = 0.1,
                  optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True,
-                 store=None, checkpoint_every: int | None = None, record: dict | None = None):
+                 store=None, checkpoint_every: int | None = None, record: dict | None = None, learning=None):
         if not isinstance(network, Network):
             raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
         self.network, self.scenario = network, scenario
@@ -67,6 +184,15 @@ class Continual:
         for p in self.plugins:
             if not isinstance(p, Plugin):
                 raise NeurosimError(f"plugins must be neurosim.Plugin instances, got {type(p).__name__}")
+        self.learning = BPTT() if learning is None else learning
+        if not callable(getattr(self.learning, "batch", None)):
+            raise NeurosimError(f"learning must be a learner with a batch(runner, task) method, got "
+                                f"{type(self.learning).__name__}")
+        if not getattr(self.learning, "autograd", True):
+            for p in self.plugins:
+                if p.name == "hlop" and getattr(p, "form", None) == "input":
+                    raise NeurosimError("HLOP with form='input' projects autograd's weight gradient, which a local "
+                                        "learning rule does not produce: use HLOP(form='gradient')")
         self.input = input or self._only(list(network.inputs), "input")
         sinks = [n for n in network.populations if not any(c.pre == n for c in network.connections.values())]
         self.output = output or self._only(sinks, "output population")
@@ -165,16 +291,14 @@ class Continual:
             return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
         return torch.optim.Adam(params, lr=self.lr)
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Features ``[B, F]`` as the input sequence ``[T, B, F]``."""
+        return encode(x, self.steps, self.encoding, generator=self.generator)
+
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
-        seq = encode(x, self.steps, self.encoding, generator=self.generator)
-        out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
-        s = self.readout(out)[:, : self.scenario.n_outputs]
-        if task is not None and self.scenario.task_incremental:
-            mask = torch.full_like(s, float("-inf"))
-            mask[:, list(task.classes)] = 0
-            s = s + mask
-        return s
+        out = self.network.run({self.input: self.encode(x)}, outputs=[self.output]).outputs[self.output]
+        return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
 
     def evaluate(self, task: Task, batch_size: int = 512) -> float:
         self._call("before_eval")
@@ -219,22 +343,34 @@ class Continual:
         self.inputs = torch.as_tensor(task.train.x[idx])
         self.targets = torch.as_tensor(task.train.y[idx])
         self._call("before_batch")
-        self.outputs = self.scores(self.inputs, task)
-        self._call("after_forward", self.outputs)
-        loss = F.cross_entropy(self.outputs, self.targets)
-        for p in self.plugins:
-            loss = p.before_backward(self, loss)
+        loss = self.learning.batch(self, task)
         if not torch.isfinite(loss):
             raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
-        self.loss = loss
-        self.optimizer.zero_grad()
-        loss.backward()
         self._call("after_backward")
         self._call("before_update")
         self.optimizer.step()
         self._call("after_update")
         self._call("after_batch")
         return loss.item()
+
+    def penalised(self, loss: torch.Tensor) -> torch.Tensor:
+        """``loss`` through every plugin's ``before_backward`` (penalties); sets ``self.loss``."""
+        for p in self.plugins:
+            loss = p.before_backward(self, loss)
+        self.loss = loss
+        return loss
+
+    def mask(self, scores: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """Scores outside ``task``'s classes set to -inf in a task-incremental scenario."""
+        if task is None or not self.scenario.task_incremental:
+            return scores
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, list(task.classes)] = 0
+        return scores + mask
+
+    def on_step(self, t: int, state) -> None:
+        """Plugins' ``on_step`` hook, for learners that step the network one time step at a time."""
+        self._call("on_step", t, state)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
