@@ -15,7 +15,6 @@ the three-factor readout). On the whole old activity the reduction is 1.5-9 time
 old activity (about 40 % of its norm for the readout's spikes) lies outside the 10 rows, which HLOP
 by construction leaves unprotected.
 """
-import numpy as np
 import pytest
 import torch
 
