@@ -37,8 +37,12 @@ True``) the positions are rounded (half to even) and each synapse delivers its w
 :math:`\sigma = 0` kernel still leaks about :math:`10^{-3}` of each weight to the neighbouring taps).
 The positions themselves are not changed, so training continues from the continuous state.
 Fixed delays (``delays="random"`` or a tensor of integers) always take this path. It never builds
-the ``[n_out, n_in, D]`` kernel: one matmul per distinct delay value, shifted in time (as much
-arithmetic as the convolution; it saves the kernel's memory, not time).
+the ``[n_out, n_in, D]`` kernel (:func:`integer_sum`). Without gradients (no tensor needs one, or
+under ``torch.no_grad()``) it is event-driven (:func:`~neurosim.projections.delay_kernels.event_sum`):
+each nonzero input :math:`s_j[t]` adds :math:`s_j[t]\, w_{ij}` to :math:`I_i[t + d_{ij}]`, so
+sparse spikes or event counts cost a fraction of the convolution. With gradients, or for an input
+too dense for events to pay, it is one matmul per distinct delay value, shifted in time
+(:func:`shifted_sum`: as much arithmetic as the convolution, differentiable in the weights).
 
 :math:`\sigma` starts at :math:`\lfloor D/2 \rfloor` and follows :func:`sigma_schedule` (set it
 per epoch with ``proj.sigma = ...``); it is kept in the buffer ``width`` so checkpoints resume it.
@@ -64,9 +68,14 @@ from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
 from .base import Projection, dale_signs
+from .delay_kernels import event_sum, input_events
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
 SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5 steps)
+# Without gradients, events are delivered one by one while the input's fraction of nonzero entries
+# is below this per distinct delay value; denser inputs go to the shifted matmuls (the crossover
+# measured by benchmarks/delays_inference.py).
+EVENT_DENSITY_PER_DELAY = 0.02
 
 
 def gaussian_kernel(weight: torch.Tensor, positions: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
@@ -92,6 +101,20 @@ def shifted_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> 
         if d < T:  # rows t >= d get the synapses of delay d applied to step t - d
             out[d * B:].addmm_(flat[: (T - d) * B], torch.where(delays == d, weight, zero).t())
     return out.view(T, B, -1)
+
+
+def integer_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:
+    """``I_i[t] = sum_j w_ij s_j[t - d_ij]``: :func:`shifted_sum` where a gradient is needed (or off
+    the CPU), otherwise event-driven (:func:`~neurosim.projections.delay_kernels.event_sum`) unless
+    the input's density exceeds ``EVENT_DENSITY_PER_DELAY`` times the number of distinct delays."""
+    if ((torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.device.type != "cpu"
+            or x.dtype not in (torch.float32, torch.float64)):
+        return shifted_sum(x, weight, delays)
+    events = input_events(x)
+    limit = EVENT_DENSITY_PER_DELAY * x.numel()
+    if events.count > limit and events.count > limit * torch.unique(delays).numel():
+        return shifted_sum(x, weight, delays)
+    return event_sum(x, weight, delays, events)
 
 
 def sigma_schedule(sigma0: float, epochs: int, final: float = SIGMA_FINAL) -> list[float]:
@@ -256,7 +279,7 @@ class Delayed(Projection):
                 self.positions.clamp_(*self.position_range)
             if not self.rounded:
                 return causal_conv(x, self.kernel())
-        return shifted_sum(x, self.effective_weight(), self.rounded_delays())
+        return integer_sum(x, self.effective_weight(), self.rounded_delays())
 
     # -- checks ------------------------------------------------------------------------------
     def _check_delays(self, d: torch.Tensor, name: str) -> torch.Tensor:
