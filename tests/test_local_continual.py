@@ -19,7 +19,8 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual, EPropLearner, ThreeFactorLearner
+from neurosim.continual import Continual
+from neurosim.learners import EPropLearner, ThreeFactorLearner
 from neurosim.datasets import generated
 from neurosim.errors import NeurosimError
 from neurosim.plugins.hlop import HLOP
