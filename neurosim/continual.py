@@ -81,11 +81,6 @@ class Continual:
         if not callable(getattr(self.learning, "batch", None)):
             raise NeurosimError(f"learning must be a learner with a batch(runner, task) method, got "
                                 f"{type(self.learning).__name__}")
-        if not getattr(self.learning, "autograd", True):
-            for p in self.plugins:
-                if p.name == "hlop" and getattr(p, "form", None) == "input":
-                    raise NeurosimError("HLOP with form='input' projects autograd's weight gradient, which a local "
-                                        "learning rule does not produce: use HLOP(form='gradient')")
         self.input = input or self._only(list(network.inputs), "input")
         sinks = [n for n in network.populations if not any(c.pre == n for c in network.connections.values())]
         self.output = output or self._only(sinks, "output population")

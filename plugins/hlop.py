@@ -385,6 +385,9 @@ class HLOP(Plugin):
 
     # -- hooks -------------------------------------------------------------------------------
     def before_training(self, runner) -> None:
+        if self.form == "input" and not getattr(getattr(runner, "learning", None), "autograd", True):
+            raise NeurosimError("HLOP with form='input' projects autograd's weight gradient, which a local "
+                                "learning rule does not produce: use HLOP(form='gradient')")
         self._attach(runner.network)
         scenario = getattr(runner, "scenario", None)
         if scenario is not None:
