@@ -11,7 +11,8 @@
 ``model``: a builder of :data:`MODELS` and its keyword arguments. ``scenario``: ``permuted`` or
 ``split`` (with ``mode``) over ``data`` (``digits``, ``mnist``, ``fashion_mnist``; ``root`` for
 IDX files), standardised with the training set's mean and deviation. ``training``: the keyword
-arguments of :class:`neurosim.continual.Continual`. ``plugins``: registered plugin names with
+arguments of :class:`neurosim.continual.Continual`, with ``learning`` one of ``bptt`` (default),
+``three_factor`` or ``eprop`` (:mod:`neurosim.learners`). ``plugins``: registered plugin names with
 their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
 runner records after each task for replay. :func:`build` turns a configuration into a ready runner; the
 configuration is all a run file needs to rebuild the run: :func:`start` runs one into a new run
@@ -28,6 +29,7 @@ from pathlib import Path
 from .continual import Continual, ContinualResult
 from .datasets import digits, idx_dataset, standardised
 from .errors import NeurosimError, check_known
+from .learners import BPTT, EPropLearner, ThreeFactorLearner
 from .plugin import create_plugin
 from .scenarios import Scenario, permuted, split
 from .store import RunStore
@@ -37,6 +39,7 @@ MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout")}
 DATA = ("digits", "mnist", "fashion_mnist")
 SCENARIOS = ("permuted", "split")
 SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
+LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
 
 #: The default experiment of ``neurosim run``: five permuted digit tasks on the HLOP paper's
 #: network at the size of 8x8 digits.
@@ -109,7 +112,11 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
             raise NeurosimError(f"plugin {spec['name']!r}: {e}") from None
     training = _section(config, "training")
     check_known("training", training, ["steps", "encoding", "epochs", "batch_size", "lr", "optimizer",
-                                       "momentum", "seed", "checkpoint_every"])
+                                       "momentum", "seed", "checkpoint_every", "learning"])
+    learning = training.pop("learning", "bptt")
+    if learning not in LEARNERS:
+        raise NeurosimError(f"unknown learning {learning!r}; expected one of: {', '.join(LEARNERS)}")
+    training["learning"] = LEARNERS[learning]()
     return Continual(network, scenario_from(_section(config, "scenario")), plugins,
                      readout=getattr(mod, readout), progress=progress, store=store, record=config.get("record"),
                      **training)

@@ -76,6 +76,14 @@ def test_experiment_config_builds_and_runs():
     assert PERMUTED_DIGITS["plugins"] == []  # with_plugins copies
 
 
+def test_experiment_config_selects_the_learner():
+    config = with_plugins(PERMUTED_DIGITS, [dict(HLOP_DIGITS, rows_per_task=[[4, 8, 8]] * 2)])
+    config["training"]["learning"] = "three_factor"
+    runner = build(config, progress=False)
+    assert type(runner.learning).__name__ == "ThreeFactorLearner"
+    assert type(build(PERMUTED_DIGITS, progress=False).learning).__name__ == "BPTT"
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda c: c.update(extra=1), "unknown experiment parameter 'extra'"),
     (lambda c: c["model"].update(name="nope"), "unknown model 'nope'"),
@@ -84,6 +92,7 @@ def test_experiment_config_builds_and_runs():
     (lambda c: c["training"].update(lr_decay=1), "unknown training parameter 'lr_decay'"),
     (lambda c: c.update(plugins=[{"name": "nope"}]), "unknown plugin 'nope'"),
     (lambda c: c.update(plugins=[{"name": "ewc", "lambda": 1}]), "plugin 'ewc'.*lambda"),
+    (lambda c: c["training"].update(learning="stdp"), "unknown learning 'stdp'"),
 ])
 def test_bad_experiment_configs(change, message):
     config = with_plugins(PERMUTED_DIGITS, [])
