@@ -36,7 +36,7 @@ import math
 import torch
 from torch import nn
 
-from ..errors import NeurosimError, check_finite, check_last_dim
+from ..errors import NeurosimError, check_last_dim
 from .base import Projection
 
 
@@ -79,8 +79,7 @@ class Chain(Projection):
         if x.dim() == 2 and x.shape[-1] == self.n_in:
             raise NeurosimError(f"{name} needs the whole sequence [T, B, {self.n_in}] (dropout per sequence, "
                                 "batch norm over time), not one step; it cannot sit inside a recurrent loop")
-        check_last_dim(f"input to {name}", x, self.n_in, 3)
-        check_finite(f"input to {name}", x)
+        check_last_dim(f"input to {name}", x, self.n_in, 3)  # finiteness: checked by the projection or the neurons
         if self.training and self.dropout > 0:
             x = x * self.mask(x.shape[1], x)
         y = self.projection(x)
