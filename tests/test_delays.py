@@ -293,3 +293,132 @@ def test_gaussian_kernel_is_a_pure_function_of_its_arguments():
     K = gaussian_kernel(w, p, 0.0, 5)
     assert K.shape == (2, 3, 5) and torch.allclose(K.sum(-1), w)
     assert torch.equal(gaussian_kernel(w, p, -1.0, 5), gaussian_kernel(w, p, 1.0, 5))  # |sigma|
+
+
+# -- event-driven integer path (inference without gradients) -----------------------------------
+
+def counts(T, B, n, p=0.2, top=3, seed=0, dtype=torch.float64):
+    """Sparse event counts 0 .. top: entries are nonzero with probability p."""
+    g = torch.Generator().manual_seed(seed)
+    on = torch.rand(T, B, n, generator=g) < p
+    return (on * torch.randint(1, top + 1, (T, B, n), generator=g)).to(dtype)
+
+
+def edge_delays(n_out, n_in, D, seed=0):
+    """Random integer delays with a whole row at 0 and one at D-1 (the extremes)."""
+    d = torch.randint(0, D, (n_out, n_in), generator=torch.Generator().manual_seed(seed))
+    d[0], d[-1] = 0, D - 1
+    return d
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError("this path must not run here")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("T_extra", [0, 1, 9])
+def test_event_path_shifts_each_input_exactly(dtype, T_extra, monkeypatch):
+    from neurosim.projections import delayed
+    from neurosim.projections.delay_kernels import event_sum
+    D, n_in, n_out, B = 7, 9, 6, 4
+    mask = torch.rand(n_out, n_in, generator=torch.Generator().manual_seed(1)) < 0.7
+    dale = torch.tensor([1.0, -1.0] * 4 + [1.0])
+    proj = Delayed(n_in, n_out, D, delays=edge_delays(n_out, n_in, D), weight=dyadic(n_out, n_in, 3), mask=mask,
+                   dale=dale, dtype=dtype)
+    x = counts(D + T_extra, B, n_in, p=0.08, dtype=dtype)
+    x[0, 0] = 2  # every input of sample 0 at t = 0: the longest delay lands on T-1 when T = D
+    w, d = proj.effective_weight().detach(), proj.rounded_delays()
+    assert bool((w == 0).any()) and bool((w < 0).any())
+    ref = shift_reference(x.double(), w.double(), d).to(dtype)
+    assert torch.equal(event_sum(x, w, d), ref)
+    assert torch.equal(event_sum(x.transpose(0, 1).contiguous().transpose(0, 1), w, d), ref)  # non-contiguous
+    monkeypatch.setattr(delayed, "shifted_sum", refuse)
+    with torch.no_grad():
+        y = proj(x)
+    assert y.dtype == dtype and torch.equal(y, ref)
+
+
+def test_event_path_with_rounded_positions_equals_the_gradient_path():
+    torch.manual_seed(6)
+    D, n_in, n_out = 12, 10, 7
+    proj = Delayed(n_in, n_out, D, weight=dyadic(n_out, n_in, 4), dtype=torch.float64)
+    with torch.no_grad():
+        proj.positions.uniform_(-D, D)  # out of range on purpose: forward clamps, so delays 0 and D-1 occur
+    x = counts(D + 5, 3, n_in)
+    with integer_delays(proj):
+        with torch.no_grad():
+            inference = proj(x)
+        training = proj(x)
+    assert proj.rounded_delays().min() == 0 and proj.rounded_delays().max() == D - 1
+    assert training.requires_grad and not inference.requires_grad
+    assert torch.equal(inference, training.detach())
+    assert torch.equal(inference, shift_reference(x, proj.weight.detach(), proj.rounded_delays()))
+    # non-dyadic weights: the two paths add in different orders, so they agree to rounding
+    with torch.no_grad():
+        proj.weight.normal_()
+    with integer_delays(proj):
+        with torch.no_grad():
+            inference = proj(x)
+        training = proj(x).detach()
+    bound = (proj.weight.abs().sum(1) * x.max()).max().item()
+    assert (inference - training).abs().max() <= 1e-14 * bound
+
+
+def test_gradients_flow_through_integer_delays_in_training_mode(monkeypatch):
+    from neurosim.projections import delay_kernels, delayed
+    monkeypatch.setattr(delayed, "event_sum", refuse)
+    monkeypatch.setattr(delay_kernels, "event_sum", refuse)
+    D, n_in, n_out = 5, 4, 3
+    d = edge_delays(n_out, n_in, D, seed=2)
+    x = counts(8, 2, n_in, p=0.5)
+    g = torch.randn(8, 2, n_out, dtype=torch.float64)
+    proj = Delayed(n_in, n_out, D, delays=d, weight=dyadic(n_out, n_in, 5), dtype=torch.float64)
+    (proj(x) * g).sum().backward()
+    w = proj.weight.detach().clone().requires_grad_()
+    (shift_reference(x, w, d) * g).sum().backward()  # autograd through the reference loop
+    assert proj.weight.grad.abs().sum() > 0 and torch.allclose(proj.weight.grad, w.grad, rtol=1e-12, atol=0)
+    # frozen weights but an input that needs a gradient (a hidden layer's spikes): still the gradient path
+    frozen = Delayed(n_in, n_out, D, delays=d, weight=dyadic(n_out, n_in, 5), learnable=False, dtype=torch.float64)
+    xs, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (frozen(xs) * g).sum().backward()
+    (shift_reference(xr, frozen.weight.detach(), d) * g).sum().backward()
+    assert torch.allclose(xs.grad, xr.grad, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
+    from neurosim.projections import delayed
+    n_in, n_out, T, B = 50, 6, 20, 10
+    d = torch.arange(n_out * n_in).reshape(n_out, n_in) % k  # k distinct delays
+    proj = Delayed(n_in, n_out, 8, delays=d, weight=dyadic(n_out, n_in, 6), dtype=torch.float64)
+    limit = delayed.EVENT_DENSITY_PER_DELAY * k * T * B * n_in  # nonzero entries the event path takes
+    x = torch.zeros(T * B * n_in, dtype=torch.float64)
+    x[torch.randperm(x.numel(), generator=torch.Generator().manual_seed(k))[: int(limit) + 1]] = 1
+    x = x.view(T, B, n_in)
+    ref = shift_reference(x, proj.weight.detach(), d)
+    with monkeypatch.context() as m, torch.no_grad():
+        m.setattr(delayed, "event_sum", refuse)
+        assert torch.equal(proj(x), ref)  # one entry over the threshold
+        x.view(-1)[x.view(-1).nonzero()[0]] = 0
+        m.undo()
+        m.setattr(delayed, "shifted_sum", refuse)
+        assert torch.equal(proj(x), shift_reference(x, proj.weight.detach(), d))  # at the threshold
+        assert torch.equal(proj(torch.zeros(T, 1, n_in, dtype=torch.float64)), torch.zeros(T, 1, n_out,
+                                                                                            dtype=torch.float64))
+
+
+def test_event_sum_bad_input():
+    from neurosim.projections.delay_kernels import event_sum
+    x, w, d = torch.zeros(6, 2, 3), torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.long)
+    with pytest.raises(NeurosimError, match="float32 or float64 CPU tensor"):
+        event_sum(x.half(), w.half(), d)
+    with pytest.raises(NeurosimError, match=r"\[T, B, n_in\]"):
+        event_sum(x[0], w, d)
+    with pytest.raises(NeurosimError, match="weight of the input's dtype"):
+        event_sum(x, w.double(), d)
+    with pytest.raises(NeurosimError, match=r"weight and delays \[n_out, n_in\] with n_in = 3"):
+        event_sum(x, w[:, :2], d)
+    with pytest.raises(NeurosimError, match="integer delays >= 0"):
+        event_sum(x, w, d - 1)
+    with pytest.raises(NeurosimError, match="integer delays >= 0"):
+        event_sum(x, w, d.float())
