@@ -28,14 +28,16 @@ from ..errors import NeurosimError
 
 
 class InputEvents(NamedTuple):
-    """The nonzero entries of an input ``[T, B, n_in]``: those of sample ``b`` are
-    ``index[start[b]:start[b + 1]]`` (each ``t * n_in + j``, ascending)."""
+    """The nonzero entries ``x[t, b, j]`` of an input ``[T, B, n_in]``: those of sample ``b`` are
+    ``k = start[b] .. start[b + 1] - 1``, at ``t = step[k]``, ``j = unit[k]`` (int32), in order of
+    ``t`` then ``j``."""
     start: np.ndarray
-    index: np.ndarray
+    step: np.ndarray
+    unit: np.ndarray
 
     @property
     def count(self) -> int:
-        return self.index.size
+        return self.step.size
 
 
 @njit(cache=True)
@@ -54,8 +56,8 @@ def _count_events(x, start):
 
 
 @njit(cache=True)
-def _fill_events(x, start, index):
-    """``index[start[b]:start[b + 1]]`` = ``t * n_in + j`` of the nonzero entries of sample ``b``."""
+def _fill_events(x, start, step, unit):
+    """``step``, ``unit`` of the nonzero entries of each sample (:class:`InputEvents`)."""
     steps, batch, n_in = x.shape
     fill = start[:-1].copy()
     for t in range(steps):
@@ -63,12 +65,12 @@ def _fill_events(x, start, index):
             row = x[t, b]
             for j in range(n_in):
                 if row[j] != 0:
-                    index[fill[b]] = t * n_in + j
+                    step[fill[b]], unit[fill[b]] = t, j
                     fill[b] += 1
 
 
 @njit(cache=True)
-def _deliver(x, start, index, w_t, d_t, out):
+def _deliver(x, start, step, unit, w_t, d_t, out):
     """``out[t + d_t[j, i], b, i] += x[t, b, j] * w_t[j, i]`` over the listed events; ``out`` is
     overwritten. ``w_t``, ``d_t`` (int32, >= 0): ``[n_in, n_out]``."""
     steps, batch, n_in = x.shape
@@ -81,7 +83,7 @@ def _deliver(x, start, index, w_t, d_t, out):
     for b in range(batch):
         acc[:] = 0
         for e in range(start[b], start[b + 1]):
-            t, j = index[e] // n_in, index[e] % n_in
+            t, j = step[e], unit[e]
             v, w, d = x[t, b, j], w_t[j], d_t[j]
             for i in range(n_out):
                 acc[t + d[i], i] += v * w[i]
@@ -101,9 +103,9 @@ def input_events(x: torch.Tensor) -> InputEvents:
     a = _array(x)
     start = np.zeros(x.shape[1] + 1, dtype=np.int64)
     _count_events(a, start)
-    index = np.empty(start[-1], dtype=np.int64)
-    _fill_events(a, start, index)
-    return InputEvents(start, index)
+    step, unit = np.empty(start[-1], dtype=np.int32), np.empty(start[-1], dtype=np.int32)
+    _fill_events(a, start, step, unit)
+    return InputEvents(start, step, unit)
 
 
 def event_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
@@ -126,6 +128,6 @@ def event_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
     if events is None:
         events = input_events(x)
     out = torch.empty(x.shape[0], x.shape[1], weight.shape[0], dtype=x.dtype)
-    _deliver(a, events.start, events.index, np.ascontiguousarray(weight.detach().t().numpy()),
+    _deliver(a, events.start, events.step, events.unit, np.ascontiguousarray(weight.detach().t().numpy()),
              delays.t().to(device="cpu", dtype=torch.int32).contiguous().numpy(), out.numpy())
     return out
