@@ -35,10 +35,6 @@ class InputEvents(NamedTuple):
     step: np.ndarray
     unit: np.ndarray
 
-    @property
-    def count(self) -> int:
-        return self.step.size
-
 
 @njit(cache=True)
 def _count_events(x, start):
@@ -47,10 +43,10 @@ def _count_events(x, start):
     steps, batch, n_in = x.shape
     for t in range(steps):
         for b in range(batch):
-            row = x[t, b]
+            row, c = x[t, b], 0
             for j in range(n_in):
-                if row[j] != 0:
-                    start[b + 1] += 1
+                c += row[j] != 0  # no branch: vectorised
+            start[b + 1] += c
     for b in range(batch):
         start[b + 1] += start[b]
 
@@ -100,21 +96,22 @@ def _array(x: torch.Tensor) -> np.ndarray:
 
 def input_events(x: torch.Tensor) -> InputEvents:
     """The nonzero entries of ``x`` ``[T, B, n_in]`` (float32 / float64, CPU), grouped by sample."""
-    a = _array(x)
-    start = np.zeros(x.shape[1] + 1, dtype=np.int64)
+    return _events(_array(x))
+
+
+def _events(a: np.ndarray) -> InputEvents:
+    start = np.zeros(a.shape[1] + 1, dtype=np.int64)
     _count_events(a, start)
     step, unit = np.empty(start[-1], dtype=np.int32), np.empty(start[-1], dtype=np.int32)
     _fill_events(a, start, step, unit)
     return InputEvents(start, step, unit)
 
 
-def event_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
-              events: InputEvents | None = None) -> torch.Tensor:
+def event_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:
     """``I_i[t] = sum_j w_ij s_j[t - d_ij]`` for ``x`` ``[T, B, n_in]`` (module docstring).
 
     ``weight`` ``[n_out, n_in]`` of the same dtype as ``x`` (float32 or float64, CPU), ``delays``
-    integers ``>= 0`` of the same shape; ``events``: :func:`input_events` of ``x`` if already known.
-    Returns ``[T, B, n_out]``, detached from autograd.
+    integers ``>= 0`` of the same shape. Returns ``[T, B, n_out]``, detached from autograd.
     """
     a = _array(x)
     if weight.dim() != 2 or x.shape[-1] != weight.shape[1] or delays.shape != weight.shape:
@@ -125,8 +122,7 @@ def event_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor,
                             f"got {weight.dtype} on {weight.device}")
     if delays.is_floating_point() or delays.dtype == torch.bool or (delays.numel() and int(delays.min()) < 0):
         raise NeurosimError("event_sum needs integer delays >= 0")
-    if events is None:
-        events = input_events(x)
+    events = _events(a)
     out = torch.empty(x.shape[0], x.shape[1], weight.shape[0], dtype=x.dtype)
     _deliver(a, events.start, events.step, events.unit, np.ascontiguousarray(weight.detach().t().numpy()),
              delays.t().to(device="cpu", dtype=torch.int32).contiguous().numpy(), out.numpy())

@@ -68,14 +68,14 @@ from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
 from .base import Projection, dale_signs
-from .delay_kernels import event_sum, input_events
+from .delay_kernels import event_sum
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
 SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5 steps)
 # Without gradients, events are delivered one by one while the input's fraction of nonzero entries
 # is below this per distinct delay value; denser inputs go to the shifted matmuls (the crossover
 # measured by benchmarks/delays_inference.py).
-EVENT_DENSITY_PER_DELAY = 0.02
+EVENT_DENSITY_PER_DELAY = 0.03
 
 
 def gaussian_kernel(weight: torch.Tensor, positions: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
@@ -110,11 +110,10 @@ def integer_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> 
     if ((torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.device.type != "cpu"
             or x.dtype not in (torch.float32, torch.float64)):
         return shifted_sum(x, weight, delays)
-    events = input_events(x)
-    limit = EVENT_DENSITY_PER_DELAY * x.numel()
-    if events.count > limit and events.count > limit * torch.unique(delays).numel():
+    count, limit = int(torch.count_nonzero(x)), EVENT_DENSITY_PER_DELAY * x.numel()
+    if count > limit and count > limit * torch.unique(delays).numel():
         return shifted_sum(x, weight, delays)
-    return event_sum(x, weight, delays, events)
+    return event_sum(x, weight, delays)
 
 
 def sigma_schedule(sigma0: float, epochs: int, final: float = SIGMA_FINAL) -> list[float]:
