@@ -94,12 +94,14 @@ class Contingency:
 
 @dataclass(frozen=True)
 class PredictionTask:
-    """Contingencies (one per cue) and the trial's timing (ms); ``pulse_ms`` is the target pulse's sigma."""
+    """Contingencies (one per cue) and the trial's timing (ms); ``pulse_ms`` is the target pulse's
+    sigma; attention is on from ``attention_delay`` ms after the cue's onset to the trial's end."""
 
     contingencies: tuple[Contingency, ...]
     trial_ms: int = 600
     cue_onset: int = 100
     pulse_ms: float = 20.0
+    attention_delay: int = 50
 
     def __post_init__(self):
         object.__setattr__(self, "contingencies", tuple(self.contingencies))
@@ -111,7 +113,11 @@ class PredictionTask:
         _check_int("trial_ms", self.trial_ms, 1)
         _check_int("cue_onset", self.cue_onset, 0)
         check_positive("pulse_ms", self.pulse_ms)
+        _check_int("attention_delay", self.attention_delay, 0)
         for c in self.contingencies:
+            if c.latency <= self.attention_delay:
+                raise NeurosimError(f"cue {c.cue}'s event at {c.latency} ms after the cue comes before attention "
+                                    f"({self.attention_delay} ms after the cue)")
             if self.cue_onset + c.latency >= self.trial_ms:
                 raise NeurosimError(f"cue {c.cue}'s event at {c.latency} ms after the cue falls after the trial's "
                                     f"end ({self.trial_ms} ms, cue at {self.cue_onset} ms)")
@@ -147,10 +153,14 @@ class PredictionTask:
         c = self.contingency(cue)
         return self.target(cue, True, n_readouts) * c.probability
 
+    @property
+    def attention_onset(self) -> int:
+        return self.cue_onset + self.attention_delay
+
     def gate(self) -> torch.Tensor:
-        """``[trial_ms]``: attention, 1 from the cue's onset to the trial's end, 0 before."""
+        """``[trial_ms]``: attention, 1 from ``attention_onset`` to the trial's end, 0 before."""
         g = torch.zeros(self.trial_ms)
-        g[self.cue_onset:] = 1.0
+        g[self.attention_onset:] = 1.0
         return g
 
     @staticmethod
@@ -381,15 +391,15 @@ class Response(NamedTuple):
 
 def evaluate(readout, task: PredictionTask, held_out: dict[int, torch.Tensor]) -> list[Response]:
     """Per contingency, the response of its readout averaged over the held-out trials of its cue
-    (``held_out[cue]``: spikes ``[trial_ms, k, n]``), searched from the cue's onset on."""
+    (``held_out[cue]``: spikes ``[trial_ms, k, n]``), searched where attention is on."""
     out = []
     for c in task.contingencies:
         if c.cue not in held_out:
             raise NeurosimError(f"no held-out trials for cue {c.cue}")
-        mean = readout.predict(held_out[c.cue]).mean(1)[task.cue_onset:, c.readout]
+        mean = readout.predict(held_out[c.cue]).mean(1)[task.attention_onset:, c.readout]
         peak = int(torch.argmax(mean))
-        at = int(round(c.latency))
-        out.append(Response(c.cue, float(peak), float(mean[peak]), float(mean[at])))
+        at = int(round(c.latency)) - task.attention_delay
+        out.append(Response(c.cue, float(peak + task.attention_delay), float(mean[peak]), float(mean[at])))
     return out
 
 
