@@ -18,8 +18,9 @@ weights and delays, taking turns within each round (``--reps`` rounds; medians):
   (``F.conv1d``), what a DCLS model does at evaluation with rounded positions;
 - shifted: ``shifted_sum``, one masked matmul per distinct delay value (the integer path before
   the event path, and still the gradient path);
-- events: ``integer_sum`` as ``Delayed`` runs it under ``torch.no_grad()`` (listing the input's
-  nonzero entries, choosing the event path below the density threshold, delivering the events).
+- events: ``integer_sum`` as ``Delayed`` runs it under ``torch.no_grad()`` (counting the input's
+  nonzero entries, choosing the event path below the density threshold, listing and delivering
+  the events).
 
 The sweep times one layer (``hidden -> hidden``) over input densities, with the delays drawn from
 ``0 .. k-1`` for each ``k`` of ``--sweep-delays`` (``k`` distinct values; the dense kernel keeps
