@@ -8,7 +8,7 @@ import torch
 from neurosim import NeurosimError
 from neurosim.reservoir import lif_reservoir
 from neurosim.reservoir_tasks import (fit_ridge, input_weights, mackey_glass, memory_capacity, nrmse, predict,
-                                      prediction_nrmse, reservoir_states)
+                                      prediction_nrmse, reservoir_states, select_alpha)
 
 
 def delay_features(u: np.ndarray, k: int) -> np.ndarray:
@@ -124,6 +124,59 @@ def test_reservoir_states_are_the_sampled_spike_traces():
     np.testing.assert_allclose(features, np.array(expected), rtol=1e-12, atol=1e-12)
 
 
+def test_reservoir_states_with_several_time_constants_are_side_by_side_traces():
+    n, hold, taus = 60, 3, (2.0, 9.0, 40.0)
+    u = np.random.default_rng(7).uniform(-1, 1, 40)
+    w = input_weights(n, 3.0, seed=8)
+    net = lif_reservoir(n, p=0.1, v0=(-60.0, -50.0), dt=1.0, seed=9)
+    features, _ = reservoir_states(net, u, w, hold, bias=1.5, tau=taus, chunk=6)
+    net = lif_reservoir(n, p=0.1, v0=(-60.0, -50.0), dt=1.0, seed=9)
+    drive = torch.as_tensor(np.repeat(1.5 + u[:, None] * w[None, :], hold, 0), dtype=torch.float32)[:, None]
+    with torch.no_grad():
+        z = net.run({"neurons": drive}, outputs=["neurons"]).outputs["neurons"][:, 0].double().numpy()
+    assert features.shape == (40, 3 * n) and z.sum() > 0
+    for j, tau in enumerate(taus):
+        trace, expected = np.zeros(n), []
+        for t in range(z.shape[0]):
+            trace = math.exp(-1.0 / tau) * trace + z[t]
+            if t % hold == hold - 1:
+                expected.append(trace)
+        np.testing.assert_allclose(features[:, j * n:(j + 1) * n], np.array(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_ridge_with_one_penalty_per_output_fits_each_output_alone():
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(50, 5)), rng.normal(size=(50, 3))
+    alphas = np.array([0.1, 10.0, 0.1])
+    readout = fit_ridge(x, y, alphas)
+    for o in range(3):
+        alone = fit_ridge(x, y[:, o], alphas[o])
+        np.testing.assert_allclose(readout.weight[:, o], alone.weight[:, 0], atol=1e-12)
+        np.testing.assert_allclose(readout.bias[o], alone.bias[0], atol=1e-12)
+
+
+def test_select_alpha_minimises_the_validation_error_of_direct_fits():
+    """Against fit_ridge on the first part and the error on the rest, alpha by alpha and output by output."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(80, 30))
+    y = np.stack([x[:, 0] + 0.1 * rng.normal(size=80), rng.normal(size=80)], 1)  # learnable, pure noise
+    alphas, validation = [1e-3, 1e-1, 10.0, 1e3], 0.25
+    chosen = select_alpha(x, y, alphas, validation)
+    err = np.array([((predict(fit_ridge(x[:60], y[:60], a), x[60:]) - y[60:]) ** 2).mean(0) for a in alphas])
+    np.testing.assert_array_equal(chosen, np.array(alphas)[err.argmin(0)])
+    assert chosen[1] > chosen[0]  # noise is best left alone
+
+
+def test_chosen_penalty_beats_a_tiny_one_when_features_outnumber_samples():
+    """Memory capacity with more noise features than training samples: a tiny penalty overfits, the chosen one does not."""
+    rng = np.random.default_rng(12)
+    u = rng.uniform(-1, 1, 300)
+    x = np.hstack([delay_features(u, 3) + 0.3 * rng.normal(size=(300, 4)), rng.normal(size=(300, 250))])
+    tiny, _ = memory_capacity(x, u, 6, alpha=1e-6)
+    chosen, _ = memory_capacity(x, u, 6, alpha=[1e-6, 1e-3, 1e-1, 10.0, 1e3])
+    assert chosen > tiny + 0.5
+
+
 def test_prediction_error_extremes():
     t = np.arange(3000)
     s = np.sin(0.05 * t)
@@ -144,6 +197,14 @@ def test_bad_input():
         memory_capacity(np.zeros((100, 3)), u, 97)
     with pytest.raises(NeurosimError, match="alpha"):
         fit_ridge(np.zeros((10, 2)), np.zeros(10), -1.0)
+    with pytest.raises(NeurosimError, match="alpha must be >= 0"):
+        memory_capacity(np.zeros((100, 3)), u, 5, alpha=[1.0, -1.0])
+    with pytest.raises(NeurosimError, match=r"one per output \(2\), got 3"):
+        fit_ridge(np.zeros((10, 2)), np.zeros((10, 2)), [1.0, 2.0, 3.0])
+    with pytest.raises(NeurosimError, match="alphas to select from must be > 0"):
+        select_alpha(np.zeros((10, 2)), np.zeros(10), [0.0, 1.0])
+    with pytest.raises(NeurosimError, match="validation must be a fraction"):
+        select_alpha(np.zeros((10, 2)), np.zeros(10), [1.0], validation=1.0)
     with pytest.raises(NeurosimError, match="x contains NaN"):
         fit_ridge(np.full((10, 2), np.nan), np.zeros(10), 1.0)
     with pytest.raises(NeurosimError, match="tau=17.05 must be a whole number of steps"):
@@ -155,6 +216,10 @@ def test_bad_input():
         reservoir_states(net, u, np.zeros(19), 2)
     with pytest.raises(NeurosimError, match="hold must be an integer >= 1"):
         reservoir_states(net, u, np.zeros(20), 0)
+    with pytest.raises(NeurosimError, match="tau must be a time constant or a non-empty sequence"):
+        reservoir_states(net, u, np.zeros(20), 2, tau=[])
+    with pytest.raises(NeurosimError, match="tau must be > 0"):
+        reservoir_states(net, u, np.zeros(20), 2, tau=[5.0, 0.0])
     with pytest.raises(NeurosimError, match="signal must be 1-d"):
         reservoir_states(net, np.zeros((3, 3)), np.zeros(20), 2)
     with pytest.raises(NeurosimError, match="has inputs"):
