@@ -20,26 +20,30 @@ reservoir runs on without resets; a random gap of ``gap_ms`` steps separates tri
 recurrent weights are ~17 times weaker than the 2003 network's: with those, a cue burst silences
 the network for a hundred milliseconds and leaves no cue-specific timing.
 
-**Readouts** (:class:`ThreeFactorReadout`). Synaptic traces of the reservoir's spikes,
-:math:`x_j[t] = \lambda_{pre} x_j[t-1] + s_j[t]`, drive leaky-integrator readouts
+**Readouts** (:class:`ThreeFactorReadout`). Synaptic traces of the reservoir's spikes minus
+each neuron's baseline rate :math:`\bar s_j` (measured without cues, :meth:`CueReservoir.baseline`),
+:math:`x_j[t] = \lambda_{pre} x_j[t-1] + s_j[t] - \bar s_j`, drive leaky-integrator readouts
 :math:`z_i[t] = \lambda_z z_i[t-1] + (1 - \lambda_z) \sum_j W_{ij} x_j[t]`
 (:math:`\lambda = e^{-dt/\tau}`). :math:`W` learns with the three-factor rule of
 :mod:`neurosim.learning.three_factor` (``hebbian="pre"``, :math:`\tau_e = \tau_z`,
 :math:`A_+ = 1 - \lambda_z`), so the eligibility
-:math:`e_{ij}[t] = \lambda_z e_{ij}[t-1] + (1 - \lambda_z) x_j[t]` is exactly
-:math:`\partial z_i[t] / \partial W_{ij}`, and the modulator is the readout's error gated by
-attention, :math:`M_i[t] = g[t] (f_i[t] - z_i[t])` with :math:`g = 1` from the cue's onset to the
-trial's end and 0 before. Over a trial :math:`\Delta W = \eta \sum_t M[t] e[t]` descends
-:math:`\frac12 \sum_t g (f - z)^2`; its expectation over trials is zero where :math:`z` equals
-the expected target :math:`E[f \mid \text{state}]`, so at the event time the readout tends to
-the event's probability (times the precision with which the state tells the elapsed time).
-The reservoir does not see the readouts, so each trial is simulated first, without gradients
-(compiled loop), and the rule then steps over the recorded spikes; the optimiser applies the
-accumulated ``.grad`` once per trial, where gradient filters (HLOP) may act on it.
+:math:`e_{ij}[t] = \lambda_z e_{ij}[t-1] + (1 - \lambda_z) x_j[t]` is
+:math:`\partial z_i[t] / \partial W_{ij}` (for weights held fixed), and the modulator is the
+readout's error gated by attention, :math:`M_i[t] = g[t] (f_i[t] - z_i[t])`, with :math:`g = 1`
+from ``attention_delay`` ms after the cue's onset to the trial's end and 0 before (the cue's own
+burst, whose large activity would make the updates noisy, is not attended). Learning is online:
+at every step :math:`W \leftarrow W + \eta M[t] e[t]`, which descends
+:math:`\frac12 \sum_t g (f - z)^2`. Its expectation over trials vanishes where :math:`z` equals
+the expected target :math:`E[f \mid \text{state}]`, so at the event time a readout tends to the
+event's probability, times the precision with which the state tells the elapsed time (which
+falls with the latency). The reservoir does not see the readouts: each trial is simulated first,
+without gradients (compiled loop), then the rule steps over the recorded spikes; the rule
+deposits into ``.grad`` and one SGD step per time step applies it, after gradient filters
+(HLOP's gradient form) have acted on it.
 
-**Baseline** (:class:`ForceReadout`). The same readout, :math:`z = W \phi` with
-:math:`\phi` the traces :math:`x` filtered by the readout's leak (what :math:`z` integrates), trained
-by FORCE (:mod:`neurosim.learning.force`) online, step by step, on the steps where the gate is on.
+**Baseline** (:class:`ForceReadout`). The same readout, :math:`z = W \phi` with :math:`\phi` the
+traces :math:`x` filtered by the readout's leak (what :math:`z` integrates), trained by FORCE
+(:mod:`neurosim.learning.force`) online on the attended steps.
 """
 from __future__ import annotations
 
@@ -186,7 +190,7 @@ class ReservoirParameters:
     channels: int = 20
     p_in: float = 0.1
     w_in: float = 20.0
-    cue_rate: float = 0.2
+    cue_rate: float = 0.05
     cue_ms: int = 30
     gap_ms: tuple[int, int] = (100, 300)
     seed: int = 0
