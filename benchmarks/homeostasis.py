@@ -1,25 +1,30 @@
 r"""Memory capacity and Mackey-Glass prediction of an E/I LIF reservoir, globally tuned against E/I homeostasis.
 
 The reservoir: :func:`neurosim.reservoir.lif_reservoir` with ``--n`` neurons (80 % excitatory),
-about 50 inputs per neuron of each kind together (``p = 50 / n``), the CUBA weights (``w_exc``
-1.62 mV, ``w_inh = -9 g`` mV), heterogeneity 0.3, ``dt`` 1 ms, resting potential -60 mV (below the
--50 mV threshold: it fires only when driven). Each input sample is held ``--hold`` steps, during
-which neuron i receives ``bias + w_i u`` (``w_i ~ U(-3, 3)``); features are spike traces
-(``tau`` 20 ms) read at the end of each sample (:mod:`neurosim.reservoir_tasks`); ridge readout.
+about 50 inputs per neuron of each kind together (``p = 50 / n``), the CUBA weights scaled by
+``--w-scale`` (``w_exc = 1.62 s`` mV, ``w_inh = -9 g s`` mV; at ``s = 1`` the recurrence is so
+strong that its chaos drowns the input), excitatory weights multiplied by lognormal factors of mean 1
+(``--w-lognormal`` sigma) and heterogeneity 0.3 (thresholds, membrane time constants), so that no
+single inhibition scale suits every neuron. ``dt`` 1 ms, synaptic currents 5 / 10 ms, resting
+potential -60 mV (below the -50 mV threshold). Each input sample is held ``--hold`` steps, during
+which neuron i receives ``bias + w_i u`` (``w_i ~ U(-3, 3)``); features are spike traces of
+several time constants (``--taus``) read at the end of each sample; ridge readout whose penalty is
+chosen per output among ``--alphas`` on the last quarter of the training samples
+(:mod:`neurosim.reservoir_tasks`).
 
 Tasks: memory capacity (i.i.d. U(-1, 1) input, delays 1..``--max-delay``) and Mackey-Glass
 (tau 17, sampled every 3 time units, standardised) predicted ``--horizon`` samples ahead (NRMSE).
 
 Globally tuned ("global"): one inhibition scale ``g`` for all synapses, chosen per task by a sweep
 (``--scales``) on a validation seed not used for testing. Homeostasis: the same reservoir at
-``g = 1`` adapted by :func:`neurosim.homeostasis.adapt` (``--adapt-samples`` samples of an
-independent i.i.d. input, windows of 1 s, rate trace 3 s, ``--delta``), its Beta(2, 2) target
-range chosen per task by a sweep (``--targets``) on the same validation seed; weights frozen
-afterwards. Both are then measured on ``--seeds`` test seeds (new connectivity, heterogeneity,
-input weights and signals each), in the same run; printed: mean, standard deviation and range
-over seeds, and the ratio of the means.
+``g = 1`` adapted by :func:`neurosim.homeostasis.adapt` on ``--adapt-samples`` samples of an
+independent signal of the task's own kind (windows of 1 s, rate trace 3 s, ``delta = --delta s``),
+its Beta(2, 2) target range chosen per task by a sweep (``--targets``) on the same validation
+seed; weights frozen afterwards. Both are then measured on ``--seeds`` test seeds (new
+connectivity, heterogeneity, input weights and signals each), in the same run; printed: mean,
+standard deviation and range over seeds, and the ratio of the means.
 
-    python benchmarks/homeostasis.py [--quick] [--n 500] [--seeds 5] [--threads 1]
+    python benchmarks/homeostasis.py [--quick] [--n 300] [--seeds 5] [--threads 1]
 """
 from __future__ import annotations
 
@@ -36,42 +41,60 @@ from neurosim.reservoir_tasks import (input_weights, mackey_glass, memory_capaci
                                       reservoir_states)
 
 DT = 1.0  # ms
-TAU = 20.0  # ms, feature traces
 INPUT_SCALE = 3.0
 BIAS = 2.5
 VALIDATION_SEED = 1000
 TASKS = ("MC", "MG NRMSE")
+SIGNAL = {"MC": "u", "MG NRMSE": "mg"}
 BETTER = {"MC": max, "MG NRMSE": min}
 
 
-def build(n: int, g: float, seed: int):
-    return lif_reservoir(n, p=min(1.0, 50 / n), w_inh=-9.0 * g, heterogeneity=0.3, v_leak=-60.0, dt=DT,
-                         v0=(-60.0, -50.0), seed=seed)
+def build(args, g: float, seed: int):
+    s = args.w_scale
+    net = lif_reservoir(args.n, p=min(1.0, 50 / args.n), w_exc=1.62 * s, w_inh=-9.0 * g * s, heterogeneity=0.3,
+                        v_leak=-60.0, dt=DT, v0=(-60.0, -50.0), seed=seed)
+    if args.w_lognormal > 0:
+        w = net.projections["exc"].weight
+        sigma = args.w_lognormal
+        factors = np.random.default_rng(seed + 3).lognormal(-sigma ** 2 / 2, sigma, w.numel())
+        with torch.no_grad():
+            w.mul_(torch.as_tensor(factors, dtype=w.dtype).view_as(w))
+    return net
+
+
+def mg_series(n: int, offset: float) -> np.ndarray:
+    mg = mackey_glass(n, sample=3.0, transient=600.0 + offset)
+    return (mg - mg.mean()) / mg.std()
 
 
 def signals(args, seed: int) -> dict:
     rng = np.random.default_rng(seed + 1)
-    mg = mackey_glass(args.samples, sample=3.0, transient=600.0 + 3.0 * (seed % 97))
-    return {"u": rng.uniform(-1, 1, args.samples), "mg": (mg - mg.mean()) / mg.std(),
-            "adapt": rng.uniform(-1, 1, args.adapt_samples), "w": input_weights(args.n, INPUT_SCALE, seed=seed + 2)}
+    return {"u": rng.uniform(-1, 1, args.samples), "mg": mg_series(args.samples, 3.0 * (seed % 97)),
+            "adapt u": rng.uniform(-1, 1, args.adapt_samples),
+            "adapt mg": mg_series(args.adapt_samples, 3.0 * (seed % 97) + 3.0 * args.samples + 900.0),
+            "w": input_weights(args.n, INPUT_SCALE, seed=seed + 2)}
 
 
-def evaluate(net, sig: dict, args) -> dict:
-    """Both tasks on ``net`` (each from the network's initial state) and its mean rate (Hz)."""
-    feats, _ = reservoir_states(net, sig["u"], sig["w"], args.hold, bias=BIAS, tau=TAU)
-    mc, _ = memory_capacity(feats, sig["u"], args.max_delay, alpha=args.alpha, washout=args.washout)
-    feats_mg, _ = reservoir_states(net, sig["mg"], sig["w"], args.hold, bias=BIAS, tau=TAU)
-    err = prediction_nrmse(feats_mg, sig["mg"], args.horizon, alpha=args.alpha, washout=args.washout)
-    rates = feats.mean(0) * (1 - np.exp(-DT / TAU)) * 1000 / DT
-    return {"MC": mc, "MG NRMSE": err, "rate": float(rates.mean()), "silent": float((rates < 0.5).mean())}
+def score(net, sig: dict, task: str, args) -> tuple[float, float]:
+    """The task's measure on ``net`` from its initial state, and the mean rate (Hz)."""
+    x = sig[SIGNAL[task]]
+    feats, _ = reservoir_states(net, x, sig["w"], args.hold, bias=BIAS, tau=args.taus)
+    fast = feats[:, :args.n] * (1 - np.exp(-DT / args.taus[0])) * 1000 / DT
+    if task == "MC":
+        value = memory_capacity(feats, x, args.max_delay, alpha=args.alphas, washout=args.washout)[0]
+    else:
+        value = prediction_nrmse(feats, x, args.horizon, alpha=args.alphas, washout=args.washout)
+    return value, float(fast.mean())
 
 
-def homeostatic(n: int, seed: int, sig: dict, targets: tuple[float, float], args) -> tuple[object, float]:
-    """The reservoir at g = 1 after adaptation; and the last window's mean |r - rho| (Hz)."""
-    net = build(n, 1.0, seed)
-    params = HomeostasisParameters(delta=args.delta, rate_low=targets[0], rate_high=targets[1], tau=3000.0)
+def homeostatic(args, seed: int, sig: dict, task: str, targets: tuple[float, float]) -> tuple[object, float]:
+    """The reservoir at g = 1 adapted on the task's kind of input; and the last window's mean |r - rho| (Hz)."""
+    net = build(args, 1.0, seed)
+    params = HomeostasisParameters(delta=args.delta * args.w_scale, rate_low=targets[0], rate_high=targets[1],
+                                   tau=3000.0)
     rule = EIHomeostasis(net, params=params, seed=seed)
-    x = torch.as_tensor(BIAS + sig["adapt"][:, None] * sig["w"][None, :], dtype=torch.float32)
+    u = sig["adapt " + SIGNAL[task]]
+    x = torch.as_tensor(BIAS + u[:, None] * sig["w"][None, :], dtype=torch.float32)
     x = x.repeat_interleave(args.hold, 0).unsqueeze(1)
     res = adapt(net, x.shape[0], 1000, inputs={"neurons": x}, rule=rule)
     return net, float(res.mismatch[-1])
@@ -82,74 +105,79 @@ def summary(values: list[float]) -> str:
     return f"{statistics.mean(values):7.3f} +- {sd:5.3f} [{min(values):.3f}, {max(values):.3f}]"
 
 
+def floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--samples", type=int, default=2500, help="samples per task")
+    ap.add_argument("--samples", type=int, default=2000, help="samples per task")
     ap.add_argument("--adapt-samples", type=int, default=3000)
-    ap.add_argument("--hold", type=int, default=20, help="steps per input sample")
-    ap.add_argument("--max-delay", type=int, default=30)
+    ap.add_argument("--hold", type=int, default=10, help="steps per input sample")
+    ap.add_argument("--taus", default="5,15,45,135", help="feature trace time constants (ms)")
+    ap.add_argument("--w-scale", type=float, default=0.1, help="factor on the CUBA recurrent weights")
+    ap.add_argument("--w-lognormal", type=float, default=1.0, help="sigma of the lognormal excitatory factors")
+    ap.add_argument("--max-delay", type=int, default=40)
     ap.add_argument("--horizon", type=int, default=1)
     ap.add_argument("--washout", type=int, default=100)
-    ap.add_argument("--alpha", type=float, default=1e-3)
-    ap.add_argument("--delta", type=float, default=0.05)
-    ap.add_argument("--scales", default="0.25,0.5,1,2,4", help="global inhibition scales g swept")
-    ap.add_argument("--targets", default="1:10,2:20,5:40", help="target rate ranges (Hz) swept")
+    ap.add_argument("--alphas", default="1e-4,1e-3,1e-2,1e-1,1,10,100,1000", help="ridge penalties to choose from")
+    ap.add_argument("--delta", type=float, default=0.05, help="homeostatic step per Hz, times --w-scale")
+    ap.add_argument("--scales", default="0.25,0.5,1,2,4,8", help="global inhibition scales g swept")
+    ap.add_argument("--targets", default="1:10,2:20,5:40,10:60", help="target rate ranges (Hz) swept")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="n 200, 800 samples, 2 seeds, smaller sweeps")
+    ap.add_argument("--quick", action="store_true", help="n 150, 1000 samples, 2 seeds, smaller sweeps")
     args = ap.parse_args()
     if args.quick:
-        args.n, args.samples, args.adapt_samples, args.seeds = 200, 800, 1000, 2
-        args.scales, args.targets = "0.5,1,2", "1:10,2:20"
+        args.n, args.samples, args.adapt_samples, args.seeds = 150, 1000, 1500, 2
+        args.scales, args.targets = "0.5,1,2,4", "2:20,5:40"
     torch.set_num_threads(args.threads)
-    scales = [float(s) for s in args.scales.split(",")]
+    args.taus, args.alphas = floats(args.taus), floats(args.alphas)
+    scales = floats(args.scales)
     ranges = [tuple(float(v) for v in r.split(":")) for r in args.targets.split(",")]
     start = time.perf_counter()
 
-    print(f"validation seed {VALIDATION_SEED}: n {args.n}, hold {args.hold} ms, {args.samples} samples per task")
+    print(f"validation seed {VALIDATION_SEED}: n {args.n}, hold {args.hold} ms, traces {args.taus} ms, "
+          f"weights x{args.w_scale:g}, lognormal {args.w_lognormal:g}, {args.samples} samples per task")
     sig = signals(args, VALIDATION_SEED)
-    global_val = {g: evaluate(build(args.n, g, VALIDATION_SEED), sig, args) for g in scales}
-    homeo_val = {}
-    for r in ranges:
-        net, mismatch = homeostatic(args.n, VALIDATION_SEED, sig, r, args)
-        homeo_val[r] = {**evaluate(net, sig, args), "mismatch": mismatch}
-    print(f"{'setting':>24} {'MC':>7} {'MG NRMSE':>9} {'rate Hz':>8} {'silent':>7}")
-    for g, m in global_val.items():
-        print(f"{f'global g={g:g}':>24} {m['MC']:7.3f} {m['MG NRMSE']:9.4f} {m['rate']:8.2f} {m['silent']:7.2f}")
-    for r, m in homeo_val.items():
-        label = f"homeostasis {r[0]:g}-{r[1]:g} Hz"
-        print(f"{label:>24} {m['MC']:7.3f} {m['MG NRMSE']:9.4f} {m['rate']:8.2f} {m['silent']:7.2f}"
-              f"   (last |r - rho| {m['mismatch']:.2f} Hz)")
-    best_g = {t: BETTER[t](scales, key=lambda g: global_val[g][t]) for t in TASKS}
-    best_r = {t: BETTER[t](ranges, key=lambda r: homeo_val[r][t]) for t in TASKS}
+    print(f"{'setting':>24} {'task':>9} {'value':>7} {'rate Hz':>8}")
+    val = {}
+    for t in TASKS:
+        for g in scales:
+            val[("global", t, g)] = score(build(args, g, VALIDATION_SEED), sig, t, args)
+            print(f"{f'global g={g:g}':>24} {t:>9} {val[('global', t, g)][0]:7.3f} {val[('global', t, g)][1]:8.2f}",
+                  flush=True)
+        for r in ranges:
+            net, mismatch = homeostatic(args, VALIDATION_SEED, sig, t, r)
+            val[("homeostasis", t, r)] = score(net, sig, t, args)
+            print(f"{f'homeostasis {r[0]:g}-{r[1]:g} Hz':>24} {t:>9} {val[('homeostasis', t, r)][0]:7.3f} "
+                  f"{val[('homeostasis', t, r)][1]:8.2f}   (last |r - rho| {mismatch:.2f} Hz)", flush=True)
+    best_g = {t: BETTER[t](scales, key=lambda g: val[("global", t, g)][0]) for t in TASKS}
+    best_r = {t: BETTER[t](ranges, key=lambda r: val[("homeostasis", t, r)][0]) for t in TASKS}
     print("chosen: " + ", ".join(f"{t}: g={best_g[t]:g}, targets {best_r[t][0]:g}-{best_r[t][1]:g} Hz" for t in TASKS))
 
     results = {(kind, t): [] for kind in ("global", "homeostasis") for t in TASKS}
-    rates = {"global": [], "homeostasis": []}
+    rates = {(kind, t): [] for kind in ("global", "homeostasis") for t in TASKS}
     for seed in range(args.seeds):
         sig = signals(args, seed)
-        cache = {}
         for t in TASKS:
-            key = ("global", best_g[t])
-            if key not in cache:
-                cache[key] = evaluate(build(args.n, best_g[t], seed), sig, args)
-            results[("global", t)].append(cache[key][t])
-            key = ("homeostasis", best_r[t])
-            if key not in cache:
-                cache[key] = evaluate(homeostatic(args.n, seed, sig, best_r[t], args)[0], sig, args)
-            results[("homeostasis", t)].append(cache[key][t])
-        rates["global"].append(cache[("global", best_g["MC"])]["rate"])
-        rates["homeostasis"].append(cache[("homeostasis", best_r["MC"])]["rate"])
+            for kind, net in (("global", build(args, best_g[t], seed)),
+                              ("homeostasis", homeostatic(args, seed, sig, t, best_r[t])[0])):
+                value, rate = score(net, sig, t, args)
+                results[(kind, t)].append(value)
+                rates[(kind, t)].append(rate)
         print(f"seed {seed}: " + ", ".join(f"{k} {t} {results[(k, t)][-1]:.3f}" for k in ("global", "homeostasis")
-                                            for t in TASKS))
+                                            for t in TASKS), flush=True)
 
     print(f"\n{args.seeds} test seeds, mean +- sd [min, max]")
     print(f"{'task':>9} | {'global (tuned g)':>34} | {'homeostasis':>34} | homeo / global")
     for t in TASKS:
         a, b = results[("global", t)], results[("homeostasis", t)]
         print(f"{t:>9} | {summary(a):>34} | {summary(b):>34} | {statistics.mean(b) / statistics.mean(a):.3f}")
-    print(f"mean rate (MC setting), Hz: global {summary(rates['global'])}, homeostasis {summary(rates['homeostasis'])}")
+    for t in TASKS:
+        print(f"mean rate ({t}), Hz: global {summary(rates[('global', t)])}, "
+              f"homeostasis {summary(rates[('homeostasis', t)])}")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 
