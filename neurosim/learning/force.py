@@ -32,6 +32,7 @@ import torch
 
 from ..errors import NeurosimError, check_finite, check_last_dim, check_positive
 from ..projections import Dense
+from .three_factor import deposit
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,9 @@ class FORCE:
         return force_reset(state, self.params)
 
     def step(self, r: torch.Tensor, target: torch.Tensor, state: FORCEState) -> FORCEState:
-        w = self.projection.weight
         _row("r", r, self.projection.n_in)
         with torch.no_grad():
             z = self.projection(r)
             state, dw = force_step(r, z, target, state, self.params)
-            if w.grad is None:
-                w.grad = -dw.to(w.dtype)
-            else:
-                w.grad -= dw.to(w.dtype)
+            deposit(self.projection.weight, dw)
         return state
