@@ -151,7 +151,8 @@ def main() -> None:
     ap.add_argument("--fsdd", action="store_true", help="layer 1 input: spoken digits through the cochlea")
     ap.add_argument("--cache", default=None, help="folder for the encoded FSDD events")
     ap.add_argument("--reps", type=int, default=7)
-    ap.add_argument("--sweep", type=float, nargs="*", default=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4])
+    ap.add_argument("--sweep", type=float, nargs="*", default=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4],
+                    help="input densities of the sweep (none: no sweep)")
     ap.add_argument("--sweep-delays", type=int, nargs="*", default=[1, 5, 25])
     ap.add_argument("--quick", action="store_true", help="batch 32, 3 rounds, a short sweep")
     ap.add_argument("--threads", type=int, default=1)

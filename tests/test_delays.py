@@ -4,7 +4,8 @@ import torch
 from torch.func import functional_call
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
-from neurosim.projections import integer_delays, sigma_schedule
+from neurosim.projections import delayed, integer_delays, sigma_schedule
+from neurosim.projections.delay_kernels import event_sum
 from neurosim.projections.delayed import causal_conv, gaussian_kernel
 
 
@@ -315,11 +316,16 @@ def refuse(*args, **kwargs):
     raise AssertionError("this path must not run here")
 
 
+def inference(proj, x, monkeypatch):
+    """``proj(x)`` without gradients, checked to take the event path."""
+    with monkeypatch.context() as m, torch.no_grad():
+        m.setattr(delayed, "shifted_sum", refuse)
+        return proj(x)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("T_extra", [0, 1, 9])
 def test_event_path_shifts_each_input_exactly(dtype, T_extra, monkeypatch):
-    from neurosim.projections import delayed
-    from neurosim.projections.delay_kernels import event_sum
     D, n_in, n_out, B = 7, 9, 6, 4
     mask = torch.rand(n_out, n_in, generator=torch.Generator().manual_seed(1)) < 0.7
     dale = torch.tensor([1.0, -1.0] * 4 + [1.0])
@@ -332,42 +338,36 @@ def test_event_path_shifts_each_input_exactly(dtype, T_extra, monkeypatch):
     ref = shift_reference(x.double(), w.double(), d).to(dtype)
     assert torch.equal(event_sum(x, w, d), ref)
     assert torch.equal(event_sum(x.transpose(0, 1).contiguous().transpose(0, 1), w, d), ref)  # non-contiguous
-    monkeypatch.setattr(delayed, "shifted_sum", refuse)
-    with torch.no_grad():
-        y = proj(x)
+    y = inference(proj, x, monkeypatch)
     assert y.dtype == dtype and torch.equal(y, ref)
 
 
-def test_event_path_with_rounded_positions_equals_the_gradient_path():
+def test_event_path_with_rounded_positions_equals_the_gradient_path(monkeypatch):
     torch.manual_seed(6)
     D, n_in, n_out = 12, 10, 7
     proj = Delayed(n_in, n_out, D, weight=dyadic(n_out, n_in, 4), dtype=torch.float64)
     with torch.no_grad():
         proj.positions.uniform_(-D, D)  # out of range on purpose: forward clamps, so delays 0 and D-1 occur
-    x = counts(D + 5, 3, n_in)
+    x = counts(D + 5, 3, n_in, p=0.1)
     with integer_delays(proj):
-        with torch.no_grad():
-            inference = proj(x)
+        events = inference(proj, x, monkeypatch)
         training = proj(x)
     assert proj.rounded_delays().min() == 0 and proj.rounded_delays().max() == D - 1
-    assert training.requires_grad and not inference.requires_grad
-    assert torch.equal(inference, training.detach())
-    assert torch.equal(inference, shift_reference(x, proj.weight.detach(), proj.rounded_delays()))
+    assert training.requires_grad and not events.requires_grad
+    assert torch.equal(events, training.detach())
+    assert torch.equal(events, shift_reference(x, proj.weight.detach(), proj.rounded_delays()))
     # non-dyadic weights: the two paths add in different orders, so they agree to rounding
     with torch.no_grad():
         proj.weight.normal_()
     with integer_delays(proj):
-        with torch.no_grad():
-            inference = proj(x)
+        events = inference(proj, x, monkeypatch)
         training = proj(x).detach()
     bound = (proj.weight.abs().sum(1) * x.max()).max().item()
-    assert (inference - training).abs().max() <= 1e-14 * bound
+    assert (events - training).abs().max() <= 1e-14 * bound
 
 
 def test_gradients_flow_through_integer_delays_in_training_mode(monkeypatch):
-    from neurosim.projections import delay_kernels, delayed
     monkeypatch.setattr(delayed, "event_sum", refuse)
-    monkeypatch.setattr(delay_kernels, "event_sum", refuse)
     D, n_in, n_out = 5, 4, 3
     d = edge_delays(n_out, n_in, D, seed=2)
     x = counts(8, 2, n_in, p=0.5)
@@ -387,7 +387,6 @@ def test_gradients_flow_through_integer_delays_in_training_mode(monkeypatch):
 
 @pytest.mark.parametrize("k", [1, 4])
 def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
-    from neurosim.projections import delayed
     n_in, n_out, T, B = 50, 6, 20, 10
     d = torch.arange(n_out * n_in).reshape(n_out, n_in) % k  # k distinct delays
     proj = Delayed(n_in, n_out, 8, delays=d, weight=dyadic(n_out, n_in, 6), dtype=torch.float64)
@@ -408,7 +407,6 @@ def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
 
 
 def test_event_sum_bad_input():
-    from neurosim.projections.delay_kernels import event_sum
     x, w, d = torch.zeros(6, 2, 3), torch.zeros(4, 3), torch.zeros(4, 3, dtype=torch.long)
     with pytest.raises(NeurosimError, match="float32 or float64 CPU tensor"):
         event_sum(x.half(), w.half(), d)
