@@ -71,7 +71,7 @@ def main(argv=None) -> None:
         def show(log, mode=mode):
             print(f"  {mode:<9} epoch {log.epoch:>3}  loss {log.loss:.4f}  train {100 * log.train_acc:5.1f} %  "
                   f"test {100 * log.test_acc:5.1f} %  {log.seconds:6.1f} s (+{log.eval_seconds:.1f} s eval)  "
-                  f"sigma {log.sigma:.3g}", flush=True)
+                  + (f"sigma {log.sigma:.3g}" if mode == "learnable" else ""), flush=True)
 
         logs = trainer.fit(train, test, callback=show)
         results[mode] = (n_params, logs)
