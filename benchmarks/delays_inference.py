@@ -7,7 +7,7 @@ drawn as at initialisation and rounded (integer mode). Each layer gets its own i
 
 - layer 1 event counts with density ``--density-in`` (fraction of nonzero entries; counts 1-3),
   or with ``--fsdd`` the first 256 spoken digits of FSDD's test split through the cochlea
-  (``$NEUROSIM_DATA/fsdd``; ``--cache`` keeps the encoded events in a folder), at their own
+  (``--data`` or ``$NEUROSIM_DATA``, folder ``fsdd``; ``--cache`` keeps the encoded events in a folder), at their own
   length and density;
 - layers 2 and the readout 0/1 spikes with density ``--density-hidden``.
 
@@ -27,12 +27,13 @@ The sweep times one layer (``hidden -> hidden``) over input densities, with the 
 ``D`` taps). The ``event`` column forces the event path, ``chosen`` is what ``integer_sum``
 picks; the crossover of ``event`` and ``shifted`` per ``k`` sets ``EVENT_DENSITY_PER_DELAY``.
 
-    python benchmarks/delays_inference.py [--quick] [--reps 7] [--batch 256] [--steps 100] [--fsdd]
+    python benchmarks/delays_inference.py [--quick] [--reps 7] [--batch 256] [--steps 100] [--fsdd [--data DIR]]
         [--density-in 0.03] [--density-hidden 0.07] [--dtype float32] [--sweep 0.005 0.01 ...]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -52,9 +53,9 @@ def counts(steps: int, batch: int, n: int, density: float, seed: int, dtype, top
     return (on * torch.randint(1, top + 1, on.shape, generator=g)).to(dtype)
 
 
-def fsdd_batch(batch: int, cache: str | None, dtype) -> torch.Tensor:
+def fsdd_batch(batch: int, data: str | None, cache: str | None, dtype) -> torch.Tensor:
     from neurosim.event_datasets import fsdd
-    test = fsdd(channels=64, cache=cache).test
+    test = fsdd(None if data is None else os.path.join(data, "fsdd"), channels=64, cache=cache).test
     x, _, _ = test.batch(range(min(batch, len(test))))
     return x.to(dtype)
 
@@ -90,7 +91,7 @@ def density(x: torch.Tensor) -> float:
 
 
 def network_table(args, dtype) -> None:
-    x0 = fsdd_batch(args.batch, args.cache, dtype) if args.fsdd else \
+    x0 = fsdd_batch(args.batch, args.data, args.cache, dtype) if args.fsdd else \
         counts(args.steps, args.batch, args.inputs, args.density_in, 1, dtype, top=3)
     steps, batch, n_in = x0.shape
     hidden = counts(steps, batch, args.hidden, args.density_hidden, 2, dtype)
@@ -149,6 +150,7 @@ def main() -> None:
     ap.add_argument("--density-hidden", type=float, default=0.07)
     ap.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     ap.add_argument("--fsdd", action="store_true", help="layer 1 input: spoken digits through the cochlea")
+    ap.add_argument("--data", default=None, help="data folder holding fsdd/ (default $NEUROSIM_DATA)")
     ap.add_argument("--cache", default=None, help="folder for the encoded FSDD events")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--sweep", type=float, nargs="*", default=[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4],

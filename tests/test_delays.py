@@ -5,7 +5,7 @@ from torch.func import functional_call
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
 from neurosim.projections import delayed, integer_delays, sigma_schedule
-from neurosim.projections.delay_kernels import event_sum
+from neurosim.projections.delay_kernels import event_sum, nonzero_count
 from neurosim.projections.delayed import causal_conv, gaussian_kernel
 
 
@@ -404,6 +404,15 @@ def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
         assert torch.equal(proj(x), shift_reference(x, proj.weight.detach(), d))  # at the threshold
         assert torch.equal(proj(torch.zeros(T, 1, n_in, dtype=torch.float64)), torch.zeros(T, 1, n_out,
                                                                                             dtype=torch.float64))
+
+
+def test_nonzero_count_equals_torch():
+    x = counts(13, 5, 7, p=0.3)
+    x[3, 2, :4] = -0.0
+    x[4, 1, 1] = -2.5
+    for dtype in (torch.float32, torch.float64):
+        assert nonzero_count(x.to(dtype)) == int(torch.count_nonzero(x)) > 0
+    assert nonzero_count(x.transpose(0, 1)) == int(torch.count_nonzero(x))
 
 
 def test_event_sum_bad_input():

@@ -94,6 +94,14 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return x.detach().contiguous().numpy()
 
 
+def nonzero_count(x: torch.Tensor) -> int:
+    """The number of nonzero entries of ``x`` ``[T, B, n_in]`` (float32 / float64, CPU), in one
+    vectorised pass (``torch.count_nonzero`` takes tens of times longer on one thread)."""
+    start = np.zeros(x.shape[1] + 1, dtype=np.int64)
+    _count_events(_array(x), start)
+    return int(start[-1])
+
+
 def input_events(x: torch.Tensor) -> InputEvents:
     """The nonzero entries of ``x`` ``[T, B, n_in]`` (float32 / float64, CPU), grouped by sample."""
     return _events(_array(x))

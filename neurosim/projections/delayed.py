@@ -68,7 +68,7 @@ from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
 from .base import Projection, dale_signs
-from .delay_kernels import event_sum
+from .delay_kernels import event_sum, nonzero_count
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
 SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5 steps)
@@ -110,7 +110,7 @@ def integer_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> 
     if ((torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.device.type != "cpu"
             or x.dtype not in (torch.float32, torch.float64)):
         return shifted_sum(x, weight, delays)
-    count, limit = int(torch.count_nonzero(x)), EVENT_DENSITY_PER_DELAY * x.numel()
+    count, limit = nonzero_count(x), EVENT_DENSITY_PER_DELAY * x.numel()
     if count > limit and count > limit * torch.unique(delays).numel():
         return shifted_sum(x, weight, delays)
     return event_sum(x, weight, delays)
