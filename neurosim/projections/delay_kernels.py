@@ -9,8 +9,8 @@ For integer delays :math:`d_{ij} \ge 0` the postsynaptic input is
 which, read from the input side, says that every nonzero entry :math:`s_j[t]` of sample
 :math:`b` adds :math:`s_j[t]\, w_{ij}` to :math:`I_i[t + d_{ij}]` for every :math:`i`
 (dropped when :math:`t + d_{ij} \ge T`). :func:`event_sum` does exactly that in compiled loops:
-:func:`input_events` lists the nonzero entries per sample (reading the input once, in memory
-order), then each sample's events are delivered into a buffer ``[T + max d, n_out]`` that stays
+:func:`input_events` lists the nonzero entries per sample (counting, then filling, each pass
+reading the input in memory order), then each sample's events are delivered into a buffer ``[T + max d, n_out]`` that stays
 in cache. The cost is (number of nonzero inputs) x ``n_out`` additions, against the
 ``T B n_in n_out D`` multiply-adds of the dense ``[n_out, n_in, D]`` convolution, and the kernel
 is never built. Each output sums its terms in the order of the events (time, then input index).
