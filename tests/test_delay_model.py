@@ -178,14 +178,6 @@ def test_lag_task_carries_class_only_in_timing():
 TASK = dict(n_classes=4, n_channels=8, max_lag=12, n_train=256, n_test=256, steps=32, seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train_on_lags(delays: str, batch_norm: bool = True, hidden: int = 16, epochs: int = 30):
     torch.manual_seed(0)
     train, test, lags = lag_task(**TASK)

@@ -16,13 +16,7 @@ from neurosim.plugins.hlop import HLOP
 from neurosim.scenarios import Scenario, Task
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: a second thread only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def largest_angle(rows: torch.Tensor, basis: torch.Tensor) -> float:
@@ -99,9 +93,9 @@ class AfterTask(Plugin):
         self.states.append(copy.deepcopy(runner.network.state_dict()))
 
 
-def subspace_tasks(d: int = 20, n_cls: int = 4, rank_a: int = 3):
+def subspace_tasks(d: int = 20, n_cls: int = 4, rank_a: int = 3, seed: int = 0):
     """Task A's inputs lie in a ``rank_a``-dimensional subspace, task B's anywhere; Gaussian classes."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
 
     def task(index, basis, centres):
         def draw(n):

@@ -1,23 +1,16 @@
 """HLOP on delayed projections: it learns from the activity as delivered through each synapse's delay."""
-import numpy as np
 import pytest
 import torch
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
 from neurosim.continual import Continual
-from neurosim.datasets import Dataset
 from neurosim.plugins.hlop import HLOP, _DelayedRows, _layout
-from neurosim.scenarios import Scenario, Task
+from neurosim.scenarios import Scenario
 
-from test_hlop import AfterTask
+from test_hlop import AfterTask, subspace_tasks
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_delivered_sequence_is_each_sampled_neurons_shifted_input():
@@ -37,26 +30,10 @@ def test_delivered_sequence_is_each_sampled_neurons_shifted_input():
                 assert torch.equal(seq[:, r * 2 + b, j], expected)
 
 
-def tasks(d=20, n_cls=4, rank_a=2):
-    """Task A's inputs lie in a ``rank_a``-dimensional subspace, task B's anywhere; Gaussian classes."""
-    rng = np.random.default_rng(1)
-
-    def task(index, basis, centres):
-        def draw(n):
-            y = rng.integers(0, n_cls, n)
-            z = centres[y] + 0.3 * rng.standard_normal((n, basis.shape[1]))
-            return Dataset((z @ basis.T).astype(np.float32), y.astype(np.int64), (d,))
-        return Task(index, draw(256), draw(128), tuple(range(n_cls)))
-
-    a = task(0, np.linalg.qr(rng.standard_normal((d, rank_a)))[0], rng.standard_normal((n_cls, rank_a)))
-    b = task(1, np.linalg.qr(rng.standard_normal((d, d)))[0], rng.standard_normal((n_cls, d)))
-    return a, b
-
-
 def score_change(delivered: bool, monkeypatch) -> tuple[float, float]:
     """Task B's training moves the scores on task A's inputs by this much, with HLOP and without."""
     d, n_cls, D = 20, 4, 3
-    a, b = tasks(d, n_cls)
+    a, b = subspace_tasks(d, n_cls, rank_a=2, seed=1)
     delays = torch.randint(0, D, (1, d), generator=torch.Generator().manual_seed(0)).expand(n_cls, d)
     if not delivered:  # learn from the presynaptic activity as sent, ignoring the delays
         monkeypatch.setattr(_DelayedRows, "sequence", lambda self, x: x)

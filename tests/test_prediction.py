@@ -13,12 +13,7 @@ from neurosim.models.prediction import (Contingency, CueReservoir, PredictionTas
 BIN_MS = 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_task_target_gate_and_expectation():
