@@ -115,14 +115,20 @@ def build_delay_net(n_in: int, n_out: int, hidden: Sequence[int] = (256, 256), m
     return net
 
 
+def scores(v_out: torch.Tensor) -> torch.Tensor:
+    """The logits ``sum_t softmax(v_out[t])`` ``[B, C]`` of the readout membrane ``v_out`` ``[T, B, C]``
+    (the continual runner's readout for this network)."""
+    return F.softmax(v_out, dim=-1).sum(0)
+
+
 def delay_loss(v_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of ``sum_t softmax(v_out[t])`` taken as logits; ``v_out`` ``[T, B, C]``, ``y`` ``[B]``."""
-    return F.cross_entropy(F.softmax(v_out, dim=-1).sum(0), y)
+    """Cross-entropy of :func:`scores` taken as logits; ``v_out`` ``[T, B, C]``, ``y`` ``[B]``."""
+    return F.cross_entropy(scores(v_out), y)
 
 
 def predict(v_out: torch.Tensor) -> torch.Tensor:
-    """Class of each sample: ``argmax_k sum_t softmax(v_out[t])_k``."""
-    return F.softmax(v_out, dim=-1).sum(0).argmax(-1)
+    """Class of each sample: ``argmax_k`` of :func:`scores`."""
+    return scores(v_out).argmax(-1)
 
 
 def delayed_projections(net: Network) -> list[Delayed]:
