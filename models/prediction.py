@@ -55,7 +55,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from neurosim.errors import NeurosimError, check_positive
+from neurosim.errors import NeurosimError, check_int, check_positive
 from neurosim.learning import FORCE, FORCEParameters, ThreeFactor, ThreeFactorParameters
 from neurosim.network import Network
 from neurosim.neurons import LI
@@ -63,11 +63,6 @@ from neurosim.projections import Dense, random_connectivity
 from neurosim.reservoir import ei_sizes, izhikevich_reservoir
 
 DT = 1.0  # ms: the Izhikevich scheme of section 6
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise NeurosimError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_interval(name: str, value, minimum: float) -> None:
@@ -88,8 +83,8 @@ class Contingency:
     readout: int = 0
 
     def __post_init__(self):
-        _check_int("cue", self.cue, 0)
-        _check_int("readout", self.readout, 0)
+        check_int("cue", self.cue, 0)
+        check_int("readout", self.readout, 0)
         check_positive("latency", self.latency)
         p = self.probability
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
@@ -114,10 +109,10 @@ class PredictionTask:
         cues = [c.cue for c in self.contingencies]
         if len(set(cues)) != len(cues):
             raise NeurosimError(f"each cue may have one contingency, got cues {cues}")
-        _check_int("trial_ms", self.trial_ms, 1)
-        _check_int("cue_onset", self.cue_onset, 0)
+        check_int("trial_ms", self.trial_ms, 1)
+        check_int("cue_onset", self.cue_onset, 0)
         check_positive("pulse_ms", self.pulse_ms)
-        _check_int("attention_delay", self.attention_delay, 0)
+        check_int("attention_delay", self.attention_delay, 0)
         for c in self.contingencies:
             if c.latency <= self.attention_delay:
                 raise NeurosimError(f"cue {c.cue}'s event at {c.latency} ms after the cue comes before attention "
@@ -202,13 +197,13 @@ class ReservoirParameters:
         _check_interval("bias", self.bias, -math.inf)
         check_positive("noise", self.noise, allow_zero=True)
         for name in ("n_cues", "channels", "cue_ms"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("p_in", "cue_rate"):
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise NeurosimError(f"{name} must be in (0, 1], got {v!r}")
         _check_interval("gap_ms", self.gap_ms, 0)
-        _check_int("seed", self.seed, 0)
+        check_int("seed", self.seed, 0)
 
 
 class CueReservoir:
@@ -243,7 +238,7 @@ class CueReservoir:
 
     def trial(self, cue: int, task: PredictionTask) -> torch.Tensor:
         p = self.params
-        _check_int("cue", cue, 0)
+        check_int("cue", cue, 0)
         if cue >= p.n_cues:
             raise NeurosimError(f"cue {cue} does not exist: the reservoir has {p.n_cues} cues")
         gap = int(torch.randint(p.gap_ms[0], p.gap_ms[1] + 1, (1,), generator=self.generator))
@@ -259,7 +254,7 @@ class CueReservoir:
 
     def baseline(self, ms: int = 2000) -> torch.Tensor:
         """``[n]``: each neuron's spikes per step over ``ms`` steps without cues (the run goes on from there)."""
-        _check_int("ms", ms, 1)
+        check_int("ms", ms, 1)
         drive = self.bias + self.noise_scale * torch.randn(ms, 1, self.params.n, generator=self.generator)
         with torch.no_grad():
             res = self.network.run({"neurons": drive}, state=self.state, outputs=["neurons"])
@@ -267,7 +262,7 @@ class CueReservoir:
         return res.outputs["neurons"].mean((0, 1))
 
     def trials(self, cue: int, task: PredictionTask, k: int) -> torch.Tensor:
-        _check_int("k", k, 1)
+        check_int("k", k, 1)
         return torch.cat([self.trial(cue, task) for _ in range(k)], dim=1)
 
 
@@ -305,9 +300,9 @@ class ThreeFactorReadout:
         self.network.add("readout", LI(n_readouts, tau_mem=tau_readout, input_mode="current"))
         self.projection = self.network.connect("trace", "readout", Dense(n, n_readouts, weight=torch.zeros(n_readouts, n)),
                                                name="readout")
-        lam = math.exp(-DT / tau_readout)
-        self.rule = ThreeFactor(self.projection, ThreeFactorParameters(tau_pre=tau_pre, tau_e=tau_readout, a_plus=1 - lam,
-                                                                       hebbian="pre"), dt=DT)
+        self.decay = math.exp(-DT / tau_readout)
+        self.rule = ThreeFactor(self.projection, ThreeFactorParameters(tau_pre=tau_pre, tau_e=tau_readout,
+                                                                       a_plus=1 - self.decay, hebbian="pre"), dt=DT)
         self.optimizer = torch.optim.SGD([self.projection.weight], lr=lr)
         self.n_readouts = n_readouts
 
@@ -329,8 +324,7 @@ class ThreeFactorReadout:
             out = self.network.run({"trace": spikes - self.baseline}, outputs=["trace", "readout"]).outputs
         for p in plugins:
             p.after_forward(self, out["readout"])
-        lam, w = self.rule.params.tau_e, self.projection.weight
-        lam = math.exp(-DT / lam)
+        lam, w = self.decay, self.projection.weight
         post = torch.ones(spikes.shape[1], self.n_readouts)
         state = self.rule.initial_state(spikes.shape[1])
         z = torch.zeros(spikes.shape[1], self.n_readouts)
@@ -409,7 +403,7 @@ def evaluate(readout, task: PredictionTask, held_out: dict[int, torch.Tensor]) -
 
 def draw_trials(task: PredictionTask, n: int, rng: np.random.Generator) -> list[tuple[int, bool]]:
     """``n`` trials as ``(cue, event happened)``: cues uniform over the task's, events Bernoulli."""
-    _check_int("n", n, 1)
+    check_int("n", n, 1)
     cs = task.contingencies
     picks = rng.integers(len(cs), size=n)
     events = rng.random(n)
