@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 
 
@@ -27,6 +28,13 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
         raise NeurosimError(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         raise NeurosimError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value!r}")
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """``int(value)``; raise unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise NeurosimError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:

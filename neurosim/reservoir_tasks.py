@@ -35,13 +35,8 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .errors import NeurosimError, check_positive
+from .errors import NeurosimError, check_int, check_positive
 from .network import Network
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise NeurosimError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _as_array(name: str, x, ndim: int) -> np.ndarray:
@@ -56,7 +51,7 @@ def _as_array(name: str, x, ndim: int) -> np.ndarray:
 # -- driving and features ---------------------------------------------------------------------
 def input_weights(n: int, scale: float = 1.0, seed: int | None = 0) -> np.ndarray:
     """Input weights ``w_i ~ U(-scale, scale)`` of ``n`` neurons, from ``numpy.random.default_rng(seed)``."""
-    _check_int("n", n, 1)
+    check_int("n", n, 1)
     check_positive("scale", scale, allow_zero=True)
     return np.random.default_rng(seed).uniform(-scale, scale, n)
 
@@ -78,8 +73,8 @@ def reservoir_states(net: Network, signal, weights, hold: int, *, bias: float = 
     w = _as_array("weights", weights, 1)
     if w.size != pop.n:
         raise NeurosimError(f"weights must have one value per neuron ({pop.n}), got {w.size}")
-    _check_int("hold", hold, 1)
-    _check_int("chunk", chunk, 1)
+    check_int("hold", hold, 1)
+    check_int("chunk", chunk, 1)
     taus = [tau] if np.ndim(tau) == 0 else list(tau)
     if not taus:
         raise NeurosimError("tau must be a time constant or a non-empty sequence of them")
@@ -215,8 +210,8 @@ def memory_capacity(features, signal, max_delay: int, *, alpha: float | Sequence
     u = _as_array("signal", signal, 1)
     if u.size != x.shape[0]:
         raise NeurosimError(f"features have {x.shape[0]} samples but the signal has {u.size}")
-    _check_int("max_delay", max_delay, 1)
-    _check_int("washout", washout, 0)
+    check_int("max_delay", max_delay, 1)
+    check_int("washout", washout, 0)
     fit, test = _split(u.size, washout + max_delay, train)
     targets = np.stack([np.roll(u, k) for k in range(1, max_delay + 1)], 1)  # targets[t, k-1] = u[t - k]
     readout = fit_ridge(x[fit], targets[fit], _penalty(x[fit], targets[fit], alpha, validation))
@@ -232,7 +227,7 @@ def mackey_glass(n: int, *, tau: float = 17.0, beta: float = 0.2, gamma: float =
                  h: float = 0.1, sample: float = 1.0, x0: float = 1.2, transient: float = 0.0) -> np.ndarray:
     """``n`` samples of the Mackey-Glass series every ``sample`` time units, after ``transient``
     time units from the constant history ``x(t <= 0) = x0`` (deterministic)."""
-    _check_int("n", n, 1)
+    check_int("n", n, 1)
     for name, value in (("tau", tau), ("h", h), ("sample", sample)):
         check_positive(name, value)
     for name, value in (("beta", beta), ("gamma", gamma), ("exponent", exponent), ("x0", x0),
@@ -271,8 +266,8 @@ def prediction_nrmse(features, series, horizon: int = 1, *, alpha: float | Seque
     s = _as_array("series", series, 1)
     if s.size != x.shape[0]:
         raise NeurosimError(f"features have {x.shape[0]} samples but the series has {s.size}")
-    _check_int("horizon", horizon, 1)
-    _check_int("washout", washout, 0)
+    check_int("horizon", horizon, 1)
+    check_int("washout", washout, 0)
     x, target = x[:-horizon], s[horizon:]
     fit, test = _split(target.size, washout, train)
     readout = fit_ridge(x[fit], target[fit], _penalty(x[fit], target[fit], alpha, validation))

@@ -23,21 +23,15 @@ import math
 
 import numpy as np
 
-from .errors import NeurosimError, check_positive
+from .errors import NeurosimError, check_int, check_positive
 from .event_datasets import EventSet
-
-
-def _int(name: str, value, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise NeurosimError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def lag_patterns(n_classes: int, n_channels: int, max_lag: int, jitter: int = 0, seed: int = 0) -> np.ndarray:
     """Lags ``[n_classes, n_channels]`` (int64): per class, distinct multiples of ``2 jitter + 1`` in
     ``[0, max_lag]`` in random order; no two classes share a pattern."""
-    n_classes, n_channels = _int("n_classes", n_classes, 2), _int("n_channels", n_channels, 2)
-    max_lag, jitter = _int("max_lag", max_lag, 1), _int("jitter", jitter, 0)
+    n_classes, n_channels = check_int("n_classes", n_classes, 2), check_int("n_channels", n_channels, 2)
+    max_lag, jitter = check_int("max_lag", max_lag, 1), check_int("jitter", jitter, 0)
     grid = np.arange(0, max_lag + 1, 2 * jitter + 1)
     if grid.size < n_channels:
         raise NeurosimError(f"max_lag={max_lag} leaves {grid.size} distinct lags {2 * jitter + 1} steps apart "
@@ -67,9 +61,9 @@ def lag_task(n_classes: int = 4, n_channels: int = 8, max_lag: int = 12, n_train
     ``noise_rate`` is the probability of a background spike per channel and step. ``dt`` (s) is the
     sets' default step.
     """
-    n_train, n_test, steps = _int("n_train", n_train, 1), _int("n_test", n_test, 1), _int("steps", steps, 1)
+    n_train, n_test, steps = check_int("n_train", n_train, 1), check_int("n_test", n_test, 1), check_int("steps", steps, 1)
     lags = lag_patterns(n_classes, n_channels, max_lag, jitter, seed)
-    if not 0 <= noise_rate < 1 or not math.isfinite(noise_rate):
+    if not 0 <= noise_rate < 1:
         raise NeurosimError(f"noise_rate must be a probability in [0, 1), got {noise_rate!r}")
     check_positive("dt", dt)
     last_onset = steps - max_lag - 2 * jitter - 1
