@@ -1,7 +1,8 @@
 """The continual runner: train task after task, evaluate every task seen, keep the accuracy matrix.
 
 ``Continual(network, scenario, plugins=[...])`` feeds each sample as an encoded sequence to the
-network's input, reads class scores from the output population's sequence with ``readout``
+network's input (samples that are already sequences, ``[T, F]`` such as binned events, as they
+are: see :meth:`Continual.encode`), reads class scores from the output population's sequence with ``readout``
 (``"mean"`` over time, ``"last"`` step, or a function ``[T, B, n] -> [B, n]``), and trains with
 cross-entropy. ``learning`` says how a batch's update reaches ``.grad``: :class:`~neurosim.learners.BPTT` (default,
 autograd through the whole run), :class:`ThreeFactorLearner` (a modulated Hebbian rule on the
@@ -37,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .encoding import encode
@@ -149,7 +151,7 @@ class Continual:
     def _record(self, task: Task) -> None:
         """Record the encoded input of ``task``'s first test samples and the spikes they cause."""
         k = min(self.record["samples"], len(task.test.y))
-        seq = encode(torch.as_tensor(task.test.x[:k]), self.steps, self.encoding, generator=self.generator)
+        seq = self.encode(torch.as_tensor(task.test.x[:k]))
         names = [self.network.probe(pop, "spikes", name=f"_record_{pop}") for pop in self.record["populations"]]
         try:
             with torch.no_grad():
@@ -180,8 +182,15 @@ class Continual:
         return torch.optim.Adam(params, lr=self.lr)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``[B, F]`` as the input sequence ``[T, B, F]``."""
-        return encode(x, self.steps, self.encoding, generator=self.generator)
+        """The input sequence ``[T, B, F]``: features ``[B, F]`` encoded over ``steps``, or sequence
+        samples ``[B, T, F]`` as they are, cut after the batch's last nonzero step and zero-padded
+        to at least ``steps``."""
+        if x.dim() != 3:
+            return encode(x, self.steps, self.encoding, generator=self.generator)
+        active = torch.nonzero(x.abs().sum((0, 2)))
+        length = int(active[-1]) + 1 if active.numel() else 0
+        seq = x[:, :length].transpose(0, 1)
+        return F.pad(seq, (0, 0, 0, 0, 0, max(0, self.steps - length))).contiguous()
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""

@@ -23,7 +23,9 @@ IDX_FILES = {
 
 
 class Dataset(NamedTuple):
-    """``x``: ``[N, F]`` float32 (in [0, 1] as loaded); ``y``: ``[N]`` int64; ``shape``: the sample's original shape."""
+    """``x``: ``[N, F]`` float32 (in [0, 1] as loaded), or ``[N, T, C]`` for sequences (e.g. binned
+    events, :func:`neurosim.event_datasets.as_dataset`); ``y``: ``[N]`` int64; ``shape``: the
+    sample's original shape."""
 
     x: np.ndarray
     y: np.ndarray

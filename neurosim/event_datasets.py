@@ -27,6 +27,10 @@ longest sample of the batch (or ``min_steps`` if more, e.g. to reach the kernel 
 projection), zeros after each sample's end; ``y`` ``[B]`` int64; ``lengths`` ``[B]`` int64 steps.
 ``EventSet`` is also a map-style data set for ``torch.utils.data.DataLoader``
 (``set[i] = (counts [T_i, C], label)``, with ``collate_fn=collate``).
+
+**Continual learning**: :func:`as_split` turns a train/test pair into dense
+:class:`~neurosim.datasets.Dataset` counts ``[N, T, C]`` (padded to the longest sample), which
+the scenarios split or permute (channels) and the continual runner feeds as they are.
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ import numpy as np
 import torch
 
 from .audio import Cochlea, audio_events, read_wav
-from .datasets import data_root
+from .datasets import Dataset, Split, data_root
 from .errors import NeurosimError, check_positive
 
 FSDD_RATE = 8000
@@ -257,6 +261,26 @@ def collate(items: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, to
     lengths = torch.tensor([x.shape[0] for x, _ in items], dtype=torch.int64)
     x = torch.nn.utils.rnn.pad_sequence([x for x, _ in items])
     return x, torch.tensor([y for _, y in items], dtype=torch.int64), lengths
+
+
+def as_dataset(events: EventSet, dt: float | None = None, steps: int | None = None) -> Dataset:
+    """All samples of ``events`` as counts ``x`` ``[N, T, C]`` float32 (zero-padded to the longest
+    sample, or to ``steps``) with labels ``y``."""
+    longest = int(events.steps(dt).max()) if len(events) else 0
+    steps = longest if steps is None else steps
+    if not isinstance(steps, int) or steps < max(longest, 1):
+        raise NeurosimError(f"steps must be an integer of at least {max(longest, 1)} (the longest sample), "
+                            f"got {steps!r}")
+    x, y, _ = events.batch(np.arange(len(events)), dt, steps)
+    return Dataset(np.ascontiguousarray(x.numpy().transpose(1, 0, 2)), y.numpy(), (steps, events.channels))
+
+
+def as_split(train: EventSet, test: EventSet, dt: float | None = None) -> Split:
+    """Train and test event sets as one :class:`~neurosim.datasets.Split` of equal-length counts."""
+    if train.channels != test.channels:
+        raise NeurosimError(f"train has {train.channels} channels but test has {test.channels}")
+    steps = max(int(e.steps(dt).max()) if len(e) else 1 for e in (train, test))
+    return Split(as_dataset(train, dt, steps), as_dataset(test, dt, steps))
 
 
 class EventSplit(NamedTuple):

@@ -8,9 +8,13 @@
      "training": {"steps": 20, "epochs": 20, "batch_size": 32, "lr": 0.1, "optimizer": "sgd", "seed": 0},
      "plugins": [{"name": "hlop", "rows_per_task": [...], ...}]}
 
-``model``: a builder of :data:`MODELS` and its keyword arguments. ``scenario``: ``permuted`` or
-``split`` (with ``mode``) over ``data`` (``digits``, ``mnist``, ``fashion_mnist``; ``root`` for
-IDX files), standardised with the training set's mean and deviation. ``training``: the keyword
+``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
+network; ``delays``: the learnable-delay network). ``scenario``: ``permuted`` or ``split`` (with
+``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files),
+standardised with the training set's mean and deviation; or event data fed as sequences of
+counts, ``lags`` (generated: classes that differ only in the lags between channels) or ``fsdd``
+(spoken digits; ``root`` or ``$NEUROSIM_DATA/fsdd``), with ``options`` for their generator or
+loader. Permuting event data permutes its channels. ``training``: the keyword
 arguments of :class:`neurosim.continual.Continual`, with ``learning`` one of ``bptt`` (default),
 ``three_factor`` or ``eprop`` (:mod:`neurosim.learners`). ``plugins``: registered plugin names with
 their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
@@ -27,16 +31,19 @@ import tomllib
 from pathlib import Path
 
 from .continual import Continual, ContinualResult
-from .datasets import digits, idx_dataset, standardised
+from .datasets import Split, digits, idx_dataset, standardised
+from .event_datasets import as_split, fsdd
 from .errors import NeurosimError, check_known
 from .learners import BPTT, EPropLearner, ThreeFactorLearner
 from .plugin import create_plugin
 from .scenarios import Scenario, permuted, split
 from .store import RunStore
+from .temporal_tasks import lag_task
 
 #: Model name -> (module, network builder, readout function).
-MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout")}
-DATA = ("digits", "mnist", "fashion_mnist")
+MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout"),
+          "delays": ("neurosim.models.delays", "build_delay_net", "scores")}
+DATA = ("digits", "mnist", "fashion_mnist", "lags", "fsdd")
 SCENARIOS = ("permuted", "split")
 SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
 LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
@@ -70,17 +77,34 @@ def _section(config: dict, key: str) -> dict:
     return dict(value)
 
 
+def _data(name: str, root: str | None, seed: int, options: dict) -> Split:
+    """A data set of :data:`DATA`: images standardised; events (``lags``, ``fsdd``) as binned counts,
+    ``options`` passed to :func:`~neurosim.temporal_tasks.lag_task` or :func:`~neurosim.event_datasets.fsdd`."""
+    if name in ("lags", "fsdd"):
+        try:
+            if name == "lags":
+                train, test, _ = lag_task(**{"seed": seed, **options})
+            else:
+                train, test, _ = fsdd(root, **options)
+        except TypeError as e:
+            raise NeurosimError(f"scenario options for {name!r}: {e}") from None
+        return as_split(train, test)
+    if options:
+        raise NeurosimError(f"scenario options are for the event data sets (lags, fsdd), not {name!r}")
+    return standardised(digits(seed=seed) if name == "digits" else idx_dataset(name, root))
+
+
 def scenario_from(spec: dict) -> Scenario:
     """The scenario of a configuration's ``scenario`` section."""
     spec = dict(spec)
-    check_known("scenario", spec, ["name", "data", "tasks", "seed", "mode", "root"])
+    check_known("scenario", spec, ["name", "data", "tasks", "seed", "mode", "root", "options"])
     kind, data = spec.get("name", "permuted"), spec.get("data", "digits")
     if kind not in SCENARIOS:
         raise NeurosimError(f"unknown scenario {kind!r}; expected one of: {', '.join(SCENARIOS)}")
     if data not in DATA:
         raise NeurosimError(f"unknown data set {data!r}; expected one of: {', '.join(DATA)}")
     seed, tasks = spec.get("seed", 0), spec.get("tasks", 5)
-    d = standardised(digits(seed=seed) if data == "digits" else idx_dataset(data, spec.get("root")))
+    d = _data(data, spec.get("root"), seed, dict(spec.get("options", {})))
     if kind == "permuted":
         return permuted(d, tasks, seed)
     return split(d, tasks, spec.get("mode", "task"))

@@ -106,7 +106,8 @@ def checkpoint_delays(network_state: dict) -> dict[str, tuple[np.ndarray, int]]:
     for key, extra in network_state.items():
         if key.endswith("._extra_state") and isinstance(extra, dict) and "max_delay" in extra:
             prefix = key[: -len("_extra_state")]
-            found[prefix[:-1].removeprefix("projections.")] = delays_from_state(network_state, prefix)
+            connection = prefix.removeprefix("projections.").split(".")[0]  # also inside a Chain
+            found[connection] = delays_from_state(network_state, prefix)
     return found
 
 

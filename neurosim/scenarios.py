@@ -44,17 +44,18 @@ class Scenario:
 
 
 def permuted(data: Split, n_tasks: int = 5, seed: int = 0) -> Scenario:
-    """``n_tasks`` pixel permutations of ``data`` (task 0 is the identity)."""
+    """``n_tasks`` permutations of the features of ``data`` (pixels; the channels of sequences),
+    task 0 the identity."""
     if not isinstance(n_tasks, int) or n_tasks < 1:
         raise NeurosimError(f"n_tasks must be a positive integer, got {n_tasks!r}")
     rng = np.random.default_rng(seed)
-    n_feat = data.train.x.shape[1]
+    n_feat = data.train.x.shape[-1]
     classes = tuple(int(c) for c in np.unique(data.train.y))
     tasks = []
     for k in range(n_tasks):
         perm = np.arange(n_feat) if k == 0 else rng.permutation(n_feat)
-        tasks.append(Task(k, Dataset(data.train.x[:, perm], data.train.y, data.train.shape),
-                          Dataset(data.test.x[:, perm], data.test.y, data.test.shape), classes))
+        tasks.append(Task(k, Dataset(data.train.x[..., perm], data.train.y, data.train.shape),
+                          Dataset(data.test.x[..., perm], data.test.y, data.test.shape), classes))
     return Scenario("permuted", tasks, n_feat, max(classes) + 1)
 
 
@@ -78,4 +79,4 @@ def split(data: Split, n_tasks: int = 5, mode: str = "task") -> Scenario:
         labels = tuple(range(len(group))) if mode == "domain" else tuple(int(c) for c in group)
         tasks.append(Task(k, part(data.train), part(data.test), labels))
     n_out = groups.shape[1] if mode == "domain" else int(classes.max()) + 1
-    return Scenario(f"split-{mode}", tasks, data.train.x.shape[1], n_out, task_incremental=mode == "task")
+    return Scenario(f"split-{mode}", tasks, data.train.x.shape[-1], n_out, task_incremental=mode == "task")

@@ -24,7 +24,8 @@ kernel is refused, since its longest delays could never deliver.
 
 Positions start uniform on :math:`[-\lceil D/2 \rceil, \lfloor D/2 \rfloor)` and are clamped to
 :math:`[-\lfloor D/2 \rfloor, D-1-\lfloor D/2 \rfloor]`, at construction and then in place, without
-gradient, at the start of every forward (the same as clamping after each optimiser step). For odd
+gradient, at the start of every forward and when the state is saved (the same as clamping after
+each optimiser step). For odd
 :math:`D` that is the paper's :math:`[-\lfloor D/2 \rfloor, \lfloor D/2 \rfloor]`; for even :math:`D`
 the paper's upper bound would centre the Gaussian one step past the last tap (a negative delay), so
 it is one lower.
@@ -290,6 +291,12 @@ class Delayed(Projection):
             raise NeurosimError(f"{name}: delays must be integers in [0, {self.max_delay - 1}] for "
                                 f"max_delay={self.max_delay}")
         return d.long().clone()
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        if self.positions is not None:  # an optimiser step may have left them out of range
+            with torch.no_grad():
+                self.positions.clamp_(*self.position_range)
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def get_extra_state(self) -> dict:
         """Saved with the parameters, so a state dict tells its delays' range."""
