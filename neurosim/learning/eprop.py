@@ -68,6 +68,7 @@ from ..errors import NeurosimError, check_choice, check_finite, check_last_dim, 
 from ..neurons import ALIF, LI, LIF
 from ..neurons.alif import alif_propagator
 from ..projections import Dense
+from .three_factor import deposit
 
 FEEDBACK = ("symmetric", "random")
 
@@ -131,6 +132,11 @@ def eligibility_step(s: torch.Tensor, r: torch.Tensor, eps_v: torch.Tensor, eps_
     return v + c.p01 * eps_w, c.p10 * ev + c.p11 * eps_w + c.q1 * s
 
 
+def _add_gradient(weight: torch.Tensor, g: torch.Tensor) -> None:
+    """``weight.grad += g`` (``g`` a gradient, the opposite of a weight change)."""
+    deposit(weight, -g)
+
+
 def _contract(m: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     """``sum_b m[b, j] e[b, j, i]`` with ``e`` ``[B, 1 or N, n_pre]``."""
     if e.shape[1] == 1:
@@ -191,7 +197,8 @@ class EProp:
         if params.feedback == "random":
             std = params.feedback_scale or 1.0 / math.sqrt(n_out)
             g = torch.Generator().manual_seed(params.seed)
-            self.B = (torch.randn(n_hidden, n_out, generator=g, dtype=torch.float64) * std).to(self.out_proj.weight.dtype)
+            w = self.out_proj.weight
+            self.B = (torch.randn(n_hidden, n_out, generator=g, dtype=torch.float64) * std).to(w.dtype).to(w.device)
 
     @staticmethod
     def _only(names: list[str], what: str) -> str:
@@ -233,13 +240,13 @@ class EProp:
     def initial_state(self, batch: int) -> EPropState:
         pop, out = self.network.populations[self.hidden], self.network.populations[self.readout]
         alif = isinstance(pop, ALIF)
-        dt = pop.dtype
-        eps_v = tuple(torch.zeros(batch, 1, p.n_in, dtype=dt) for p, _ in self.projections)
+        kw = dict(dtype=pop.dtype, device=self.in_proj.weight.device)
+        eps_v = tuple(torch.zeros(batch, 1, p.n_in, **kw) for p, _ in self.projections)
         eps_w = tuple(torch.zeros_like(e) if alif else None for e in eps_v)
-        ebar = tuple(torch.zeros(batch, pop.n, p.n_in, dtype=dt) for p, _ in self.projections)
-        return EPropState(pop.initial_state(batch), torch.zeros(batch, pop.n, dtype=dt),
-                          out.initial_state(batch).v, torch.ones(batch, pop.n, dtype=dt), eps_v, eps_w, ebar,
-                          torch.zeros(batch, pop.n, dtype=dt))
+        ebar = tuple(torch.zeros(batch, pop.n, p.n_in, **kw) for p, _ in self.projections)
+        return EPropState(pop.initial_state(batch, kw["device"]), torch.zeros(batch, pop.n, **kw),
+                          out.initial_state(batch, kw["device"]).v, torch.ones(batch, pop.n, **kw), eps_v, eps_w,
+                          ebar, torch.zeros(batch, pop.n, **kw))
 
     def _hidden_step(self, drive: torch.Tensor, state: EPropState):
         """The hidden population's step on ``drive`` (its total input); returns ``(z, neuron, psi, r)``."""
@@ -298,9 +305,9 @@ class EProp:
             error = error.to(self.out_proj.weight.dtype)
             L = self.gain * error @ self.feedback().t()
             for (proj, _), eb in zip(self.projections, state.ebar):
-                _accumulate(proj.weight, _contract(L, eb))
+                _add_gradient(proj.weight, _contract(L, eb))
             if self.out_proj.weight.requires_grad:
-                _accumulate(self.out_proj.weight, self.gain * error.t() @ state.zbar)
+                _add_gradient(self.out_proj.weight, self.gain * error.t() @ state.zbar)
 
     def sequence(self, xs: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor],
                  on_step: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -337,7 +344,7 @@ class EProp:
                 acc = self.kappa * acc + delta[t]
                 dbar[t] = acc
             if self.out_proj.weight.requires_grad:
-                _accumulate(self.out_proj.weight, self.gain * torch.einsum("tbk,tbj->kj", dbar, zs))
+                _add_gradient(self.out_proj.weight, self.gain * torch.einsum("tbk,tbj->kj", dbar, zs))
             m = (self.gain * dbar @ self.feedback().t()) * torch.stack(psis)  # L-bar times psi, [T, B, N]
             z_before = torch.cat([state.z.unsqueeze(0), zs[:-1]])
             r_before = torch.cat([state.r.unsqueeze(0), torch.stack(rs)[:-1]])
@@ -350,18 +357,11 @@ class EProp:
                     for t in range(T):
                         e = self.coeffs.p00 * e + self.coeffs.q0 * pre[t]
                         eps[t] = e
-                    _accumulate(proj.weight, torch.einsum("tbj,tbi->ji", m, eps))
+                    _add_gradient(proj.weight, torch.einsum("tbj,tbi->ji", m, eps))
                     continue
                 grad = torch.zeros_like(proj.weight)
                 for t in range(T):
                     ev, ew = eligibility_step(pre[t], r_before[t], ev, ew, self.coeffs)
                     grad += _contract(m[t], ev)
-                _accumulate(proj.weight, grad)
+                _add_gradient(proj.weight, grad)
         return ys.detach(), loss.detach()
-
-
-def _accumulate(weight: torch.Tensor, g: torch.Tensor) -> None:
-    """``weight.grad += g`` (``g`` a gradient), creating ``.grad`` if needed."""
-    if weight.grad is None:
-        weight.grad = torch.zeros_like(weight)
-    weight.grad.add_(g.to(weight.grad.dtype))
