@@ -24,9 +24,8 @@ from typing import NamedTuple
 
 import torch
 
-from ..errors import NeurosimError, check_positive
-from ..projections import Dense
-from .three_factor import bound_dense, check_activity, deposit
+from ..errors import NeurosimError, check_int, check_positive
+from .three_factor import DenseRule
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def stdp_step(pre: torch.Tensor, post: torch.Tensor, state: STDPState, params: S
     return STDPState(x, y), dw
 
 
-class STDP:
+class STDP(DenseRule):
     """STDP bound to a :class:`~neurosim.projections.Dense` projection.
 
     ``rule = STDP(projection, params, dt=1.0)``; ``state = rule.initial_state(batch)``;
@@ -79,32 +78,19 @@ class STDP:
     after the optimiser step, ``rule.clip()`` applies ``w_min`` / ``w_max``.
     """
 
-    def __init__(self, projection: Dense, params: STDPParameters | None = None, dt: float = 1.0):
-        self.projection = bound_dense(projection, "STDP")
-        if params is None:
-            params = STDPParameters()
-        if not isinstance(params, STDPParameters):
-            raise NeurosimError(f"params must be STDPParameters, got {type(params).__name__}")
-        check_positive("dt", dt)
-        self.params, self.dt = params, float(dt)
+    Params = STDPParameters
 
     def initial_state(self, batch: int) -> STDPState:
-        if not isinstance(batch, int) or batch < 1:
-            raise NeurosimError(f"batch must be a positive integer, got {batch!r}")
+        check_int("batch", batch)
         w = self.projection.weight
         return STDPState(torch.zeros(batch, self.projection.n_in, dtype=w.dtype, device=w.device),
                          torch.zeros(batch, self.projection.n_out, dtype=w.dtype, device=w.device))
 
     def step(self, pre: torch.Tensor, post: torch.Tensor, state: STDPState) -> STDPState:
-        proj = self.projection
-        check_activity("pre", pre, state.x.shape[0], proj.n_in)
-        check_activity("post", post, state.x.shape[0], proj.n_out)
-        dtype = proj.weight.dtype
+        pre, post = self._activity(pre, post, state.x.shape[0])
         with torch.no_grad():
-            state, dw = stdp_step(pre.detach().to(dtype), post.detach().to(dtype), state, self.params, self.dt)
-            if proj.mask is not None:
-                dw = dw * proj.mask
-            deposit(proj.weight, dw)
+            state, dw = stdp_step(pre, post, state, self.params, self.dt)
+            self._deposit(dw)
         return state
 
     def clip(self) -> None:

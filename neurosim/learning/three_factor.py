@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..errors import NeurosimError, check_choice, check_finite, check_last_dim, check_positive
+from ..errors import NeurosimError, check_choice, check_finite, check_int, check_last_dim, check_positive
 from ..projections import Dense
 
 HEBBIAN = ("stdp", "pre")
@@ -127,7 +127,35 @@ def check_activity(name: str, x: torch.Tensor, batch: int | None, n: int) -> Non
     check_finite(name, x)
 
 
-class ThreeFactor:
+class DenseRule:
+    """A local rule bound to a :class:`~neurosim.projections.Dense` projection: validated
+    parameters (of type ``Params``) and ``dt``, activity checks, and the deposit of its change
+    ``dW`` (inside the connectivity mask) into ``weight.grad`` as :math:`-\\Delta W`."""
+
+    Params: type
+
+    def __init__(self, projection: Dense, params=None, dt: float = 1.0):
+        self.projection = bound_dense(projection, type(self).__name__)
+        params = self.Params() if params is None else params
+        if not isinstance(params, self.Params):
+            raise NeurosimError(f"params must be {self.Params.__name__}, got {type(params).__name__}")
+        check_positive("dt", dt)
+        self.params, self.dt = params, float(dt)
+
+    def _activity(self, pre: torch.Tensor, post: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``pre`` and ``post`` checked against the projection and the state's ``batch``, detached, in the weight's dtype."""
+        proj = self.projection
+        check_activity("pre", pre, batch, proj.n_in)
+        check_activity("post", post, batch, proj.n_out)
+        dtype = proj.weight.dtype
+        return pre.detach().to(dtype), post.detach().to(dtype)
+
+    def _deposit(self, dw: torch.Tensor) -> None:
+        proj = self.projection
+        deposit(proj.weight, dw if proj.mask is None else dw * proj.mask)
+
+
+class ThreeFactor(DenseRule):
     """The three-factor rule bound to a :class:`~neurosim.projections.Dense` projection.
 
     ``rule = ThreeFactor(projection, params, dt=1.0)``; ``state = rule.initial_state(batch)``;
@@ -136,30 +164,16 @@ class ThreeFactor:
     synapses change.
     """
 
-    def __init__(self, projection: Dense, params: ThreeFactorParameters | None = None, dt: float = 1.0):
-        self.projection = bound_dense(projection, "ThreeFactor")
-        if params is None:
-            params = ThreeFactorParameters()
-        if not isinstance(params, ThreeFactorParameters):
-            raise NeurosimError(f"params must be ThreeFactorParameters, got {type(params).__name__}")
-        check_positive("dt", dt)
-        self.params, self.dt = params, float(dt)
+    Params = ThreeFactorParameters
 
     def initial_state(self, batch: int) -> ThreeFactorState:
-        if not isinstance(batch, int) or batch < 1:
-            raise NeurosimError(f"batch must be a positive integer, got {batch!r}")
         w = self.projection.weight
-        return three_factor_initial_state(batch, self.projection.n_in, self.projection.n_out, w.dtype, w.device)
+        return three_factor_initial_state(check_int("batch", batch), self.projection.n_in, self.projection.n_out,
+                                          w.dtype, w.device)
 
     def step(self, pre: torch.Tensor, post: torch.Tensor, modulator, state: ThreeFactorState) -> ThreeFactorState:
-        proj = self.projection
-        check_activity("pre", pre, state.x.shape[0], proj.n_in)
-        check_activity("post", post, state.x.shape[0], proj.n_out)
-        dtype = proj.weight.dtype
+        pre, post = self._activity(pre, post, state.x.shape[0])
         with torch.no_grad():
-            state, dw = three_factor_step(pre.detach().to(dtype), post.detach().to(dtype), modulator, state,
-                                          self.params, self.dt)
-            if proj.mask is not None:
-                dw = dw * proj.mask
-            deposit(proj.weight, dw)
+            state, dw = three_factor_step(pre, post, modulator, state, self.params, self.dt)
+            self._deposit(dw)
         return state
