@@ -32,7 +32,7 @@ import torch
 
 from ..errors import NeurosimError, check_finite, check_last_dim, check_positive
 from ..projections import Dense
-from .three_factor import deposit
+from .three_factor import bound_dense, deposit
 
 
 @dataclass(frozen=True)
@@ -99,12 +99,9 @@ class FORCE:
     """
 
     def __init__(self, projection: Dense, params: FORCEParameters | None = None):
-        if not isinstance(projection, Dense):
-            raise NeurosimError(f"FORCE trains a Dense projection, got {type(projection).__name__}")
-        if projection.mask is not None or projection.signs is not None:
-            raise NeurosimError("FORCE needs a Dense projection without mask or Dale's law: its least-squares "
-                                "update is for z = W r")
-        self.projection = projection
+        self.projection = bound_dense(projection, "FORCE")
+        if projection.mask is not None:
+            raise NeurosimError("FORCE needs a Dense projection without a mask: its least-squares update is for z = W r")
         self.params = params if params is not None else FORCEParameters()
         if not isinstance(self.params, FORCEParameters):
             raise NeurosimError(f"params must be FORCEParameters, got {type(self.params).__name__}")
