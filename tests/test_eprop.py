@@ -173,3 +173,8 @@ def test_eprop_rejects_networks_it_cannot_handle():
         EProp(net)
     with pytest.raises(NeurosimError, match="feedback"):
         EPropParameters(feedback="broadcast")
+    rule = EProp(network("lif_subtract"))
+    with pytest.raises(NeurosimError, match="batch 1 but the state has batch 4"):
+        rule.step(torch.zeros(1, N_IN, dtype=torch.float64), rule.initial_state(B))
+    with pytest.raises(NeurosimError, match="batch must be an integer >= 1"):
+        rule.initial_state(0)

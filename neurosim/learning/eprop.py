@@ -64,7 +64,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ..errors import NeurosimError, check_choice, check_finite, check_last_dim, check_positive
+from ..errors import NeurosimError, check_choice, check_finite, check_int, check_last_dim, check_positive
 from ..neurons import ALIF, LI, LIF
 from ..neurons.alif import alif_propagator
 from ..projections import Dense
@@ -238,6 +238,7 @@ class EProp:
 
     # -- running ---------------------------------------------------------------------------------
     def initial_state(self, batch: int) -> EPropState:
+        check_int("batch", batch)
         pop, out = self.network.populations[self.hidden], self.network.populations[self.readout]
         alif = isinstance(pop, ALIF)
         kw = dict(dtype=pop.dtype, device=self.in_proj.weight.device)
@@ -266,6 +267,8 @@ class EProp:
         ``[B, n_out]``; traces updated (no weight change: see :meth:`learn`). ``on_step(t, states)``
         is called after the step with ``{population: (neuron state, output)}``."""
         check_last_dim("input to e-prop", x, self.in_proj.n_in, 2)
+        if x.shape[0] != state.z.shape[0]:
+            raise NeurosimError(f"input to e-prop has batch {x.shape[0]} but the state has batch {state.z.shape[0]}")
         check_finite("input to e-prop", x)
         with torch.no_grad():
             x = x.to(self.in_proj.weight.dtype)
