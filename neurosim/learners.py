@@ -76,7 +76,10 @@ class ThreeFactorLearner(_LocalLearner):
             raise NeurosimError(f"the three-factor learner found no trained projection into {out!r}")
         params = self.params
         if params is None:
-            tau = getattr(net.populations[out].params, "tau_mem", 10.0)
+            tau = torch.as_tensor(getattr(net.populations[out].params, "tau_mem", float("nan")))
+            if tau.numel() != 1 or not torch.isfinite(tau):
+                raise NeurosimError(f"output {out!r} has no single tau_mem to take the trace constant from: "
+                                    "give ThreeFactorLearner(params=ThreeFactorParameters(...))")
             params = ThreeFactorParameters(tau_pre=float(tau), tau_post=float(tau), tau_e=1e-3, hebbian="pre")
         rules = [ThreeFactor(c.projection, params, net.dt) for c in conns]
         runner.optimizer.zero_grad()
