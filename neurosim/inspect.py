@@ -33,7 +33,7 @@ def _ranges(ks: list[int]) -> str:
 
 def summarise(path: str | os.PathLike) -> str:
     """Config name, format, run id, tasks and R so far, log length and last row, recordings with
-    their sizes, checkpoints (complete, retained, interrupted)."""
+    their sizes, checkpoints (complete, retained, interrupted), delays at the latest checkpoint."""
     with RunStore.open(path) as s:
         name = s.config.get("name", "(unnamed)") if isinstance(s.config, dict) else "(unnamed)"
         lines = [f"run          {os.fspath(path)}: {name}",
@@ -85,4 +85,18 @@ def summarise(path: str | os.PathLike) -> str:
             for c in ckpts:
                 if not c.complete:
                     lines.append(f"             {c.index} incomplete (its writer stopped before committing it)")
+            latest = s.latest_checkpoint()
+            if latest is not None:
+                lines += _delays(latest[1]["network"])
         return "\n".join(lines)
+
+
+def _delays(network_state: dict) -> list[str]:
+    """One line per delayed projection of the latest checkpoint: its integer delays' range and mean."""
+    from .plots import checkpoint_delays
+
+    out = []
+    for k, (name, (d, D)) in enumerate(checkpoint_delays(network_state).items()):
+        head = "delays       " if k == 0 else "             "
+        out.append(f"{head}{name}: {d.min()}-{d.max()} steps, mean {d.mean():.2f} (max_delay {D}, {d.size} synapses)")
+    return out

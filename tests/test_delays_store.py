@@ -70,6 +70,15 @@ def test_positions_outside_the_range_in_a_loaded_file_are_refused(run_file):
         delay_net().load_state_dict(state["network"])
 
 
+def test_inspect_lists_the_delays(run_file, capsys):
+    path, net = run_file
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    d = net.projections["x_to_h"].rounded_delays()
+    assert f"x_to_h: {d.min()}-{d.max()} steps, mean {d.double().mean():.2f} (max_delay 6, 2048 synapses)" in out
+    assert "h_to_o:" in out
+
+
 def test_plot_delays_histogram(run_file, tmp_path, capsys):
     path, _ = run_file
     out = tmp_path / "delays.png"
