@@ -86,8 +86,9 @@ def summarise(path: str | os.PathLike) -> str:
                 if not c.complete:
                     lines.append(f"             {c.index} incomplete (its writer stopped before committing it)")
             latest = s.latest_checkpoint()
-            if latest is not None:
-                lines += _delays(latest[1]["network"])
+            state = latest[1] if latest is not None else None
+            if isinstance(state, dict) and isinstance(state.get("network"), dict):  # a runner's checkpoint
+                lines += _delays(state["network"])
         return "\n".join(lines)
 
 
