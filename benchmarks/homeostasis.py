@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from neurosim.homeostasis import EIHomeostasis, HomeostasisParameters, adapt
+from neurosim.homeostasis import EIHomeostasis, HomeostasisParameters, adapt, window_rates
 from neurosim.reservoir import lif_reservoir
 from neurosim.reservoir_tasks import (input_weights, mackey_glass, memory_capacity, prediction_nrmse,
                                       reservoir_states)
@@ -43,6 +43,7 @@ from neurosim.reservoir_tasks import (input_weights, mackey_glass, memory_capaci
 DT = 1.0  # ms
 INPUT_SCALE = 3.0
 BIAS = 2.5
+RELATIVE_STEPS = 3000  # steps of the adaptation input that measure each neuron's rate before adaptation
 VALIDATION_SEED = 1000
 TASKS = ("MC", "MG NRMSE")
 SIGNAL = {"MC": "u", "MG NRMSE": "mg"}
@@ -51,8 +52,12 @@ BETTER = {"MC": max, "MG NRMSE": min}
 
 def build(args, g: float, seed: int):
     s = args.w_scale
+    tau_mem = 20.0
+    if args.tau_mem:
+        low, high = args.tau_mem
+        tau_mem = torch.as_tensor(np.exp(np.random.default_rng(seed + 4).uniform(np.log(low), np.log(high), args.n)))
     net = lif_reservoir(args.n, p=min(1.0, 50 / args.n), w_exc=1.62 * s, w_inh=-9.0 * g * s, heterogeneity=0.3,
-                        v_leak=-60.0, dt=DT, v0=(-60.0, -50.0), seed=seed)
+                        tau_mem=tau_mem, v_leak=-60.0, dt=DT, v0=(-60.0, -50.0), seed=seed)
     if args.w_lognormal > 0:
         w = net.projections["exc"].weight
         sigma = args.w_lognormal
@@ -72,13 +77,20 @@ def signals(args, seed: int) -> dict:
     return {"u": rng.uniform(-1, 1, args.samples), "mg": mg_series(args.samples, 3.0 * (seed % 97)),
             "adapt u": rng.uniform(-1, 1, args.adapt_samples),
             "adapt mg": mg_series(args.adapt_samples, 3.0 * (seed % 97) + 3.0 * args.samples + 900.0),
-            "w": input_weights(args.n, INPUT_SCALE, seed=seed + 2)}
+            "w": input_weights(args.n, INPUT_SCALE, seed=seed + 2) * driven(args, seed)}
+
+
+def driven(args, seed: int) -> np.ndarray:
+    """1 for the ``--input-fraction`` of neurons (chosen at random) that receive the signal, else 0."""
+    mask = np.zeros(args.n)
+    mask[np.random.default_rng(seed + 5).permutation(args.n)[:round(args.input_fraction * args.n)]] = 1.0
+    return mask
 
 
 def score(net, sig: dict, task: str, args) -> tuple[float, float]:
     """The task's measure on ``net`` from its initial state, and the mean rate (Hz)."""
     x = sig[SIGNAL[task]]
-    feats, _ = reservoir_states(net, x, sig["w"], args.hold, bias=BIAS, tau=args.taus)
+    feats, _ = reservoir_states(net, x, sig["w"], args.hold, bias=args.bias, tau=args.taus)
     fast = feats[:, :args.n] * (1 - np.exp(-DT / args.taus[0])) * 1000 / DT
     if task == "MC":
         value = memory_capacity(feats, x, args.max_delay, alpha=args.alphas, washout=args.washout)[0]
@@ -87,17 +99,21 @@ def score(net, sig: dict, task: str, args) -> tuple[float, float]:
     return value, float(fast.mean())
 
 
-def homeostatic(args, seed: int, sig: dict, task: str, targets: tuple[float, float]) -> tuple[object, float]:
-    """The reservoir at g = 1 adapted on the task's kind of input; and the last window's mean |r - rho| (Hz)."""
+def homeostatic(args, seed: int, sig: dict, task: str, targets: tuple[float, float]) -> tuple[object, np.ndarray]:
+    """The reservoir at g = 1 adapted on the task's kind of input; and the mean |r - rho| (Hz) of every window."""
     net = build(args, 1.0, seed)
     params = HomeostasisParameters(delta=args.delta * args.w_scale, rate_low=targets[0], rate_high=targets[1],
                                    tau=3000.0)
     rule = EIHomeostasis(net, params=params, seed=seed)
     u = sig["adapt " + SIGNAL[task]]
-    x = torch.as_tensor(BIAS + u[:, None] * sig["w"][None, :], dtype=torch.float32)
+    x = torch.as_tensor(args.bias + u[:, None] * sig["w"][None, :], dtype=torch.float32)
     x = x.repeat_interleave(args.hold, 0).unsqueeze(1)
+    if args.relative_targets:
+        with torch.no_grad():
+            first = net.run({"neurons": x[:RELATIVE_STEPS]}, outputs=["neurons"]).outputs["neurons"]
+        rule.targets = rule.targets * window_rates(first, DT)  # Beta(2, 2) fractions of each neuron's own rate
     res = adapt(net, x.shape[0], 1000, inputs={"neurons": x}, rule=rule)
-    return net, float(res.mismatch[-1])
+    return net, res.mismatch
 
 
 def summary(values: list[float]) -> str:
@@ -118,6 +134,9 @@ def main() -> None:
     ap.add_argument("--hold", type=int, default=10, help="steps per input sample")
     ap.add_argument("--taus", default="5,15,45,135", help="feature trace time constants (ms)")
     ap.add_argument("--w-scale", type=float, default=0.1, help="factor on the CUBA recurrent weights")
+    ap.add_argument("--input-fraction", type=float, default=1.0, help="fraction of neurons receiving the signal")
+    ap.add_argument("--tau-mem", default="", help="low:high (ms): per-neuron membrane time constants, log-uniform")
+    ap.add_argument("--bias", type=float, default=BIAS, help="constant input to every neuron per step")
     ap.add_argument("--w-lognormal", type=float, default=1.0, help="sigma of the lognormal excitatory factors")
     ap.add_argument("--max-delay", type=int, default=40)
     ap.add_argument("--horizon", type=int, default=1)
@@ -126,6 +145,8 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=0.05, help="homeostatic step per Hz, times --w-scale")
     ap.add_argument("--scales", default="0.25,0.5,1,2,4,8", help="global inhibition scales g swept")
     ap.add_argument("--targets", default="1:10,2:20,5:40,10:60", help="target rate ranges (Hz) swept")
+    ap.add_argument("--relative-targets", action="store_true",
+                    help="--targets are fractions of each neuron's rate at g = 1 before adaptation, not Hz")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="n 150, 1000 samples, 2 seeds, smaller sweeps")
     args = ap.parse_args()
@@ -134,28 +155,34 @@ def main() -> None:
         args.scales, args.targets = "0.5,1,2,4", "2:20,5:40"
     torch.set_num_threads(args.threads)
     args.taus, args.alphas = floats(args.taus), floats(args.alphas)
+    args.tau_mem = tuple(float(v) for v in args.tau_mem.split(":")) if args.tau_mem else None
     scales = floats(args.scales)
     ranges = [tuple(float(v) for v in r.split(":")) for r in args.targets.split(",")]
     start = time.perf_counter()
 
+    unit = "x own rate" if args.relative_targets else "Hz"
     print(f"validation seed {VALIDATION_SEED}: n {args.n}, hold {args.hold} ms, traces {args.taus} ms, "
-          f"weights x{args.w_scale:g}, lognormal {args.w_lognormal:g}, {args.samples} samples per task")
+          f"weights x{args.w_scale:g}, lognormal {args.w_lognormal:g}, {args.samples} samples per task, "
+          f"signal to {args.input_fraction:g} of the neurons, bias {args.bias:g}, tau_mem "
+          f"{'%g-%g ms log-uniform' % args.tau_mem if args.tau_mem else '20 ms'}, delta {args.delta:g}, "
+          f"{args.adapt_samples} adaptation samples")
     sig = signals(args, VALIDATION_SEED)
-    print(f"{'setting':>24} {'task':>9} {'value':>7} {'rate Hz':>8}")
+    print(f"{'setting':>28} {'task':>9} {'value':>7} {'rate Hz':>8}")
     val = {}
     for t in TASKS:
         for g in scales:
             val[("global", t, g)] = score(build(args, g, VALIDATION_SEED), sig, t, args)
-            print(f"{f'global g={g:g}':>24} {t:>9} {val[('global', t, g)][0]:7.3f} {val[('global', t, g)][1]:8.2f}",
+            print(f"{f'global g={g:g}':>28} {t:>9} {val[('global', t, g)][0]:7.3f} {val[('global', t, g)][1]:8.2f}",
                   flush=True)
         for r in ranges:
             net, mismatch = homeostatic(args, VALIDATION_SEED, sig, t, r)
             val[("homeostasis", t, r)] = score(net, sig, t, args)
-            print(f"{f'homeostasis {r[0]:g}-{r[1]:g} Hz':>24} {t:>9} {val[('homeostasis', t, r)][0]:7.3f} "
-                  f"{val[('homeostasis', t, r)][1]:8.2f}   (last |r - rho| {mismatch:.2f} Hz)", flush=True)
+            curve = " ".join(f"{m:.1f}" for m in mismatch[np.linspace(0, len(mismatch) - 1, 5).round().astype(int)])
+            print(f"{f'homeostasis {r[0]:g}-{r[1]:g} {unit}':>28} {t:>9} {val[('homeostasis', t, r)][0]:7.3f} "
+                  f"{val[('homeostasis', t, r)][1]:8.2f}   (|r - rho| over adaptation {curve} Hz)", flush=True)
     best_g = {t: BETTER[t](scales, key=lambda g: val[("global", t, g)][0]) for t in TASKS}
     best_r = {t: BETTER[t](ranges, key=lambda r: val[("homeostasis", t, r)][0]) for t in TASKS}
-    print("chosen: " + ", ".join(f"{t}: g={best_g[t]:g}, targets {best_r[t][0]:g}-{best_r[t][1]:g} Hz" for t in TASKS))
+    print("chosen: " + ", ".join(f"{t}: g={best_g[t]:g}, targets {best_r[t][0]:g}-{best_r[t][1]:g} {unit}" for t in TASKS))
 
     results = {(kind, t): [] for kind in ("global", "homeostasis") for t in TASKS}
     rates = {(kind, t): [] for kind in ("global", "homeostasis") for t in TASKS}
