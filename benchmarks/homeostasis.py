@@ -6,8 +6,10 @@ about 50 inputs per neuron of each kind together (``p = 50 / n``), the CUBA weig
 strong that its chaos drowns the input), excitatory weights multiplied by lognormal factors of mean 1
 (``--w-lognormal`` sigma) and heterogeneity 0.3 (thresholds, membrane time constants), so that no
 single inhibition scale suits every neuron. ``dt`` 1 ms, synaptic currents 5 / 10 ms, resting
-potential -60 mV (below the -50 mV threshold). Each input sample is held ``--hold`` steps, during
-which neuron i receives ``bias + w_i u`` (``w_i ~ U(-3, 3)``); features are spike traces of
+potential -60 mV (below the -50 mV threshold); ``--tau-mem low:high`` draws the membrane time
+constants log-uniform (before the heterogeneity). Each input sample is held ``--hold`` steps, during
+which neuron i receives ``bias + w_i u`` (``--bias``; ``w_i ~ U(-3, 3)`` for a random
+``--input-fraction`` of the neurons, 0 for the others); features are spike traces of
 several time constants (``--taus``) read at the end of each sample; ridge readout whose penalty is
 chosen per output among ``--alphas`` on the last quarter of the training samples
 (:mod:`neurosim.reservoir_tasks`).
@@ -20,7 +22,10 @@ Globally tuned ("global"): one inhibition scale ``g`` for all synapses, chosen p
 ``g = 1`` adapted by :func:`neurosim.homeostasis.adapt` on ``--adapt-samples`` samples of an
 independent signal of the task's own kind (windows of 1 s, rate trace 3 s, ``delta = --delta s``),
 its Beta(2, 2) target range chosen per task by a sweep (``--targets``) on the same validation
-seed; weights frozen afterwards. Both are then measured on ``--seeds`` test seeds (new
+seed; weights frozen afterwards. With ``--relative-targets`` the range is a fraction of each
+neuron's own rate over the first 3 s of that signal before adaptation (a target the neuron can
+reach by inhibition alone), not Hz. The mean ``|r - rho|`` over the adaptation is printed for the
+validation seed, to check that it converged. Both are then measured on ``--seeds`` test seeds (new
 connectivity, heterogeneity, input weights and signals each), in the same run; printed: mean,
 standard deviation and range over seeds, and the ratio of the means.
 
@@ -167,18 +172,18 @@ def main() -> None:
           f"{'%g-%g ms log-uniform' % args.tau_mem if args.tau_mem else '20 ms'}, delta {args.delta:g}, "
           f"{args.adapt_samples} adaptation samples")
     sig = signals(args, VALIDATION_SEED)
-    print(f"{'setting':>28} {'task':>9} {'value':>7} {'rate Hz':>8}")
+    print(f"{'setting':>32} {'task':>9} {'value':>7} {'rate Hz':>8}")
     val = {}
     for t in TASKS:
         for g in scales:
             val[("global", t, g)] = score(build(args, g, VALIDATION_SEED), sig, t, args)
-            print(f"{f'global g={g:g}':>28} {t:>9} {val[('global', t, g)][0]:7.3f} {val[('global', t, g)][1]:8.2f}",
+            print(f"{f'global g={g:g}':>32} {t:>9} {val[('global', t, g)][0]:7.3f} {val[('global', t, g)][1]:8.2f}",
                   flush=True)
         for r in ranges:
             net, mismatch = homeostatic(args, VALIDATION_SEED, sig, t, r)
             val[("homeostasis", t, r)] = score(net, sig, t, args)
             curve = " ".join(f"{m:.1f}" for m in mismatch[np.linspace(0, len(mismatch) - 1, 5).round().astype(int)])
-            print(f"{f'homeostasis {r[0]:g}-{r[1]:g} {unit}':>28} {t:>9} {val[('homeostasis', t, r)][0]:7.3f} "
+            print(f"{f'homeostasis {r[0]:g}-{r[1]:g} {unit}':>32} {t:>9} {val[('homeostasis', t, r)][0]:7.3f} "
                   f"{val[('homeostasis', t, r)][1]:8.2f}   (|r - rho| over adaptation {curve} Hz)", flush=True)
     best_g = {t: BETTER[t](scales, key=lambda g: val[("global", t, g)][0]) for t in TASKS}
     best_r = {t: BETTER[t](ranges, key=lambda r: val[("homeostasis", t, r)][0]) for t in TASKS}
