@@ -40,7 +40,7 @@ import time
 import numpy as np
 import torch
 
-from neurosim.homeostasis import EIHomeostasis, HomeostasisParameters, adapt, window_rates
+from neurosim.homeostasis import EIHomeostasis, HomeostasisParameters, adapt, target_rates, window_rates
 from neurosim.reservoir import lif_reservoir
 from neurosim.reservoir_tasks import (input_weights, mackey_glass, memory_capacity, prediction_nrmse,
                                       reservoir_states)
@@ -109,14 +109,16 @@ def homeostatic(args, seed: int, sig: dict, task: str, targets: tuple[float, flo
     net = build(args, 1.0, seed)
     params = HomeostasisParameters(delta=args.delta * args.w_scale, rate_low=targets[0], rate_high=targets[1],
                                    tau=3000.0)
-    rule = EIHomeostasis(net, params=params, seed=seed)
     u = sig["adapt " + SIGNAL[task]]
     x = torch.as_tensor(args.bias + u[:, None] * sig["w"][None, :], dtype=torch.float32)
     x = x.repeat_interleave(args.hold, 0).unsqueeze(1)
-    if args.relative_targets:
+    rho = None
+    if args.relative_targets:  # Beta(2, 2) fractions of each neuron's own rate
         with torch.no_grad():
             first = net.run({"neurons": x[:RELATIVE_STEPS]}, outputs=["neurons"]).outputs["neurons"]
-        rule.targets = rule.targets * window_rates(first, DT)  # Beta(2, 2) fractions of each neuron's own rate
+        fractions = target_rates(first.shape[-1], targets[0], targets[1], np.random.default_rng(seed))
+        rho = fractions * window_rates(first, DT)
+    rule = EIHomeostasis(net, params=params, seed=seed, targets=rho)
     res = adapt(net, x.shape[0], 1000, inputs={"neurons": x}, rule=rule)
     return net, res.mismatch
 

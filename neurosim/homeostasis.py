@@ -118,12 +118,14 @@ def _inhibitory_synapses(name: str, proj) -> _Target:
 class EIHomeostasis:
     """The rule acting on the inhibitory ``projections`` (names in ``net``) onto one spiking population.
 
-    Targets are drawn from ``numpy.random.default_rng(seed)``. ``observe`` takes a window's spikes,
-    ``update`` changes the weights in place; :func:`adapt` runs a network with both.
+    Targets are drawn from ``numpy.random.default_rng(seed)``, or given per neuron as ``targets``
+    (Hz, ``[n]``). ``observe`` takes a window's spikes, ``update`` changes the weights in place;
+    :func:`adapt` runs a network with both.
     """
 
     def __init__(self, net: Network, projections: str | Sequence[str] = "inh",
-                 params: HomeostasisParameters = HomeostasisParameters(), seed: int | None = 0):
+                 params: HomeostasisParameters = HomeostasisParameters(), seed: int | None = 0,
+                 targets=None):
         if not isinstance(net, Network):
             raise NeurosimError(f"net must be a neurosim Network, got {type(net).__name__}")
         if not isinstance(params, HomeostasisParameters):
@@ -144,7 +146,13 @@ class EIHomeostasis:
             raise NeurosimError(f"population {self.population!r} does not spike; homeostasis needs firing rates")
         self.net, self.params, self.names = net, params, names
         self._targets = [_inhibitory_synapses(name, net.projections[name]) for name in names]
-        self.targets = target_rates(pop.n, params.rate_low, params.rate_high, np.random.default_rng(seed))
+        if targets is None:
+            self.targets = target_rates(pop.n, params.rate_low, params.rate_high, np.random.default_rng(seed))
+        else:
+            self.targets = torch.as_tensor(targets, dtype=torch.float64).clone()
+            if self.targets.shape != (pop.n,) or not bool((torch.isfinite(self.targets) & (self.targets >= 0)).all()):
+                raise NeurosimError(f"targets must be {pop.n} finite rates >= 0 (Hz), one per neuron of "
+                                    f"{self.population!r}")
         self.rates: torch.Tensor | None = None
 
     def observe(self, spikes: torch.Tensor) -> torch.Tensor:

@@ -178,6 +178,11 @@ def test_bad_input():
     excitatory = small_net(Sparse(4, 4, pre=PRE, post=POST, weight=0.5, dale="exc", channel="inh"))
     with pytest.raises(NeurosimError, match="no inhibitory synapses"):
         EIHomeostasis(excitatory)
+    for bad in (torch.ones(49), torch.full((50,), -1.0), torch.full((50,), float("nan"))):
+        with pytest.raises(NeurosimError, match="targets must be 50 finite rates >= 0"):
+            EIHomeostasis(net, targets=bad)
+    given = torch.linspace(1.0, 20.0, 50)
+    assert torch.equal(EIHomeostasis(net, targets=given).targets, given.double())
     rule = EIHomeostasis(net)
     with pytest.raises(NeurosimError, match="observe a window"):
         rule.update()
