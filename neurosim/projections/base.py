@@ -7,6 +7,8 @@ inhibitory presynaptic neurons.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -48,3 +50,38 @@ class Projection(nn.Module):
     def propagate_spikes(self, z: torch.Tensor) -> torch.Tensor:
         """Postsynaptic input from binary spikes ``[B, n_in]``; event-driven where a subclass can."""
         return self(z)
+
+
+class MatrixProjection(Projection):
+    """A projection with one weight per (post, pre) pair, ``weight`` ``[n_out, n_in]``: given, or
+    Kaiming-uniform (bound ``1/sqrt(n_in)``) times ``scale``; an optional boolean ``mask``
+    ``[n_out, n_in]`` and Dale's presynaptic ``signs`` (module docstring)."""
+
+    def __init__(self, n_in: int, n_out: int, channel: str, learnable: bool, *, weight, scale: float | None,
+                 mask, dale, generator: torch.Generator | None, dtype: torch.dtype):
+        super().__init__(n_in, n_out, channel, learnable)
+        if weight is None:
+            bound = 1 / math.sqrt(n_in)
+            weight = (torch.rand(n_out, n_in, generator=generator, dtype=dtype) * 2 - 1) * bound
+            if scale is not None:
+                weight = weight * scale
+        weight = torch.as_tensor(weight, dtype=dtype)
+        if weight.shape != (n_out, n_in):
+            raise NeurosimError(f"weight must have shape ({n_out}, {n_in}), got {tuple(weight.shape)}")
+        self.weight = nn.Parameter(weight.clone(), requires_grad=learnable)
+        if mask is not None:
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            if mask.shape != (n_out, n_in):
+                raise NeurosimError(f"mask must have shape ({n_out}, {n_in}), got {tuple(mask.shape)}")
+        self.register_buffer("mask", mask)
+        signs = dale_signs(dale, n_in)
+        self.register_buffer("signs", None if signs is None else signs.to(dtype))
+
+    def effective_weight(self) -> torch.Tensor:
+        """``mask * W``, or ``mask * |W| * sign_j`` under Dale's law."""
+        w = self.weight
+        if self.signs is not None:
+            w = w.abs() * self.signs
+        if self.mask is not None:
+            w = w * self.mask
+        return w

@@ -68,7 +68,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
-from .base import Projection, dale_signs
+from .base import MatrixProjection
 from .delay_kernels import event_sum, nonzero_count
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
@@ -160,7 +160,7 @@ def integer_delays(*modules: nn.Module):
             m.rounded = r
 
 
-class Delayed(Projection):
+class Delayed(MatrixProjection):
     """``Delayed(n_in, n_out, max_delay, delays="learnable", weight=None, scale=None, sigma=None,
     mask=None, dale=None, channel="exc")``.
 
@@ -177,19 +177,12 @@ class Delayed(Projection):
                  scale: float | None = None, sigma: float | None = None, mask=None, dale=None,
                  channel: str = "exc", learnable: bool = True, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32):
-        super().__init__(n_in, n_out, channel, learnable)
         if isinstance(max_delay, bool) or not isinstance(max_delay, int) or max_delay < 1:
             raise NeurosimError(f"max_delay must be an integer >= 1 (delays 0 .. max_delay-1), got {max_delay!r}")
+        super().__init__(n_in, n_out, channel, learnable, weight=weight, scale=scale, mask=mask, dale=dale,
+                         generator=generator, dtype=dtype)
         self.max_delay = max_delay
         self.rounded = False
-        if weight is None:
-            weight = (torch.rand(n_out, n_in, generator=generator, dtype=dtype) * 2 - 1) / math.sqrt(n_in)
-            if scale is not None:
-                weight = weight * scale
-        weight = torch.as_tensor(weight, dtype=dtype)
-        if weight.shape != (n_out, n_in):
-            raise NeurosimError(f"weight must have shape ({n_out}, {n_in}), got {tuple(weight.shape)}")
-        self.weight = nn.Parameter(weight.clone(), requires_grad=learnable)
         lo, hi = self.position_range
         if isinstance(delays, str) and delays not in ("learnable", "random"):
             raise NeurosimError(f"delays must be 'learnable', 'random' or a ({n_out}, {n_in}) tensor of integer "
@@ -208,13 +201,6 @@ class Delayed(Projection):
         self.register_buffer("fixed_delays", fixed)
         self.register_buffer("width", torch.tensor(float(max_delay // 2), dtype=dtype))
         self.sigma = max_delay // 2 if sigma is None else sigma
-        if mask is not None:
-            mask = torch.as_tensor(mask, dtype=torch.bool)
-            if mask.shape != (n_out, n_in):
-                raise NeurosimError(f"mask must have shape ({n_out}, {n_in}), got {tuple(mask.shape)}")
-        self.register_buffer("mask", mask)
-        signs = dale_signs(dale, n_in)
-        self.register_buffer("signs", None if signs is None else signs.to(dtype))
 
     # -- parameters --------------------------------------------------------------------------
     @property
@@ -238,14 +224,6 @@ class Delayed(Projection):
     @property
     def learnable_delays(self) -> bool:
         return self.positions is not None
-
-    def effective_weight(self) -> torch.Tensor:
-        w = self.weight
-        if self.signs is not None:
-            w = w.abs() * self.signs
-        if self.mask is not None:
-            w = w * self.mask
-        return w
 
     def rounded_delays(self) -> torch.Tensor:
         """The integer delays ``d_ij`` (int64 ``[n_out, n_in]``) used in integer mode."""

@@ -1,16 +1,13 @@
 """Dense (all-to-all) projection: ``y = x W_eff^T (+ b)``; recurrent when pre and post are the same."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from ..errors import NeurosimError
-from .base import Projection, dale_signs
+from .base import MatrixProjection
 
 
-class Dense(Projection):
+class Dense(MatrixProjection):
     """``Dense(n_in, n_out, bias=False, weight=None, scale=None, mask=None, dale=None, channel="exc")``.
 
     ``weight`` (``[n_out, n_in]``) sets the initial weights; otherwise they are drawn
@@ -21,32 +18,9 @@ class Dense(Projection):
     def __init__(self, n_in: int, n_out: int, *, bias: bool = False, weight=None, scale: float | None = None,
                  mask=None, dale=None, channel: str = "exc", learnable: bool = True,
                  generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32):
-        super().__init__(n_in, n_out, channel, learnable)
-        if weight is None:
-            bound = 1 / math.sqrt(n_in)
-            weight = (torch.rand(n_out, n_in, generator=generator, dtype=dtype) * 2 - 1) * bound
-            if scale is not None:
-                weight = weight * scale
-        weight = torch.as_tensor(weight, dtype=dtype)
-        if weight.shape != (n_out, n_in):
-            raise NeurosimError(f"weight must have shape ({n_out}, {n_in}), got {tuple(weight.shape)}")
-        self.weight = nn.Parameter(weight.clone(), requires_grad=learnable)
+        super().__init__(n_in, n_out, channel, learnable, weight=weight, scale=scale, mask=mask, dale=dale,
+                         generator=generator, dtype=dtype)
         self.bias = nn.Parameter(torch.zeros(n_out, dtype=dtype), requires_grad=learnable) if bias else None
-        if mask is not None:
-            mask = torch.as_tensor(mask, dtype=torch.bool)
-            if mask.shape != (n_out, n_in):
-                raise NeurosimError(f"mask must have shape ({n_out}, {n_in}), got {tuple(mask.shape)}")
-        self.register_buffer("mask", mask)
-        signs = dale_signs(dale, n_in)
-        self.register_buffer("signs", None if signs is None else signs.to(dtype))
-
-    def effective_weight(self) -> torch.Tensor:
-        w = self.weight
-        if self.signs is not None:
-            w = w.abs() * self.signs
-        if self.mask is not None:
-            w = w * self.mask
-        return w
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.matmul(x.to(self.weight.dtype), self.effective_weight().t())
