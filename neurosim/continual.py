@@ -102,6 +102,10 @@ class Continual:
             if not isinstance(v, int) or v < 1:
                 raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
         self.steps, self.encoding, self.epochs, self.batch_size = steps, encoding, epochs, batch_size
+        self.min_steps = max(steps, network.min_steps())
+        if scenario.tasks and scenario.tasks[0].train.x.ndim == 2 and steps < self.min_steps:
+            raise NeurosimError(f"steps={steps} is shorter than the network accepts ({self.min_steps}: "
+                                "the longest synaptic delay)")
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
             raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         self.lr, self.optimizer_name, self.momentum, self.seed = lr, optimizer, momentum, seed
@@ -184,13 +188,13 @@ class Continual:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The input sequence ``[T, B, F]``: features ``[B, F]`` encoded over ``steps``, or sequence
         samples ``[B, T, F]`` as they are, cut after the batch's last nonzero step and zero-padded
-        to at least ``steps``."""
+        to at least ``steps`` and what the network accepts (:meth:`Network.min_steps`)."""
         if x.dim() != 3:
             return encode(x, self.steps, self.encoding, generator=self.generator)
         active = torch.nonzero(x.abs().sum((0, 2)))
         length = int(active[-1]) + 1 if active.numel() else 0
         seq = x[:, :length].transpose(0, 1)
-        return F.pad(seq, (0, 0, 0, 0, 0, max(0, self.steps - length))).contiguous()
+        return F.pad(seq, (0, 0, 0, 0, 0, max(0, self.min_steps - length))).contiguous()
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""

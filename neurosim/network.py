@@ -92,6 +92,10 @@ class Network(nn.Module):
         self.populations[name] = population
         return population
 
+    def min_steps(self) -> int:
+        """The shortest input sequence every projection accepts."""
+        return max((c.projection.min_steps for c in self.connections.values()), default=1)
+
     def size(self, name: str) -> int:
         if name in self.inputs:
             return self.inputs[name]

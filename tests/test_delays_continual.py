@@ -50,8 +50,19 @@ def test_sequences_are_fed_cut_after_the_last_event_and_padded_to_steps():
     seq = runner.encode(x)
     assert seq.shape == (max(last + 1, 13), 4, 8)
     assert torch.equal(seq, x[:, :seq.shape[0]].transpose(0, 1))
-    runner.steps = 60
+    net = build(CONFIG, progress=False).network
+    runner = Continual(net, scenario, steps=60, progress=False)
     assert runner.encode(x).shape[0] == 60 and runner.encode(x)[last + 1:].abs().sum() == 0
+    short = Continual(net, scenario, steps=1, progress=False)  # the delays need 13 steps
+    assert short.encode(torch.zeros(2, 40, 8)).shape == (13, 2, 8)
+
+
+def test_features_encoded_shorter_than_the_longest_delay_are_refused():
+    from neurosim.datasets import digits, standardised
+    from neurosim.models.delays import build_delay_net
+    net = build_delay_net(64, 10, hidden=[16], max_delay=13)
+    with pytest.raises(NeurosimError, match="steps=5 is shorter than the network accepts \\(13"):
+        Continual(net, permuted(standardised(digits()), 2), steps=5, progress=False)
 
 
 def test_delay_experiment_writes_resumes_and_plots(tmp_path, monkeypatch):

@@ -43,6 +43,11 @@ class Projection(nn.Module):
         check_choice("channel", channel, CHANNELS)
         self.n_in, self.n_out, self.channel, self.learnable = n_in, n_out, channel, learnable
 
+    @property
+    def min_steps(self) -> int:
+        """The shortest input sequence it accepts (a delayed projection needs its whole kernel)."""
+        return 1
+
     def check_input(self, x: torch.Tensor) -> None:
         check_last_dim(f"input to {type(self).__name__}({self.n_in} -> {self.n_out})", x, self.n_in, (1, 2, 3))
         check_finite(f"input to {type(self).__name__}", x)

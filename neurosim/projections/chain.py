@@ -68,6 +68,10 @@ class Chain(Projection):
         """The wrapped projection's weight."""
         return getattr(self.projection, "weight", None)
 
+    @property
+    def min_steps(self) -> int:
+        return self.projection.min_steps
+
     def mask(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         """A dropout mask ``[B, n_in]`` of ``0`` and ``1 / (1 - p)`` (one per sequence)."""
         keep = torch.rand(batch, self.n_in, dtype=like.dtype, device=like.device) >= self.dropout

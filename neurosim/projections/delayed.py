@@ -210,6 +210,10 @@ class Delayed(MatrixProjection):
         return -half, self.max_delay - 1 - half
 
     @property
+    def min_steps(self) -> int:
+        return self.max_delay
+
+    @property
     def sigma(self) -> float:
         """The Gaussian width (not learned); effective standard deviation ``|sigma| + 0.27`` steps."""
         return float(self.width)
