@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 import neurosim as ns
-from neurosim.continual import BPTT, Continual, EPropLearner, ThreeFactorLearner
+from neurosim.continual import Continual
+from neurosim.learners import BPTT, EPropLearner, ThreeFactorLearner
 from neurosim.datasets import generated
 from neurosim.scenarios import permuted
 
