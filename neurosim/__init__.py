@@ -2,8 +2,8 @@
 from .errors import NeurosimError
 from .network import Network, RunResult
 from .plugin import Plugin
-from .neurons import (ALIF, DSR, LI, LIF, ALIFParameters, Izhikevich, IzhikevichParameters, LIFParameters,
-                      LIParameters, Population)
+from .neurons import (ALIF, DSR, LI, LIF, AdaptiveThresholdLIF, AdaptiveThresholdLIFParameters, ALIFParameters,
+                      Izhikevich, IzhikevichParameters, LIFParameters, LIParameters, Population)
 from .projections import Conv2d, Delayed, Dense, Projection, Sparse
 from .projections import Chain
 from .surrogate import surrogate
@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "NeurosimError", "Network", "RunResult", "Plugin", "Population", "LIF", "LIFParameters", "ALIF", "ALIFParameters",
-    "DSR",
+    "AdaptiveThresholdLIF", "AdaptiveThresholdLIFParameters", "DSR",
     "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "Projection", "Dense", "Sparse", "Conv2d",
     "Delayed",
     "surrogate", "__version__",

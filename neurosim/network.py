@@ -329,7 +329,8 @@ class Network(nn.Module):
         inner = [c for c in self.connections.values() if c.pre in group and c.post in group]
         keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
                                                                 if c.post not in group)}
-        if self.compiled and len(group) == 1 and not torch.is_grad_enabled():
+        if (self.compiled and len(group) == 1 and not torch.is_grad_enabled()
+                and self.populations[group[0]].kernel_supported):
             from .compiled import try_run_compiled
 
             name = group[0]
