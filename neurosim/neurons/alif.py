@@ -22,6 +22,7 @@ On a spike :math:`z = H(v - v_{th})`: ``v`` is reset (``"zero"``: to ``v_reset``
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import ClassVar, NamedTuple
@@ -80,22 +81,39 @@ def _exact_propagator(tau_mem: float, tau_adapt: float, a: float, dt: float) -> 
     return (P[0, 0].item(), P[0, 1].item(), P[1, 0].item(), P[1, 1].item(), q[0].item(), q[1].item())
 
 
+_PER_NEURON: OrderedDict = OrderedDict()  # recent per-neuron propagators, by parameter tensors and step
+
+
 def alif_propagator(tau_mem, tau_adapt, a, dt: float, method: str = "exact") -> tuple:
     """Entries ``(p00, p01, p10, p11, q0, q1)`` of :math:`P` and :math:`q` (module docstring):
-    numbers, or per-neuron tensors (of the parameters' dtype) when a parameter is a tensor."""
+    numbers, or per-neuron tensors (of the parameters' dtype) when a parameter is a tensor.
+
+    Per-neuron exact propagators are kept for the last few parameter tensors (the same objects,
+    unmodified in place), so a population computes its matrix exponentials once, not every step.
+    """
     if method == "euler":
         return (1 - dt / tau_mem, -dt / tau_mem, a * dt / tau_adapt, 1 - dt / tau_adapt, dt / tau_mem, 0.0)
-    tensors = [x for x in (tau_mem, tau_adapt, a) if isinstance(x, torch.Tensor)]
+    params = (tau_mem, tau_adapt, a)
+    tensors = [x for x in params if isinstance(x, torch.Tensor)]
     if not tensors:
         return _exact_propagator(float(tau_mem), float(tau_adapt), float(a), dt)
+    key = (tuple(id(x) for x in params), dt)
+    versions = tuple(x._version if isinstance(x, torch.Tensor) else x for x in params)
+    hit = _PER_NEURON.get(key)
+    if hit is not None and hit[1] == versions and all(x is y for x, y in zip(hit[0], params)):
+        _PER_NEURON.move_to_end(key)
+        return hit[2]
     like = tensors[0]
-    tm, tw, a = torch.broadcast_tensors(*(torch.as_tensor(x, dtype=torch.float64, device=like.device)
-                                          for x in (tau_mem, tau_adapt, a)))
+    tm, tw, a = torch.broadcast_tensors(*(torch.as_tensor(x, dtype=torch.float64, device=like.device) for x in params))
     A = torch.stack([torch.stack([-1 / tm, -1 / tm], -1), torch.stack([a / tw, -1 / tw], -1)], -2)
     P = torch.linalg.matrix_exp(A * dt)
     rhs = (P - torch.eye(2, dtype=torch.float64, device=like.device))[..., 0] / tm.unsqueeze(-1)
     q = torch.linalg.solve(A, rhs)
-    return tuple(x.to(like.dtype) for x in (P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1], q[..., 0], q[..., 1]))
+    entries = tuple(x.to(like.dtype) for x in (P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1], q[..., 0], q[..., 1]))
+    _PER_NEURON[key] = (params, versions, entries)  # holding the parameters keeps their ids unique
+    while len(_PER_NEURON) > 16:
+        _PER_NEURON.popitem(last=False)
+    return entries
 
 
 def alif_step(
