@@ -18,13 +18,15 @@ then one step of ``dt`` for ``u`` using the new ``v``; a spike :math:`z = H(v - 
   resets it. The update is ``net.m``'s ``v + h (0.04 v^2 + 5 v + 140 - u + I)``, with
   :math:`v^2` squared first and the sum taken left to right.
 
-The two schedules give the same trajectories with each spike reported one step later under
-``"threshold_first"`` (up to the last bit of ``0.04 v^2``), when the input of a step does not
-depend on the spikes of the same step. Inside a recurrent loop of a Network, which delivers the
-spikes of the previous step, ``"threshold_first"`` adds one step to the recurrent delay;
-``"update_first"`` reproduces ``net.m``'s network (its spikes delivered in the step that detects
-them). ``net.m`` tests ``v >= 30``, neurosim ``v > v_peak``: they differ only when ``v`` lands
-exactly on the peak.
+With the same arithmetic the two schedules would give the same trajectories, each spike
+reported one step later under ``"threshold_first"`` (when the input of a step does not depend on
+the spikes of the same step); the two roundings of ``0.04 v^2`` differ in the last bit, which the
+overshoot of ``v`` in a spike step amplifies into different spike steps within some hundred
+steps at ``dt = 1``. Inside a recurrent loop of a Network, which delivers the spikes of the
+previous step, ``"threshold_first"`` adds one step to the recurrent delay, while
+``"update_first"`` has ``net.m``'s order (its spikes delivered in the step that detects them).
+``net.m`` tests ``v >= 30``, neurosim ``v > v_peak``: they differ only when ``v`` lands exactly on
+the peak.
 """
 from __future__ import annotations
 

@@ -89,7 +89,7 @@ class LIFState(NamedTuple):
 
 
 def _decay(dt: float, tau, method: str = "exact") -> float | torch.Tensor:
-    """The factor of one step of :math:`\tau \dot y = -y`: :math:`e^{-dt/\tau}` (``"exact"``) or
+    r"""The factor of one step of :math:`\tau \dot y = -y`: :math:`e^{-dt/\tau}` (``"exact"``) or
     :math:`1 - dt/\tau` (``"euler"``)."""
     if method == "euler":
         return 1 - dt / tau
