@@ -22,6 +22,7 @@ On a spike :math:`z = H(v - v_{th})`: ``v`` is reset (``"zero"``: to ``v_reset``
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,12 +74,34 @@ class ALIFState(NamedTuple):
     refrac: torch.Tensor
 
 
+def _expm(M: torch.Tensor) -> torch.Tensor:
+    """:math:`e^M` of float64 matrices ``[..., k, k]``: the Taylor series to degree 16 of
+    :math:`M / 2^s` (1-norm at most 1/2, remainder below 1e-19), squared ``s`` times. (torch's
+    ``matrix_exp`` of a single 2 x 2 matrix is off by up to 1e-11 here.)"""
+    norm = float(M.abs().sum(-2).amax(-1).max())
+    s = max(0, math.ceil(math.log2(norm / 0.5))) if norm > 0.5 else 0
+    X = M / 2.0 ** s
+    eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device).expand_as(M)
+    E = eye
+    for k in range(16, 0, -1):
+        E = eye + X @ E / k
+    for _ in range(s):
+        E = E @ E
+    return E
+
+
+def _exact_entries(tau_mem: torch.Tensor, tau_adapt: torch.Tensor, a: torch.Tensor, dt: float) -> tuple:
+    """``(p00, p01, p10, p11, q0, q1)`` of the exact propagator from float64 tensors (broadcast)."""
+    tm, tw, a = torch.broadcast_tensors(tau_mem, tau_adapt, a)
+    A = torch.stack([torch.stack([-1 / tm, -1 / tm], -1), torch.stack([a / tw, -1 / tw], -1)], -2)
+    P = _expm(A * dt)
+    q = torch.linalg.solve(A, (P[..., :, 0] - torch.eye(2, dtype=A.dtype, device=A.device)[0]) / tm.unsqueeze(-1))
+    return P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1], q[..., 0], q[..., 1]
+
+
 @lru_cache(maxsize=64)
 def _exact_propagator(tau_mem: float, tau_adapt: float, a: float, dt: float) -> tuple[float, ...]:
-    A = torch.tensor([[-1 / tau_mem, -1 / tau_mem], [a / tau_adapt, -1 / tau_adapt]], dtype=torch.float64)
-    P = torch.linalg.matrix_exp(A * dt)
-    q = torch.linalg.solve(A, (P - torch.eye(2, dtype=torch.float64)) @ torch.tensor([1 / tau_mem, 0.0], dtype=torch.float64))
-    return (P[0, 0].item(), P[0, 1].item(), P[1, 0].item(), P[1, 1].item(), q[0].item(), q[1].item())
+    return tuple(x.item() for x in _exact_entries(*(torch.tensor(v, dtype=torch.float64) for v in (tau_mem, tau_adapt, a)), dt))
 
 
 _PER_NEURON: OrderedDict = OrderedDict()  # recent per-neuron propagators, by parameter tensors and step
@@ -104,12 +127,8 @@ def alif_propagator(tau_mem, tau_adapt, a, dt: float, method: str = "exact") -> 
         _PER_NEURON.move_to_end(key)
         return hit[2]
     like = tensors[0]
-    tm, tw, a = torch.broadcast_tensors(*(torch.as_tensor(x, dtype=torch.float64, device=like.device) for x in params))
-    A = torch.stack([torch.stack([-1 / tm, -1 / tm], -1), torch.stack([a / tw, -1 / tw], -1)], -2)
-    P = torch.linalg.matrix_exp(A * dt)
-    rhs = (P - torch.eye(2, dtype=torch.float64, device=like.device))[..., 0] / tm.unsqueeze(-1)
-    q = torch.linalg.solve(A, rhs)
-    entries = tuple(x.to(like.dtype) for x in (P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1], q[..., 0], q[..., 1]))
+    entries = _exact_entries(*(torch.as_tensor(x, dtype=torch.float64, device=like.device) for x in params), dt)
+    entries = tuple(x.to(like.dtype) for x in entries)
     _PER_NEURON[key] = (params, versions, entries)  # holding the parameters keeps their ids unique
     while len(_PER_NEURON) > 16:
         _PER_NEURON.popitem(last=False)
