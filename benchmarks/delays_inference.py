@@ -54,7 +54,7 @@ def counts(steps: int, batch: int, n: int, density: float, seed: int, dtype, top
 
 
 def fsdd_batch(batch: int, data: str | None, cache: str | None, dtype) -> torch.Tensor:
-    from neurosim.event_datasets import fsdd
+    from neurosim.datasets.event_sets import fsdd
     test = fsdd(None if data is None else os.path.join(data, "fsdd"), channels=64, cache=cache).test
     x, _, _ = test.batch(range(min(batch, len(test))))
     return x.to(dtype)

@@ -18,7 +18,7 @@ import torch
 
 from neurosim.errors import NeurosimError
 from neurosim.network import Network
-from neurosim.reservoir import izhikevich_reservoir, spike_events
+from neurosim.reservoirs.builders import izhikevich_reservoir, spike_events
 
 
 class Izhikevich2003Result(NamedTuple):

@@ -60,7 +60,7 @@ from neurosim.learning import FORCE, FORCEParameters, ThreeFactor, ThreeFactorPa
 from neurosim.network import Network
 from neurosim.neurons import LI
 from neurosim.projections import Dense, random_connectivity
-from neurosim.reservoir import ei_sizes, izhikevich_reservoir
+from neurosim.reservoirs.builders import ei_sizes, izhikevich_reservoir
 
 DT = 1.0  # ms: the Izhikevich scheme of section 6
 

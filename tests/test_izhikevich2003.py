@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neurosim.models.izhikevich2003 import build_izhikevich2003, run_izhikevich2003, thalamic_input
-from neurosim.reservoir import spike_events
+from neurosim.reservoirs.builders import spike_events
 
 SPIKES_ANCHOR = (7450 + 7840) / 2
 RATE_ANCHOR = (7.0 + 8.0) / 2  # Hz

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import check_choice, check_positive
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import Population, as_param, params_from_kwargs
 from .lif import INPUT_MODES, RESETS, refractory_steps
 

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..errors import NeurosimError, check_finite, check_known, check_last_dim, check_positive
-from ..surrogate import Surrogate, surrogate
+from ..kernels.registry import lookup
+from .surrogate import Surrogate, surrogate
 
 
 def as_param(x: Any, dtype: torch.dtype | None = None) -> Any:
@@ -43,7 +44,8 @@ def check_per_neuron(name: str, value: Any, n: int) -> None:
 class Population(nn.Module):
     """A group of ``n`` neurons of one model.
 
-    Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``.
+    Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``; a
+    faster way to run a whole sequence is declared in :mod:`neurosim.kernels.registry`, not here.
     ``observables`` lists what a probe may record: ``"spikes"`` plus the state fields.
     ``spiking``: the output is binary events, which projections may propagate event-driven.
     """
@@ -116,7 +118,15 @@ class Population(nn.Module):
         return type(self).step_fn(x.to(self.dtype), state, self.params, self.dt, self.spike_fn)
 
     def forward(self, xs: torch.Tensor, state: NamedTuple | None = None):
-        """Run over a whole sequence ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``."""
+        """Run over a whole sequence ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``:
+        by the sequence kernel registered for this model when it takes the input (same results),
+        otherwise by :meth:`steps`."""
+        fast = lookup("sequence", self)
+        out = None if fast is None else fast(self, xs, state)
+        return self.steps(xs, state) if out is None else out
+
+    def steps(self, xs: torch.Tensor, state: NamedTuple | None = None):
+        """:meth:`forward` step by step: the model's step function at every step of ``xs``."""
         self.check_input(xs, ndim=3)
         xs = xs.to(self.dtype)
         if state is None:

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import NeurosimError
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import Population, as_param, params_from_kwargs
 
 #: (a, b, c, d) of the seven cell types of Izhikevich (2003).

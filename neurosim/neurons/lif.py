@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import NeurosimError, check_choice, check_positive
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import Population, as_param, params_from_kwargs
 
 RESETS = ("subtract", "zero")
@@ -76,7 +76,8 @@ class LIFState(NamedTuple):
     refrac: torch.Tensor
 
 
-def _decay(dt: float, tau) -> float | torch.Tensor:
+def decay(dt: float, tau) -> float | torch.Tensor:
+    """``exp(-dt / tau)``: what remains of a decaying quantity after one step."""
     return torch.exp(-dt / tau) if isinstance(tau, torch.Tensor) else math.exp(-dt / tau)
 
 
@@ -105,7 +106,7 @@ def lif_step(
     x_inh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, LIFState]:
     """Advance by one step of ``dt`` ms on input ``x`` (``[B, N]``); returns ``(z, state)``."""
-    beta = _decay(dt, p.tau_mem)
+    beta = decay(dt, p.tau_mem)
     i_exc, i_inh = state.i_exc, state.i_inh
     if p.tau_syn_exc is None:
         drive = x if p.input_mode == "jump" else (1 - beta) * x
@@ -176,24 +177,3 @@ class LIF(Population):
             state = self.initial_state(x.shape[0], x.device)
         return lif_step(x.to(self.dtype), state, self.params, self.dt, self.spike_fn,
                         None if x_inh is None else x_inh.to(self.dtype))
-
-    def forward(self, xs: torch.Tensor, state: LIFState | None = None):
-        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``.
-
-        Without synaptic currents or refractory steps (see :func:`neurosim.fused.lif_supported`),
-        the recurrence over all steps and its backpropagation through time run fused in one call
-        (:func:`neurosim.fused.lif_sequence`, which also checks that ``xs`` is finite), with the
-        results of the step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
-        """
-        from ..fused import lif_sequence, lif_supported
-
-        if not isinstance(xs, torch.Tensor) or xs.dim() != 3 or xs.shape[-1] != self.n:
-            return super().forward(xs, state)  # which reports the bad input
-        xs = xs.to(self.dtype)
-        if state is None:
-            state = self.initial_state(xs.shape[1], xs.device)
-        p = self.params
-        if not lif_supported(p, self.dt, self.spike_fn, xs, state.v):
-            return super().forward(xs, state)
-        zs, v = lif_sequence(xs, state.v, p, self.dt, self.spike_fn, name=f"input to {type(self).__name__}({self.n})")
-        return zs, LIFState(v, state.i_exc, state.i_inh, state.refrac)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import check_choice, check_positive
-from ..surrogate import Surrogate
+from .surrogate import Surrogate
 from .base import Population, as_param, params_from_kwargs
 from .lif import INPUT_MODES
 
@@ -60,22 +60,3 @@ class LI(Population):
 
     def initial_state(self, batch: int, device=None) -> LIState:
         return LIState(torch.zeros(batch, self.n, dtype=self.dtype, device=device) + self.params.v_leak)
-
-    def forward(self, xs: torch.Tensor, state: LIState | None = None):
-        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(vs [T, B, n], state)``.
-
-        With constant parameters on CPU the recurrence and its backpropagation through time run
-        fused in one call (:func:`neurosim.fused.li_sequence`), with the results of the
-        step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
-        """
-        from ..fused import li_sequence, li_supported
-
-        self.check_input(xs, ndim=3)
-        xs = xs.to(self.dtype)
-        if state is None:
-            state = self.initial_state(xs.shape[1], xs.device)
-        p = self.params
-        if not li_supported(p, xs, state.v):
-            return super().forward(xs, state)
-        vs = li_sequence(xs, state.v, p, self.dt)
-        return vs, LIState(vs[-1])
