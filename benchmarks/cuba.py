@@ -1,4 +1,4 @@
-"""CUBA (Brette et al. 2007; REFERENCE.md section 7): 4000 LIF neurons, 1 s simulated at dt 0.1 ms.
+"""CUBA (Brette et al. 2007): 4000 LIF neurons, 1 s simulated at dt 0.1 ms.
 
 neurosim's compiled loop and its torch event-driven loop against Brian2 2.9 with the cython
 runtime and in C++ standalone mode, all on the same synapses and initial voltages, side by side

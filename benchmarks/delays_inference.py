@@ -1,6 +1,6 @@
 r"""Inference with integer delays: the event-driven path against the dense kernel and the shifted matmuls.
 
-The delay network of the spoken-digit task (REFERENCE.md section 5): inputs (140 grouped SHD
+The delay network of the spoken-digit task (Hammouamri et al. 2024): inputs (140 grouped SHD
 channels, or 64 cochlea channels for spoken digits) -> 256 -> 256 -> classes, every projection a
 :class:`~neurosim.projections.Delayed` with ``D = 25``, ``T = 100`` steps, batch 256, positions
 drawn as at initialisation and rounded (integer mode). Each layer gets its own input:

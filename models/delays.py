@@ -1,4 +1,4 @@
-r"""The learnable-delay network of Hammouamri et al. (ICLR 2024) and its training (REFERENCE.md section 5).
+r"""The learnable-delay network of Hammouamri et al. (ICLR 2024) and its training.
 
 **Network** (:func:`build_delay_net`): input ``"x"`` (event counts per step), hidden LIF
 populations ``"h1"``, ``"h2"``, ... and a readout ``"out"``. Every projection is a

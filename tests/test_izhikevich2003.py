@@ -1,6 +1,6 @@
 """The Izhikevich (2003) network: activity figures over five seeds, and the original code's loop.
 
-REFERENCE.md section 6 gives about 7,450-7,840 spikes in 1000 ms and 7-8 Hz in both populations
+Izhikevich's (2003) network, run as its original code runs it, gives about 7,450-7,840 spikes in 1000 ms and 7-8 Hz in both populations
 (float64, five seeds). Over seeds 0-4, the spike count of every seed and the five-seed means of the
 count and of the E and I rates must lie within 10 % of the midpoints. (Across 40 seeds the I rate is
 7.27 +- 0.31 Hz, so a single seed's I rate can fall just outside 10 %; the mean of five cannot.)

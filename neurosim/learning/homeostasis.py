@@ -17,7 +17,7 @@ inhibitory (magnitude clipped at zero) and, optionally, below :math:`A_{max}`. T
 heterogeneous, :math:`\rho_i = \rho_{low} + (\rho_{high} - \rho_{low})\, b_i` with
 :math:`b_i \sim \mathrm{Beta}(2, 2)` (mean :math:`(\rho_{low} + \rho_{high})/2`, variance
 :math:`(\rho_{high} - \rho_{low})^2 / 20`); ``rate_low == rate_high`` gives one target for all.
-(Srinivasan, Plenz & Girvan 2025; REFERENCE.md section 9.)
+(Srinivasan, Plenz & Girvan 2025.)
 
 Which synapses are inhibitory: in a projection with Dale signs, those from presynaptic neurons of
 sign -1 (the stored weight is the magnitude); in a projection without signs, every synapse, whose
