@@ -25,7 +25,7 @@ import torch
 
 from neurosim.errors import NeurosimError
 from neurosim.network import Network
-from neurosim.reservoir import izhikevich_cells, izhikevich_reservoir, spike_events
+from neurosim.reservoirs.builders import izhikevich_cells, izhikevich_reservoir, spike_events
 
 
 class Izhikevich2003Result(NamedTuple):

@@ -9,7 +9,7 @@ with Hebbian rates 0.001 (input layer) and 0.01, and adds rows per task as
 :func:`hlop_rows` gives (80 / 200 / 100 at task 0).
 
 At the size of scikit-learn's 8x8 digits (``n_in=64``), the same network is the default
-experiment of ``neurosim run`` (:data:`neurosim.experiment.PERMUTED_DIGITS`).
+experiment of ``neurosim run`` (:data:`neurosim.runs.experiment.PERMUTED_DIGITS`).
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import math
 
 import torch
 
-from neurosim.datasets import idx_dataset, standardised
+from neurosim.datasets.images import idx_dataset, standardised
 from neurosim.network import Network
 from neurosim.neurons import DSR, LI
 from neurosim.projections import Dense
-from neurosim.scenarios import Scenario, permuted
+from neurosim.continual.scenarios import Scenario, permuted
 from neurosim.plugins.hlop import HLOP
 
 #: Simulation (ms) and neuron settings.

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_positive
-from neurosim.plugin import Plugin, trained_parameters
+from neurosim.continual.plugin import Plugin, trained_parameters
 
 
 class EWC(Plugin):

@@ -76,7 +76,7 @@ from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
 from neurosim.neurons import Population, weighted_rate
-from neurosim.plugin import Plugin
+from neurosim.continual.plugin import Plugin
 from neurosim.projections import Chain, Conv2d, Delayed, Dense, Sparse
 
 FORMS = ("input", "gradient")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from neurosim.errors import NeurosimError, check_positive
-from neurosim.plugin import Plugin, learnable_projections
+from neurosim.continual.plugin import Plugin, learnable_projections
 
 
 class Metaplasticity(Plugin):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from neurosim.errors import NeurosimError
-from neurosim.plugin import Plugin
+from neurosim.continual.plugin import Plugin
 
 
 class Replay(Plugin):

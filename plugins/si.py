@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from neurosim.errors import check_positive
-from neurosim.plugin import Plugin, trained_parameters
+from neurosim.continual.plugin import Plugin, trained_parameters
 
 
 class SI(Plugin):

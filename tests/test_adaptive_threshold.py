@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from neurosim.neurons import AdaptiveThresholdLIF, AdaptiveThresholdLIFState, adaptive_threshold_step
-from neurosim.surrogate import surrogate
+from neurosim.neurons import surrogate
 
 
 def test_one_step_gradient_is_the_surrogate_times_the_closed_form():

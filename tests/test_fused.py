@@ -1,4 +1,4 @@
-"""The fused sequence path (neurosim.fused) against the step-by-step autograd loop.
+"""The fused sequence path (neurosim.kernels.fused) against the step-by-step autograd loop.
 
 Spikes and membranes must be identical; gradients (with respect to the input sequence and the
 initial membrane, through a loss on spikes, membranes and the final state) within 1e-6 of the
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neurosim import LI, LIF, NeurosimError
-from neurosim.fused import SURROGATES, lif_sequence, lif_supported
+from neurosim.kernels.fused import SURROGATES, lif_sequence, lif_supported
 from neurosim.neurons.base import Population
 
 T, B, N = 40, 3, 50
@@ -28,10 +28,10 @@ def inputs(dtype, scale=1.0, seed=0):
 
 def run(pop, x, v0, cz, cv, fused: bool):
     """Outputs and gradients of ``pop`` over ``x`` from membrane ``v0``, by ``LIF.forward`` (fused
-    when supported) or by the step loop of ``Population.forward``."""
+    when supported) or by the step loop of ``Population.steps``."""
     x, v0 = x.clone().requires_grad_(), v0.clone().requires_grad_()
     state = pop.initial_state(B)._replace(v=v0)
-    zs, state = pop(x, state) if fused else Population.forward(pop, x, state)
+    zs, state = pop(x, state) if fused else Population.steps(pop, x, state)
     ((zs * cz).sum() + (state.v * cv).sum()).backward()
     return zs.detach(), state, x.grad, v0.grad
 
@@ -110,7 +110,7 @@ def test_lif_without_gradients_and_across_calls():
         z_all, s_all = pop(x)
         z1, s1 = pop(x[:15])
         z2, s2 = pop(x[15:], s1)
-        z_ref, s_ref = Population.forward(pop, x)
+        z_ref, s_ref = Population.steps(pop, x)
     assert torch.equal(z_all, z_ref) and torch.equal(s_all.v, s_ref.v)
     assert torch.equal(torch.cat([z1, z2]), z_all) and torch.equal(s2.v, s_all.v)
 
@@ -174,7 +174,7 @@ def test_li_fused_equals_step_loop(dtype, mode):
     for fused in (True, False):
         xs, v = x.clone().requires_grad_(), v0.clone().requires_grad_()
         state = pop.initial_state(B)._replace(v=v)
-        vs, state = pop(xs, state) if fused else Population.forward(pop, xs, state)
+        vs, state = pop(xs, state) if fused else Population.steps(pop, xs, state)
         ((vs * cz).sum() + (state.v * cv).sum()).backward()
         res.append((vs.detach(), state.v.detach(), xs.grad, v.grad))
     (vs, v_end, gx, gv0), (vs_ref, v_end_ref, gx_ref, gv0_ref) = res

@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from neurosim import LI, LIF, Conv2d, Dense, Network, NeurosimError, Sparse
-from neurosim.continual import Continual
-from neurosim.datasets import Dataset
-from neurosim.plugin import Plugin, create_plugin
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import Dataset
+from neurosim.continual.plugin import Plugin, create_plugin
 from neurosim.plugins.hlop import HLOP
-from neurosim.scenarios import Scenario, Task
+from neurosim.continual.scenarios import Scenario, Task
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

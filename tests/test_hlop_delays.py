@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
-from neurosim.continual import Continual
+from neurosim.continual.runner import Continual
 from neurosim.plugins.hlop import HLOP, _DelayedRows, _layout
-from neurosim.scenarios import Scenario
+from neurosim.continual.scenarios import Scenario
 
 from test_hlop import AfterTask, subspace_tasks
 

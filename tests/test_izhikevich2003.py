@@ -1,6 +1,6 @@
 """The Izhikevich (2003) network: activity figures over five seeds, and the published code's loop.
 
-REFERENCE.md section 6 gives about 7,450-7,840 spikes in 1000 ms and 7-8 Hz in both populations
+Izhikevich's (2003) network, run as its original code runs it, gives about 7,450-7,840 spikes in 1000 ms and 7-8 Hz in both populations
 (float64, five seeds). Over seeds 0-4, the spike count of every seed and the five-seed means of the
 count and of the E and I rates must lie within 10 % of the midpoints. (Across 40 seeds the I rate is
 7.27 +- 0.31 Hz, so a single seed's I rate can fall just outside 10 %; the mean of five cannot.)
@@ -11,7 +11,7 @@ import torch
 
 from neurosim.errors import NeurosimError
 from neurosim.models.izhikevich2003 import build_izhikevich2003, run_izhikevich2003
-from neurosim.reservoir import spike_events
+from neurosim.reservoirs.builders import spike_events
 
 SPIKES_ANCHOR = (7450 + 7840) / 2
 RATE_ANCHOR = (7.0 + 8.0) / 2  # Hz

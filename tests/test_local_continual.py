@@ -19,13 +19,13 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual
-from neurosim.learners import EPropLearner, ThreeFactorLearner
-from neurosim.datasets import generated
+from neurosim.continual.runner import Continual
+from neurosim.continual.learners import EPropLearner, ThreeFactorLearner
+from neurosim.datasets.images import generated
 from neurosim.errors import NeurosimError
 from neurosim.plugins.hlop import HLOP
 from neurosim.plugins.metaplasticity import Metaplasticity
-from neurosim.scenarios import permuted
+from neurosim.continual.scenarios import permuted
 
 N_IN, N_HID, N_OUT = 30, 60, 4
 

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.cli import format_matrix, main
-from neurosim.continual import Continual
-from neurosim.datasets import generated, standardised
-from neurosim.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
+from neurosim.cli.main import format_matrix, main
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import generated, standardised
+from neurosim.runs.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
 from neurosim.models import pmnist
 from neurosim.neurons import weighted_rate
 from neurosim.plugins.hlop import HLOP
-from neurosim.scenarios import permuted
+from neurosim.continual.scenarios import permuted
 
 
 def test_network_shape_and_settings():

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from neurosim import NeurosimError, experiment
-from neurosim.cli import main
-from neurosim.replay import replay
+from neurosim import NeurosimError
+from neurosim.runs import experiment
+from neurosim.cli.main import main
+from neurosim.runs.replay import replay
 
 CONFIG = {
     "name": "replay-test",

@@ -16,12 +16,12 @@ import torch
 
 from neurosim import NeurosimError
 from neurosim.events import SpikeEvents
-from neurosim.inspect import summarise
-from neurosim.plots import plot
-from neurosim.recording import Recording, record_run
-from neurosim.reservoir import lif_reservoir
-from neurosim.snapshot import decode, encode, same
-from neurosim.store import FORMAT, RunStore
+from neurosim.cli.summary import summarise
+from neurosim.cli.plots import plot
+from neurosim.storage.recording import Recording, record_run
+from neurosim.reservoirs.builders import lif_reservoir
+from neurosim.storage.snapshot import decode, encode, same
+from neurosim.storage.store import FORMAT, RunStore
 
 FORK = multiprocessing.get_context("fork")
 

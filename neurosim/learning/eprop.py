@@ -68,7 +68,7 @@ import torch
 from ..errors import NeurosimError, check_choice, check_finite, check_int, check_last_dim, check_positive
 from ..neurons import ALIF, LI, LIF
 from ..neurons.alif import alif_propagator
-from ..neurons.lif import _decay
+from ..neurons.lif import decay
 from ..projections import Dense
 from .three_factor import deposit
 
@@ -220,7 +220,7 @@ class EProp:
         if isinstance(pop, LIF):
             if p.tau_syn_exc is not None:
                 raise NeurosimError("e-prop here does not model synaptic currents: leave tau_syn_exc unset")
-            beta = _decay(dt, p.tau_mem, p.method)
+            beta = decay(dt, p.tau_mem, p.method)
             return Coefficients(beta, 0.0, 0.0, 0.0, 1.0 if p.input_mode == "jump" else 1 - beta, 0.0, zero)
         p00, p01, p10, p11, q0, q1 = alif_propagator(p.tau_mem, p.tau_adapt, p.a, dt, p.method)
         if p.input_mode == "jump":

@@ -36,9 +36,9 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from ..errors import check_choice, check_positive
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import NeuronParameters, Population, params_from_kwargs
-from .lif import INPUT_MODES, METHODS, RESETS, _decay, refractory, reset_membrane
+from .lif import INPUT_MODES, METHODS, RESETS, decay, refractory, reset_membrane
 
 
 @dataclass(frozen=True)
@@ -86,10 +86,10 @@ def adaptive_threshold_step(
     spike_fn: Surrogate = surrogate("fast_sigmoid"),
 ) -> tuple[torch.Tensor, AdaptiveThresholdLIFState]:
     """Advance by one step of ``dt`` ms on input ``x`` (``[B, N]``); returns ``(z, state)``."""
-    beta = _decay(dt, p.tau_mem, p.method)
+    beta = decay(dt, p.tau_mem, p.method)
     drive = x if p.input_mode == "jump" else (1 - beta) * x
     v_new = p.v_leak + (state.v - p.v_leak) * beta + drive
-    a = state.a * _decay(dt, p.tau_adapt, p.method)
+    a = state.a * decay(dt, p.tau_adapt, p.method)
     threshold = p.v_th + p.b * a
     ref = refractory(state.refrac, p.tau_ref, dt)
     if ref is not None:

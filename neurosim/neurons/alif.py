@@ -31,9 +31,9 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from ..errors import NeurosimError, check_choice, check_positive
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import NeuronParameters, Population, params_from_kwargs
-from .lif import INPUT_MODES, METHODS, RESETS, _decay, refractory, reset_membrane
+from .lif import INPUT_MODES, METHODS, RESETS, decay, refractory, reset_membrane
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def alif_step(
     ref = refractory(state.refrac, p.tau_ref, dt)
     refrac = state.refrac
     if ref is not None:
-        w_held = p.a * dv + (state.w - p.a * dv) * _decay(dt, p.tau_adapt, p.method)
+        w_held = p.a * dv + (state.w - p.a * dv) * decay(dt, p.tau_adapt, p.method)
         v_new = torch.where(ref.active, v_new, state.v)
         w_new = torch.where(ref.active, w_new, w_held)
         z = spike_fn(v_new - p.v_th) * ref.active

@@ -11,12 +11,12 @@ import math
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
-
 import torch
 from torch import nn
 
 from ..errors import NeurosimError, check_finite, check_known, check_last_dim, check_positive
-from ..surrogate import Surrogate, surrogate
+from ..kernels.registry import lookup
+from .surrogate import Surrogate, surrogate
 
 
 def as_param(x: Any, dtype: torch.dtype | None = None, name: str = "parameter") -> Any:
@@ -44,8 +44,8 @@ class NeuronParameters:
     """Base of the parameter records (frozen dataclasses).
 
     Fields named in ``per_neuron`` take a number or a tensor of one value per neuron (converted by
-    :func:`as_param`; ``None`` passes for an optional one); every other field must be a single value, and a tensor, array or sequence
-    there is refused naming the field. The record then runs ``validate`` (value checks, choices).
+    :func:`as_param`; ``None`` passes for an optional one); every other field must be a single
+    value, and a tensor, array or sequence there is refused naming the field. The record then runs ``validate`` (value checks, choices).
     The population checks the length of per-neuron tensors when it takes the record
     (:meth:`Population.set_params`).
     """
@@ -88,7 +88,8 @@ def check_per_neuron(name: str, value: Any, n: int) -> None:
 class Population(nn.Module):
     """A group of ``n`` neurons of one model.
 
-    Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``.
+    Subclasses set ``step_fn`` (the pure step), ``State`` and implement ``initial_state``; a
+    faster way to run a whole sequence is declared in :mod:`neurosim.kernels.registry`, not here.
     ``observables`` lists what a probe may record: ``"spikes"`` plus the state fields.
     ``spiking``: the output is binary events, which projections may propagate event-driven.
     """
@@ -151,9 +152,10 @@ class Population(nn.Module):
 
     @property
     def kernel_supported(self) -> bool:
-        """False when the configuration is one the compiled no-gradient loop and the fused sequence
-        kernels do not compute (an integration method or per-neuron parameter they lack); such a
-        population always runs the step function."""
+        """False when the configuration is one the fast paths registered for the model
+        (:mod:`neurosim.kernels.registry`) do not compute, such as an integration method or a
+        per-neuron parameter they lack; :func:`~neurosim.kernels.registry.lookup` then finds none
+        and the population runs its step function."""
         return True
 
     @property
@@ -181,7 +183,15 @@ class Population(nn.Module):
         return type(self).step_fn(x.to(self.dtype), state, self.params, self.dt, self.spike_fn)
 
     def forward(self, xs: torch.Tensor, state: NamedTuple | None = None):
-        """Run over a whole sequence ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``."""
+        """Run over a whole sequence ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``:
+        by the sequence kernel registered for this model when it takes the input (same results),
+        otherwise by :meth:`steps`."""
+        fast = lookup("sequence", self)
+        out = None if fast is None else fast(self, xs, state)
+        return self.steps(xs, state) if out is None else out
+
+    def steps(self, xs: torch.Tensor, state: NamedTuple | None = None):
+        """:meth:`forward` step by step: the model's step function at every step of ``xs``."""
         self.check_input(xs, ndim=3)
         xs = xs.to(self.dtype)
         if state is None:

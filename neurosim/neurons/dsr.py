@@ -34,7 +34,7 @@ from torch import nn
 
 from ..errors import NeurosimError, check_positive
 from .base import NeuronParameters, Population, params_from_kwargs
-from .lif import _decay
+from .lif import decay
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class DSRState(NamedTuple):
 
 def dsr_step(x: torch.Tensor, state: DSRState, p: DSRParameters, dt: float, theta: torch.Tensor):
     """One forward step; returns ``(z * theta / dt, state)``. No gradient flows through ``z``."""
-    beta = _decay(dt, p.tau_mem)
+    beta = decay(dt, p.tau_mem)
     v = beta * state.v + (1 - beta) * x
     z = (v >= p.alpha * theta).to(x.dtype)
     return z * (theta / dt), DSRState(v - theta * z)

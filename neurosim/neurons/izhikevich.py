@@ -36,7 +36,7 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from ..errors import NeurosimError, check_choice
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import NeuronParameters, Population, params_from_kwargs
 
 #: (a, b, c, d) of the seven cell types of Izhikevich (2003).

@@ -36,7 +36,7 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from ..errors import NeurosimError, check_choice, check_positive
-from ..surrogate import Surrogate, surrogate
+from .surrogate import Surrogate, surrogate
 from .base import NeuronParameters, Population, params_from_kwargs
 
 RESETS = ("subtract", "zero")
@@ -88,9 +88,9 @@ class LIFState(NamedTuple):
     refrac: torch.Tensor
 
 
-def _decay(dt: float, tau, method: str = "exact") -> float | torch.Tensor:
-    r"""The factor of one step of :math:`\tau \dot y = -y`: :math:`e^{-dt/\tau}` (``"exact"``) or
-    :math:`1 - dt/\tau` (``"euler"``)."""
+def decay(dt: float, tau, method: str = "exact") -> float | torch.Tensor:
+    r"""What remains of a decaying quantity after one step, :math:`\tau \dot y = -y`:
+    :math:`e^{-dt/\tau}` (``"exact"``) or :math:`1 - dt/\tau` (``"euler"``)."""
     if method == "euler":
         return 1 - dt / tau
     return torch.exp(-dt / tau) if isinstance(tau, torch.Tensor) else math.exp(-dt / tau)
@@ -105,7 +105,7 @@ def synaptic_gain(dt: float, tau_mem, tau_syn, method: str = "exact"):
         tau_mem = torch.as_tensor(tau_mem, dtype=like.dtype, device=like.device)
         same = torch.isclose(tau_mem, torch.as_tensor(tau_syn, dtype=like.dtype, device=like.device))
         safe = torch.where(same, tau_mem + 1.0, tau_mem)
-        general = tau_syn / (tau_syn - safe) * (_decay(dt, tau_syn) - torch.exp(-dt / safe))
+        general = tau_syn / (tau_syn - safe) * (decay(dt, tau_syn) - torch.exp(-dt / safe))
         return torch.where(same, dt / tau_mem * torch.exp(-dt / tau_mem), general)
     if math.isclose(tau_mem, tau_syn):
         return dt / tau_mem * math.exp(-dt / tau_mem)
@@ -158,7 +158,7 @@ def lif_step(
     x_inh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, LIFState]:
     """Advance by one step of ``dt`` ms on input ``x`` (``[B, N]``); returns ``(z, state)``."""
-    beta = _decay(dt, p.tau_mem, p.method)
+    beta = decay(dt, p.tau_mem, p.method)
     i_exc, i_inh = state.i_exc, state.i_inh
     if p.tau_syn_exc is None:
         drive = x if p.input_mode == "jump" else (1 - beta) * x
@@ -174,9 +174,9 @@ def lif_step(
             if x_inh is not None:
                 i_inh = i_inh + x_inh
             syn = i_exc * gain_exc + i_inh * synaptic_gain(dt, p.tau_mem, p.tau_syn_inh, p.method)
-            i_inh = i_inh * _decay(dt, p.tau_syn_inh, p.method)
+            i_inh = i_inh * decay(dt, p.tau_syn_inh, p.method)
         v_new = p.v_leak + (state.v - p.v_leak) * beta + syn
-        i_exc = i_exc * _decay(dt, p.tau_syn_exc, p.method)
+        i_exc = i_exc * decay(dt, p.tau_syn_exc, p.method)
 
     ref = refractory(state.refrac, p.tau_ref, dt)
     if ref is not None:
@@ -229,24 +229,3 @@ class LIF(Population):
             state = self.initial_state(x.shape[0], x.device)
         return lif_step(x.to(self.dtype), state, self.params, self.dt, self.spike_fn,
                         None if x_inh is None else x_inh.to(self.dtype))
-
-    def forward(self, xs: torch.Tensor, state: LIFState | None = None):
-        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(zs [T, B, n], state)``.
-
-        With the exact method and without synaptic currents or refractory steps (see
-        :func:`neurosim.fused.lif_supported`), the recurrence over all steps and its backpropagation through time run fused in one call
-        (:func:`neurosim.fused.lif_sequence`, which also checks that ``xs`` is finite), with the
-        results of the step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
-        """
-        from ..fused import lif_sequence, lif_supported
-
-        if not isinstance(xs, torch.Tensor) or xs.dim() != 3 or xs.shape[-1] != self.n:
-            return super().forward(xs, state)  # which reports the bad input
-        xs = xs.to(self.dtype)
-        if state is None:
-            state = self.initial_state(xs.shape[1], xs.device)
-        p = self.params
-        if not self.kernel_supported or not lif_supported(p, self.dt, self.spike_fn, xs, state.v):
-            return super().forward(xs, state)
-        zs, v = lif_sequence(xs, state.v, p, self.dt, self.spike_fn, name=f"input to {type(self).__name__}({self.n})")
-        return zs, LIFState(v, state.i_exc, state.i_inh, state.refrac)

@@ -13,9 +13,9 @@ from typing import ClassVar, NamedTuple
 import torch
 
 from ..errors import check_choice, check_positive
-from ..surrogate import Surrogate
+from .surrogate import Surrogate
 from .base import NeuronParameters, Population, params_from_kwargs
-from .lif import INPUT_MODES, _decay
+from .lif import INPUT_MODES, decay
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LIState(NamedTuple):
 
 def li_step(x: torch.Tensor, state: LIState, p: LIParameters, dt: float, spike_fn: Surrogate | None = None):
     """Advance by one step; returns ``(v, state)``."""
-    beta = _decay(dt, p.tau_mem)
+    beta = decay(dt, p.tau_mem)
     drive = x if p.input_mode == "jump" else (1 - beta) * x
     v = p.v_leak + (state.v - p.v_leak) * beta + drive
     return v, LIState(v)
@@ -62,22 +62,3 @@ class LI(Population):
 
     def initial_state(self, batch: int, device=None) -> LIState:
         return LIState(self.filled(self.params.v_leak, batch, device))
-
-    def forward(self, xs: torch.Tensor, state: LIState | None = None):
-        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(vs [T, B, n], state)``.
-
-        With constant parameters on CPU the recurrence and its backpropagation through time run
-        fused in one call (:func:`neurosim.fused.li_sequence`), with the results of the
-        step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
-        """
-        from ..fused import li_sequence, li_supported
-
-        self.check_input(xs, ndim=3)
-        xs = xs.to(self.dtype)
-        if state is None:
-            state = self.initial_state(xs.shape[1], xs.device)
-        p = self.params
-        if not li_supported(p, xs, state.v):
-            return super().forward(xs, state)
-        vs = li_sequence(xs, state.v, p, self.dt)
-        return vs, LIState(vs[-1])

@@ -1,0 +1,4 @@
+"""``python -m neurosim``: the ``neurosim`` command."""
+from .cli import main
+
+raise SystemExit(main())

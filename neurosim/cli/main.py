@@ -1,0 +1,196 @@
+"""The ``neurosim`` command.
+
+``neurosim run`` runs the default experiment: five permuted digit tasks, learnt without
+protection and with HLOP, printing each accuracy matrix and ACC / BWT / FWT.
+``neurosim run EXPERIMENT.toml`` runs an experiment written as TOML (:func:`neurosim.runs.experiment.load`)
+into a run file (``--store``, default ``EXPERIMENT.h5``); ``neurosim resume RUN.h5`` continues it
+from its last complete checkpoint; ``neurosim replay RUN.h5 --task T [--after-task U]`` feeds the
+input recorded after task T back into the network of the end of task U; ``neurosim inspect RUN.h5``
+summarises a run file (also while it is written) and ``neurosim plot RUN.h5 WHAT --out FILE.png``
+draws a raster, population rates, the accuracy matrix, forgetting curves or a histogram of the
+synaptic delays of a checkpoint.
+``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
+its rates (``--raster FILE`` writes a raster PNG). Bad input ends with one line on stderr and
+exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..errors import NeurosimError
+from ..runs import experiment
+from ..runs.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
+from ..runs.simulation import SIMULATIONS, raster, simulate, summary
+
+DEFAULT = PERMUTED_DIGITS["name"]
+#: Methods of the default experiment: their plugin lists.
+METHODS = {"baseline": [], "hlop": [HLOP_DIGITS]}
+
+
+def format_matrix(R: np.ndarray) -> str:
+    """The accuracy matrix in %, rows after each task, ``-`` for entries not yet known."""
+    n = R.shape[1]
+    lines = ["after    " + " ".join(f"task {j:<2d}" for j in range(n))]
+    for i, row in enumerate(R):
+        cells = " ".join("   -   " if np.isnan(v) else f"{100 * v:6.1f} " for v in row)
+        lines.append(f"task {i:<3d} {cells}")
+    return "\n".join(lines)
+
+
+def _continual(args) -> None:
+    methods = args.methods.split(",")
+    for m in methods:
+        if m not in METHODS:
+            raise NeurosimError(f"unknown method {m!r}; expected one of: {', '.join(METHODS)}")
+    base = with_plugins(PERMUTED_DIGITS, [])
+    for section in ("model", "scenario", "training"):
+        base[section]["seed"] = args.seed
+    rows = []
+    for m in methods:
+        runner = build(with_plugins(base, METHODS[m]), progress=not args.quiet)
+        start = time.perf_counter()
+        r = runner.run()
+        wall = time.perf_counter() - start
+        print(f"{base['name']}, {m}: accuracy (%) on each task (columns) after training each task (rows)")
+        print(format_matrix(r.R))
+        print(f"ACC {100 * r.acc:.2f} %   BWT {100 * r.bwt:.2f} %   FWT {100 * r.fwt:.2f} %   {wall:.0f} s\n",
+              flush=True)
+        rows.append((m, r, wall))
+    print(f"{'method':10s} {'ACC %':>7s} {'BWT %':>7s} {'time s':>7s}")
+    for m, r, wall in rows:
+        print(f"{m:10s} {100 * r.acc:7.2f} {100 * r.bwt:7.2f} {wall:7.0f}")
+
+
+def _report(name: str, r) -> None:
+    print(f"{name}: accuracy (%) on each task (columns) after training each task (rows)")
+    print(format_matrix(r.R))
+    print(f"ACC {100 * r.acc:.2f} %   BWT {100 * r.bwt:.2f} %   FWT {100 * r.fwt:.2f} %")
+
+
+def _experiment_file(args) -> None:
+    config = experiment.load(args.experiment)
+    store = args.store or os.path.splitext(args.experiment)[0] + ".h5"
+    if os.path.exists(store) and not args.overwrite:
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume, or pass --overwrite")
+    r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet)
+    _report(config["name"], r)
+    print(f"run file        {store}")
+
+
+def _cmd_resume(args) -> int:
+    r = experiment.resume(args.run, progress=not args.quiet)
+    _report(args.run, r)
+    return 0
+
+
+def _cmd_replay(args) -> int:
+    from ..runs.replay import replay
+
+    r = replay(args.run, args.task, args.after_task)
+    print(f"task {args.task}: recorded input replayed at checkpoint {r.checkpoint}"
+          + ("" if args.after_task is None else f" (end of task {args.after_task})"))
+    for pop in r.recorded:
+        n_rec, n_rep = len(r.recorded[pop][0]), len(r.replayed[pop][0])
+        same = "identical" if r.differing[pop] == 0 else f"{r.differing[pop]} events differ"
+        print(f"{pop:15s} {n_rec} spikes recorded, {n_rep} replayed: {same}")
+    print(f"predicted       {r.scores.argmax(1).tolist()}")
+    return 0
+
+
+def _cmd_inspect(args) -> int:
+    from .summary import summarise
+
+    print(summarise(args.run))
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .plots import plot
+
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        raise NeurosimError(f"cannot write {args.out}: {folder} is not a directory")
+    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms),
+                              ("checkpoint", args.checkpoint)) if v is not None}
+    plot(args.run, args.what, args.out, **opts)
+    print(args.out)
+    return 0
+
+
+def _simulation(args) -> None:
+    if args.raster:
+        folder = os.path.dirname(os.path.abspath(args.raster))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise NeurosimError(f"cannot write the raster to {args.raster}: {folder} is not a writable directory")
+    r = simulate(args.experiment, args.duration, args.seed, progress=not args.quiet)
+    print(summary(r))
+    if args.raster:
+        raster(r, args.raster)
+        print(f"raster          {args.raster}")
+
+
+def _cmd_run(args) -> int:
+    if args.experiment == DEFAULT:
+        _continual(args)
+    elif args.experiment.endswith(".toml"):
+        _experiment_file(args)
+    elif args.experiment in SIMULATIONS:
+        _simulation(args)
+    else:
+        raise NeurosimError(f"unknown experiment {args.experiment!r}; built-in: {DEFAULT}, {', '.join(SIMULATIONS)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="neurosim", description="Spiking network simulator.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment")
+    run.add_argument("experiment", nargs="?", default=DEFAULT,
+                     help=f"EXPERIMENT.toml, or a built-in: {DEFAULT} (default, continual learning), "
+                          f"{', '.join(SIMULATIONS)}")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--methods", default=",".join(METHODS),
+                     help=f"{DEFAULT}: comma-separated methods among {', '.join(METHODS)}")
+    run.add_argument("--duration", type=float, default=1000.0, help="simulations: simulated time in ms")
+    run.add_argument("--raster", metavar="FILE.png", help="simulations: write a raster plot")
+    run.add_argument("--store", metavar="RUN.h5", help="EXPERIMENT.toml: the run file (default EXPERIMENT.h5)")
+    run.add_argument("--overwrite", action="store_true", help="EXPERIMENT.toml: replace an existing run file")
+    run.add_argument("--keep", type=int, help="EXPERIMENT.toml: keep only the latest N checkpoints")
+    run.set_defaults(fn=_cmd_run)
+    resume = sub.add_parser("resume", help="continue a run from its last complete checkpoint")
+    resume.add_argument("run", metavar="RUN.h5")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    resume.set_defaults(fn=_cmd_resume)
+    rep = sub.add_parser("replay", help="feed a run's recorded input back into its network at a checkpoint")
+    rep.add_argument("run", metavar="RUN.h5")
+    rep.add_argument("--task", type=int, default=0, help="the task whose recording to replay (default 0)")
+    rep.add_argument("--after-task", type=int, help="use the network of the end of this task (default: --task)")
+    rep.set_defaults(fn=_cmd_replay)
+    ins = sub.add_parser("inspect", help="summarise what a run file holds")
+    ins.add_argument("run", metavar="RUN.h5")
+    ins.set_defaults(fn=_cmd_inspect)
+    pl = sub.add_parser("plot", help="plot from a run file to a PNG")
+    pl.add_argument("run", metavar="RUN.h5")
+    pl.add_argument("what", help="raster, rates, accuracy, forgetting or delays")
+    pl.add_argument("--out", default="plot.png", metavar="FILE.png", help="the PNG to write (default plot.png)")
+    pl.add_argument("--recording", help="raster, rates: the spike recording (default: the only one)")
+    pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms")
+    pl.add_argument("--checkpoint", type=int, help="delays: the checkpoint (default: the latest)")
+    pl.set_defaults(fn=_cmd_plot)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except NeurosimError as e:
+        print(f"neurosim: error: {e}", file=sys.stderr)
+        return 2
+

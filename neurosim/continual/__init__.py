@@ -1,0 +1,9 @@
+"""Continual learning: the runner, its learners, the plugin API, scenarios and metrics."""
+from .learners import BPTT, EPropLearner, ThreeFactorLearner
+from .metrics import acc, bwt, fwt
+from .plugin import Plugin, available_plugins, create_plugin
+from .runner import Continual, ContinualResult
+from .scenarios import Scenario, Task, permuted, split
+
+__all__ = ["BPTT", "EPropLearner", "ThreeFactorLearner", "acc", "bwt", "fwt", "Plugin", "available_plugins",
+           "create_plugin", "Continual", "ContinualResult", "Scenario", "Task", "permuted", "split"]

@@ -1,0 +1,349 @@
+"""The continual runner: train task after task, evaluate every task seen, keep the accuracy matrix.
+
+``Continual(network, scenario, plugins=[...])`` feeds each sample as an encoded sequence to the
+network's input (samples that are already sequences, ``[T, F]`` such as binned events, as they
+are: see :meth:`Continual.encode`), reads class scores from the output population's sequence with ``readout``
+(``"mean"`` over time, ``"last"`` step, or a function ``[T, B, n] -> [B, n]``), and trains with
+cross-entropy. ``learning`` says how a batch's update reaches ``.grad``: :class:`~neurosim.continual.learners.BPTT` (default,
+autograd through the whole run), :class:`ThreeFactorLearner` (a modulated Hebbian rule on the
+projections into the output) or :class:`EPropLearner` (e-prop in a recurrent layer). Every learner
+leaves the update in ``.grad`` and the same hooks follow: ``after_forward`` (the projections were
+called on their presynaptic activity, so forward hooks such as HLOP's have captured it),
+``before_backward`` (a penalty's gradient is added to a local rule's update), ``after_backward``
+(gradient filters act on whatever is in ``.grad``), then the optimiser step. ``on_step(t, state)``
+is called by the learners that step the network one time step at a time, with ``state`` mapping
+population names to ``(neuron state or None, output at t)``: :class:`ThreeFactorLearner` and
+:class:`EPropLearner` do, :class:`BPTT` (which runs layer by layer over all steps) does not. Local
+rules need HLOP's ``form="gradient"`` (its input form acts inside autograd). After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
+(rows of tasks not yet trained stay NaN), and reports ACC, BWT and FWT (:mod:`neurosim.continual.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
+``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
+
+With a ``store`` (:class:`neurosim.storage.store.RunStore`) the runner logs every batch's loss, writes each
+row of ``R`` as it is known, and writes a checkpoint after every task and every
+``checkpoint_every`` batches: parameters with their ``requires_grad`` flags, module modes, the
+optimiser, every plugin's ``state_dict``, the RNG states, the epoch's sample order and the cursor
+(task, epoch, batch). With ``record={"samples": K, "populations": [...]}`` it also records, after
+each task ``t``, the encoded input of the first ``K`` test samples of that task (``t{t}_input``) and
+the spikes they cause in each population (``t{t}_{population}``), just before the checkpoint of
+the task's end: :mod:`neurosim.runs.replay` feeds them back. ``run(resume=True)`` continues from the last complete checkpoint to the same
+result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
+(plugins attach there and must not reset what they learnt), but not ``before_task`` or
+``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
+checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ..datasets.encoding import encode
+from .learners import BPTT
+from ..errors import NeurosimError, check_known, check_positive
+from .metrics import acc, bwt, fwt
+from ..network import Network, Probe
+from .plugin import Plugin
+from ..storage.recording import Recording
+from .scenarios import Scenario, Task
+
+OPTIMIZERS = ("sgd", "adam")
+READOUTS = {"mean": lambda out: out.mean(0), "last": lambda out: out[-1]}
+
+
+@dataclass
+class ContinualResult:
+    R: np.ndarray
+    b: np.ndarray
+    acc: float
+    bwt: float
+    fwt: float
+
+
+class Continual:
+    """Runs ``scenario`` on ``network`` with ``plugins``; see the module docstring."""
+
+    def __init__(self, network: Network, scenario: Scenario, plugins: list[Plugin] = (), *,
+                 input: str | None = None, output: str | None = None, steps: int = 10,
+                 encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
+                 batch_size: int = 64, lr: float = 0.1,
+                 optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True,
+                 store=None, checkpoint_every: int | None = None, record: dict | None = None, learning=None):
+        if not isinstance(network, Network):
+            raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
+        self.network, self.scenario = network, scenario
+        self.plugins = list(plugins)
+        for p in self.plugins:
+            if not isinstance(p, Plugin):
+                raise NeurosimError(f"plugins must be neurosim.Plugin instances, got {type(p).__name__}")
+        self.learning = BPTT() if learning is None else learning
+        if not all(callable(getattr(self.learning, m, None)) for m in ("forward", "backward")):
+            raise NeurosimError(f"learning must be a learner with forward(runner, task) and backward(runner, loss) "
+                                f"methods, got {type(self.learning).__name__}")
+        self.input = input or self._only(list(network.inputs), "input")
+        sinks = [n for n in network.populations if not any(c.pre == n for c in network.connections.values())]
+        self.output = output or self._only(sinks, "output population")
+        if network.size(self.input) != scenario.n_inputs:
+            raise NeurosimError(f"input {self.input!r} has {network.size(self.input)} channels but the "
+                                f"scenario's samples have {scenario.n_inputs} features")
+        if network.size(self.output) < scenario.n_outputs:
+            raise NeurosimError(f"output {self.output!r} has {network.size(self.output)} neurons but the "
+                                f"scenario needs {scenario.n_outputs}")
+        if optimizer not in OPTIMIZERS:
+            raise NeurosimError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+        check_positive("lr", lr)
+        if not callable(readout) and readout not in READOUTS:
+            raise NeurosimError(f"unknown readout {readout!r}; expected one of: {', '.join(READOUTS)}, or a function")
+        self.readout = readout if callable(readout) else READOUTS[readout]
+        for name, v in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
+            if not isinstance(v, int) or v < 1:
+                raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
+        self.steps, self.encoding, self.epochs, self.batch_size = steps, encoding, epochs, batch_size
+        self.min_steps = max(steps, network.min_steps())
+        if scenario.tasks and scenario.tasks[0].train.x.ndim == 2 and steps < self.min_steps:
+            raise NeurosimError(f"steps={steps} is shorter than the network accepts ({self.min_steps}: "
+                                "the longest synaptic delay)")
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+            raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
+        self.lr, self.optimizer_name, self.momentum, self.seed = lr, optimizer, momentum, seed
+        self.store, self.checkpoint_every = store, checkpoint_every
+        self.record = self._check_record(record)
+        self.step = 0
+        self._resumed: dict | None = None
+        self.progress = progress
+        n = len(scenario)
+        self.R = np.full((n, n), np.nan)
+        self.b = np.full(n, np.nan)
+        self.task: int = -1
+        self.epoch: int = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.inputs = self.targets = self.outputs = self.loss = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _check_record(self, record: dict | None) -> dict | None:
+        if record is None:
+            return None
+        if not isinstance(record, dict):
+            raise NeurosimError(f"record must be a table of samples and populations, got {record!r}")
+        check_known("record", record, ["samples", "populations"])
+        samples, pops = record.get("samples", 8), list(record.get("populations", []))
+        if not isinstance(samples, int) or samples < 1:
+            raise NeurosimError(f"record samples must be a positive integer, got {samples!r}")
+        for name in pops:
+            if name not in self.network.populations or not self.network.populations[name].observables[0] == "spikes":
+                raise NeurosimError(f"cannot record spikes of {name!r}: not a spiking population of the network")
+        return {"samples": samples, "populations": pops}
+
+    def recordings(self) -> dict[str, Recording]:
+        """The recordings ``record`` asks for, to declare when the store is created."""
+        out = {}
+        if self.record is None:
+            return out
+        dt, k = self.network.dt, self.record["samples"]
+        for task in self.scenario.tasks:
+            k_t = min(k, len(task.test.y))
+            out[f"t{task.index}_input"] = Recording("state", n=self.scenario.n_inputs, dt=dt, source=self.input,
+                                                    variable="input", batch=k_t)
+            for pop in self.record["populations"]:
+                out[f"t{task.index}_{pop}"] = Recording("spikes", n=self.network.size(pop), dt=dt, source=pop,
+                                                        batch=k_t)
+        return out
+
+    def _record(self, task: Task) -> None:
+        """Record the encoded input of ``task``'s first test samples and the spikes they cause."""
+        k = min(self.record["samples"], len(task.test.y))
+        seq = self.encode(torch.as_tensor(task.test.x[:k]))
+        probes = {f"record {pop}": Probe(pop, "spikes", events=True) for pop in self.record["populations"]}
+        with torch.no_grad():
+            res = self.network.run({self.input: seq}, outputs=[self.output], probes=probes)
+        self.store.recorder(f"t{task.index}_input").append(seq)
+        for pop, name in zip(self.record["populations"], probes):
+            t, b, i = res.probes[name]  # ordered by step
+            self.store.recorder(f"t{task.index}_{pop}").append(t, i, b, until=seq.shape[0])
+
+    @staticmethod
+    def _only(names: list[str], what: str) -> str:
+        if len(names) != 1:
+            raise NeurosimError(f"the network has {len(names)} candidates for the {what}; name it explicitly")
+        return names[0]
+
+    def _fire(self, hook: str, *args):
+        for p in self.plugins:
+            getattr(p, hook)(self, *args)
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """A fresh optimiser over the parameters that require gradients (rebuilt at every task)."""
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum)
+        return torch.optim.Adam(params, lr=self.lr)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The input sequence ``[T, B, F]``: features ``[B, F]`` encoded over ``steps``, or sequence
+        samples ``[B, T, F]`` as they are, cut after the batch's last nonzero step and zero-padded
+        to at least ``steps`` and what the network accepts (:meth:`Network.min_steps`)."""
+        if x.dim() != 3:
+            return encode(x, self.steps, self.encoding, generator=self.generator)
+        active = torch.nonzero(x.abs().sum((0, 2)))
+        length = int(active[-1]) + 1 if active.numel() else 0
+        seq = x[:, :length].transpose(0, 1)
+        return F.pad(seq, (0, 0, 0, 0, 0, max(0, self.min_steps - length))).contiguous()
+
+    def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
+        """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
+        out = self.network.run({self.input: self.encode(x)}, outputs=[self.output]).outputs[self.output]
+        return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
+
+    def evaluate(self, task: Task, batch_size: int = 512) -> float:
+        self._fire("before_eval")
+        correct = 0
+        with torch.no_grad():
+            for i in range(0, len(task.test.y), batch_size):
+                x = torch.as_tensor(task.test.x[i:i + batch_size])
+                y = torch.as_tensor(task.test.y[i:i + batch_size])
+                correct += int((self.scores(x, task).argmax(1) == y).sum())
+        self._fire("after_eval")
+        return correct / len(task.test.y)
+
+    def train_task(self, task: Task, epoch: int = 0, batch: int = 0) -> None:
+        """Train ``task`` from ``epoch`` and ``batch`` on (not 0 only when resuming)."""
+        n = len(task.train.y)
+        batches = range(0, n, self.batch_size)
+        for self.epoch in range(epoch, self.epochs):
+            resumed = self._resumed
+            if resumed is not None:
+                order, self._resumed = resumed["order"], None
+            else:
+                self._fire("before_epoch")
+                order = torch.randperm(n, generator=self.generator)
+            bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
+                       disable=not self.progress, initial=batch)
+            for b in range(batch, len(batches)):
+                idx = order[batches[b]:batches[b] + self.batch_size].numpy()
+                loss = self.train_batch(task, idx)
+                self.step += 1
+                if self.store is not None:
+                    self.store.log(task.index, self.epoch, self.step, loss)
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                        self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
+                bar.update()
+                bar.set_postfix(loss=f"{loss:.3f}")
+            bar.close()
+            batch = 0
+            self._fire("after_epoch")
+
+    def train_batch(self, task: Task, idx: np.ndarray) -> float:
+        """One optimiser step on the samples ``idx`` of ``task``; returns the loss."""
+        self.inputs = torch.as_tensor(task.train.x[idx])
+        self.targets = torch.as_tensor(task.train.y[idx])
+        self._fire("before_batch")
+        self.optimizer.zero_grad()
+        self.outputs = self.learning.forward(self, task)
+        self._fire("after_forward", self.outputs)
+        loss = F.cross_entropy(self.outputs, self.targets)
+        for p in self.plugins:
+            loss = p.before_backward(self, loss)
+        self.loss = loss
+        if torch.isfinite(loss):
+            self.learning.backward(self, loss)
+        if not torch.isfinite(loss):
+            raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
+        self._fire("after_backward")
+        self._fire("before_update")
+        self.optimizer.step()
+        self._fire("after_update")
+        self._fire("after_batch")
+        return loss.item()
+
+    def mask(self, scores: torch.Tensor, task: Task | None) -> torch.Tensor:
+        """Scores outside ``task``'s classes set to -inf in a task-incremental scenario."""
+        if task is None or not self.scenario.task_incremental:
+            return scores
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, list(task.classes)] = 0
+        return scores + mask
+
+    def on_step(self, t: int, state) -> None:
+        """Plugins' ``on_step`` hook, for learners that step the network one time step at a time."""
+        self._fire("on_step", t, state)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
+        """Write a checkpoint to the store: everything needed to continue from ``cursor``."""
+        mid_task = cursor["epoch"] > 0 or cursor["batch"] > 0
+        return self.store.write_checkpoint({
+            "cursor": dict(cursor, step=self.step),
+            "order": order,
+            "network": self.network.state_dict(),
+            "requires_grad": [p.requires_grad for p in self.network.parameters()],
+            "training": [m.training for m in self.network.modules()],
+            "optimizer": self.optimizer.state_dict() if mid_task else None,
+            "plugins": [p.state_dict() for p in self.plugins],
+            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "R": self.R, "b": self.b,
+        })
+
+    def _restore(self) -> dict | None:
+        """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
+        if self.store is None:
+            raise NeurosimError("resuming needs a store: pass store= to Continual")
+        found = self.store.resume()
+        if found is None:
+            return None
+        k, s = found
+        params, modules = list(self.network.parameters()), list(self.network.modules())
+        if len(s["plugins"]) != len(self.plugins) or len(s["requires_grad"]) != len(params) \
+                or len(s["training"]) != len(modules):
+            raise NeurosimError(f"checkpoint {k} of {self.store.path} does not match this run: it holds "
+                                f"{len(s['plugins'])} plugin states and {len(s['requires_grad'])} parameters, "
+                                f"the run has {len(self.plugins)} and {len(params)}")
+        self.network.load_state_dict(s["network"])
+        for p, flag in zip(params, s["requires_grad"]):
+            p.requires_grad_(flag)
+        for m, flag in zip(modules, s["training"]):
+            m.training = flag
+        for p, state in zip(self.plugins, s["plugins"]):
+            p.load_state_dict(state)
+        torch.set_rng_state(s["rng"]["torch"])
+        self.generator.set_state(s["rng"]["generator"])
+        self.R, self.b = np.array(s["R"]), np.array(s["b"])
+        self.step = s["cursor"]["step"]
+        self._resumed = s
+        return s["cursor"]
+
+    def run(self, resume: bool = False) -> ContinualResult:
+        """Train every task in order (see the module docstring); with ``resume``, continue from
+        the store's last complete checkpoint, or from the start if it has none."""
+        cursor = self._restore() if resume else None
+        tasks = self.scenario.tasks
+        if cursor is None:
+            torch.manual_seed(self.seed)
+            self.b = np.array([self.evaluate(t) for t in tasks])
+            cursor = {"task": 0, "epoch": 0, "batch": 0}
+        self._fire("before_training")
+        for self.task in range(cursor["task"], len(tasks)):
+            task = tasks[self.task]
+            self.optimizer = None
+            if self._resumed is not None and self._resumed["optimizer"] is not None:
+                self.optimizer = self.make_optimizer()
+                self.optimizer.load_state_dict(self._resumed["optimizer"])
+                self.train_task(task, cursor["epoch"], cursor["batch"])
+            else:
+                self._resumed = None
+                self._fire("before_task", self.task)
+                self.optimizer = self.make_optimizer()
+                self.train_task(task)
+            self._fire("after_task", self.task)
+            self.R[self.task] = [self.evaluate(t) for t in tasks]
+            if self.store is not None:
+                self.store.set_R(self.task, self.R[self.task])
+                if self.record is not None:
+                    self._record(task)
+                self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
+        self._fire("after_training")
+        if self.store is not None:
+            self.store.flush()
+        return ContinualResult(self.R.copy(), self.b.copy(), acc(self.R), bwt(self.R), fwt(self.R, self.b))

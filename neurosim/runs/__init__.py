@@ -1,0 +1,1 @@
+"""Runs above the runner: experiment files, replay of recordings, reference simulations."""
