@@ -241,6 +241,27 @@ def test_unsupported_configurations_run_on_torch(compiled_calls):
     assert_same(ref, out)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: LIF(30, method="euler", tau_mem=20.0, v_th=1.0),
+    lambda: LIF(30, tau_ref=torch.linspace(0.0, 3.0, 30), v_th=1.0),
+    lambda: LIF(30, tau_syn_exc=torch.full((30,), 5.0), v_th=1.0),
+    lambda: Izhikevich(30, schedule="threshold_first"),
+], ids=["lif_euler", "lif_per_neuron_refractory", "lif_per_neuron_synapse", "izhikevich_threshold_first"])
+def test_configurations_the_kernels_do_not_compute_run_on_torch(make, compiled_calls):
+    """An integration method, schedule or per-neuron parameter outside the compiled kernel's runs the
+    torch step loop (the kernel would compute a different model)."""
+    pop = make()
+    net = Network(dt=0.5)
+    net.add("r", pop)
+    net.connect("r", "r", Sparse(30, 30, p=0.2, weight=0.5, seed=0))
+    scale = 20.0 if isinstance(pop, Izhikevich) else 3.0
+    ref, out = run_both(net, {"r": scale * torch.rand(200, 1, 30, generator=torch.Generator().manual_seed(0))},
+                        outputs=["r"])
+    assert compiled_calls == []  # not even tried
+    assert ref.outputs["r"].sum() > 0
+    assert_same(ref, out)
+
+
 def test_weight_changes_between_runs_are_seen(compiled_calls):
     net = lif_net(torch.float32, n_in=0)
     with torch.no_grad():

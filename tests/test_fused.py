@@ -151,6 +151,20 @@ def test_lif_falls_back_to_the_step_loop(option):
     assert_same(run(pop, x, v0, cz, cv, True), run(pop, x, v0, cz, cv, False))
 
 
+@pytest.mark.parametrize("option", [dict(method="euler"), dict(tau_ref=torch.full((N,), 2.0)),
+                                    dict(method="euler", input_mode="current")])
+def test_lif_outside_the_fused_kernel_runs_the_step_loop(option):
+    """Forward Euler and per-neuron refractory periods, which the fused kernel does not compute, run
+    the step loop (the fused kernel would give the exact method's spikes)."""
+    x, v0, cz, cv = inputs(torch.float64, scale=2.0)
+    pop = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **option)
+    assert not pop.kernel_supported
+    assert_same(run(pop, x, v0, cz, cv, True), run(pop, x, v0, cz, cv, False))
+    if "method" in option:
+        exact = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **{k: v for k, v in option.items() if k != "method"})
+        assert not torch.equal(run(pop, x, v0, cz, cv, True)[0], run(exact, x, v0, cz, cv, True)[0])
+
+
 @pytest.mark.parametrize("dtype, mode", list(itertools.product([torch.float32, torch.float64], ["jump", "current"])))
 def test_li_fused_equals_step_loop(dtype, mode):
     g = torch.Generator().manual_seed(4)

@@ -37,5 +37,9 @@ def register(kind: str, model: type, fn: Callable) -> None:
 
 
 def lookup(kind: str, obj) -> Callable | None:
-    """The ``kind`` fast path registered for ``type(obj)``, or None."""
+    """The ``kind`` fast path registered for ``type(obj)``, or None; also None when ``obj`` declares
+    that its configuration is outside what its kernels compute (``obj.kernel_supported`` False: an
+    integration method, schedule or per-neuron parameter they do not implement)."""
+    if not getattr(obj, "kernel_supported", True):
+        return None
     return _TABLES[kind].get(type(obj))

@@ -153,15 +153,23 @@ def izhikevich_reservoir(n: int = 1000, exc_fraction: float = 0.8, p: float = 1.
     rng = np.random.default_rng(seed)
     r_exc = heterogeneity * rng.random(n_exc)
     r_inh = heterogeneity * rng.random(n_inh)
-    a = np.concatenate([np.full(n_exc, 0.02), 0.02 + 0.08 * r_inh])
-    b = np.concatenate([np.full(n_exc, 0.2), 0.25 - 0.05 * r_inh])
-    c = np.concatenate([-65 + 15 * r_exc ** 2, np.full(n_inh, -65.0)])
-    d = np.concatenate([8 - 6 * r_exc ** 2, np.full(n_inh, 2.0)])
     exc, inh = _ei_projections(n_exc, n_inh, p, rng, autapses, lambda k: w_exc * rng.random(k),
                                lambda k: w_inh * rng.random(k), dtype)
-    population = Izhikevich(n, a=torch.as_tensor(a, dtype=dtype), b=torch.as_tensor(b, dtype=dtype),
-                            c=torch.as_tensor(c, dtype=dtype), d=torch.as_tensor(d, dtype=dtype), v0=v0, dtype=dtype)
+    population = Izhikevich(n, v0=v0, dtype=dtype, **izhikevich_cells(r_exc, r_inh, dtype))
     return _assemble(population, exc, inh, n_inputs, p_in, w_in, rng, dt, dtype)
+
+
+def izhikevich_cells(r_exc, r_inh, dtype: torch.dtype = torch.float64) -> dict[str, torch.Tensor]:
+    """Per-neuron ``a, b, c, d`` of Izhikevich's (2003) network from one number per neuron (E first):
+    E ``a = 0.02, b = 0.2, c = -65 + 15 r^2, d = 8 - 6 r^2``; I ``a = 0.02 + 0.08 r, b = 0.25 - 0.05 r,
+    c = -65, d = 2``."""
+    r_exc, r_inh = np.asarray(r_exc, dtype=np.float64), np.asarray(r_inh, dtype=np.float64)
+    n_exc, n_inh = r_exc.size, r_inh.size
+    cells = dict(a=np.concatenate([np.full(n_exc, 0.02), 0.02 + 0.08 * r_inh]),
+                 b=np.concatenate([np.full(n_exc, 0.2), 0.25 - 0.05 * r_inh]),
+                 c=np.concatenate([-65 + 15 * r_exc ** 2, np.full(n_inh, -65.0)]),
+                 d=np.concatenate([8 - 6 * r_exc ** 2, np.full(n_inh, 2.0)]))
+    return {k: torch.as_tensor(v, dtype=dtype) for k, v in cells.items()}
 
 
 def spike_events(net: Network, steps: int, inputs: dict | None = None, population: str = "neurons",
