@@ -18,6 +18,8 @@ after the forward pass, repeated ``hebb_iters`` times:
     H \leftarrow H + \eta_H M
 
 with :math:`c` = ``clamp``, :math:`\mu` = ``momentum`` and :math:`\eta_H` = ``lr_hebb`` (constant).
+Under data parallelism :math:`Y^T (X - Y H)` and :math:`N` are sums over every rank's rows
+(:func:`neurosim.continual.distributed.all_reduce`), so every rank holds the same subspace.
 With ``rates=tau`` (ms), :math:`X` is instead the weighted firing rate of each sample's activity,
 :math:`\hat x = \sum_t w_t x_t / \sum_t w_t` with :math:`w_t = e^{-(T - t)\,dt/\tau}` (one row per
 sample; the representation DSR training uses), while the projection below still acts per step.
@@ -76,6 +78,7 @@ from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
 from neurosim.neurons import Population, weighted_rate
+from neurosim.continual import distributed
 from neurosim.continual.plugin import Plugin
 from neurosim.projections import Chain, Conv2d, Delayed, Dense, Sparse
 
@@ -376,9 +379,10 @@ class HLOP(Plugin):
         """``hebb_iters`` momentum steps of Oja's subspace rule on the new rows (module docstring)."""
         new, m = sub.new, sub.momentum
         residual = x - self._q(x @ sub.old.t()) @ sub.old  # the old rows' part, fixed within the batch
+        rows = int(distributed.all_reduce(torch.tensor(x.shape[0])))  # N over every rank's shard
         for _ in range(self.hebb_iters):
             y = self._q(x @ new.t())
-            dh = torch.clamp(y.t() @ (residual - y @ new) / x.shape[0], -self.clamp, self.clamp)
+            dh = torch.clamp(distributed.all_reduce(y.t() @ (residual - y @ new)) / rows, -self.clamp, self.clamp)
             m = self.momentum * m + (1 - self.momentum) * dh
             new = new + eta * m
         sub.new, sub.momentum = new, m

@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..datasets.encoding import encode
+from . import distributed
 from .learners import BPTT
 from ..errors import NeurosimError, check_known, check_positive
 from .metrics import acc, bwt, fwt
@@ -122,6 +123,8 @@ class Continual:
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
         self.generator = torch.Generator().manual_seed(seed)
+        self._keeping = store is not None  # whether checkpoints are kept (by rank 0, under data parallelism)
+        self._batch_seq: torch.Tensor | None = None
 
     def _check_record(self, record: dict | None) -> dict | None:
         if record is None:
@@ -159,6 +162,8 @@ class Continual:
         probes = {f"record {pop}": Probe(pop, "spikes", events=True) for pop in self.record["populations"]}
         with torch.no_grad():
             res = self.network.run({self.input: seq}, outputs=[self.output], probes=probes)
+        if self.store is None:  # a rank other than 0: it encoded the input as rank 0 did, and writes nothing
+            return
         self.store.recorder(f"t{task.index}_input").append(seq)
         for pop, name in zip(self.record["populations"], probes):
             t, b, i = res.probes[name]  # ordered by step
@@ -194,8 +199,17 @@ class Continual:
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
-        out = self.network.run({self.input: self.encode(x)}, outputs=[self.output]).outputs[self.output]
+        return self.sequence_scores(self.encode(x), task)
+
+    def sequence_scores(self, seq: torch.Tensor, task: Task | None = None) -> torch.Tensor:
+        """Class scores ``[B, n_outputs]`` of an encoded input sequence ``[T, B, F]``."""
+        out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
         return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
+
+    def batch_sequence(self) -> torch.Tensor:
+        """The encoded input ``[T, B, F]`` of the training batch ``inputs`` (learners run this): the
+        global batch encoded as one process would, and this rank's shard of it."""
+        return self._batch_seq
 
     def evaluate(self, task: Task, batch_size: int = 512) -> float:
         self._fire("before_eval")
@@ -220,13 +234,14 @@ class Continual:
                 self._fire("before_epoch")
                 order = torch.randperm(n, generator=self.generator)
             bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
-                       disable=not self.progress, initial=batch)
+                       disable=not self.progress or distributed.rank() > 0, initial=batch)
             for b in range(batch, len(batches)):
                 idx = order[batches[b]:batches[b] + self.batch_size].numpy()
                 loss = self.train_batch(task, idx)
                 self.step += 1
                 if self.store is not None:
                     self.store.log(task.index, self.epoch, self.step, loss)
+                if self._keeping:
                     if self.checkpoint_every and self.step % self.checkpoint_every == 0:
                         self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
                 bar.update()
@@ -236,27 +251,35 @@ class Continual:
             self._fire("after_epoch")
 
     def train_batch(self, task: Task, idx: np.ndarray) -> float:
-        """One optimiser step on the samples ``idx`` of ``task``; returns the loss."""
+        """One optimiser step on the samples ``idx`` of ``task``; returns the loss (of the global
+        batch under data parallelism: :mod:`neurosim.continual.distributed`)."""
         self.inputs = torch.as_tensor(task.train.x[idx])
         self.targets = torch.as_tensor(task.train.y[idx])
-        self._fire("before_batch")
+        self._fire("before_batch")  # plugins see (and may extend) the global batch
         self.optimizer.zero_grad()
+        total = len(self.targets)
+        self._batch_seq = self.encode(self.inputs)
+        if distributed.active():
+            part = distributed.shard(total)
+            self.inputs, self.targets = self.inputs[part], self.targets[part]
+            self._batch_seq = self._batch_seq[:, part]
         self.outputs = self.learning.forward(self, task)
         self._fire("after_forward", self.outputs)
         loss = F.cross_entropy(self.outputs, self.targets)
         for p in self.plugins:
             loss = p.before_backward(self, loss)
         self.loss = loss
-        if torch.isfinite(loss):
+        if torch.isfinite(loss) or distributed.active():  # every rank takes part in the reduction below
             self.learning.backward(self, loss)
-        if not torch.isfinite(loss):
-            raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
+        value = distributed.average_gradients(self.network.parameters(), len(self.targets), total, extra=loss)
+        if not torch.isfinite(value).all():
+            raise NeurosimError(f"the loss became {value.item()} in task {task.index}, epoch {self.epoch}")
         self._fire("after_backward")
         self._fire("before_update")
         self.optimizer.step()
         self._fire("after_update")
         self._fire("after_batch")
-        return loss.item()
+        return value.item()
 
     def mask(self, scores: torch.Tensor, task: Task | None) -> torch.Tensor:
         """Scores outside ``task``'s classes set to -inf in a task-incremental scenario."""
@@ -272,8 +295,15 @@ class Continual:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
-        """Write a checkpoint to the store: everything needed to continue from ``cursor``."""
+        """Write a checkpoint to the store: everything needed to continue from ``cursor``. Under data
+        parallelism every rank calls it; rank 0 writes, with every rank's RNG states."""
         mid_task = cursor["epoch"] > 0 or cursor["batch"] > 0
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        ranks = distributed.all_gather_object(rng)
+        if self.store is None:
+            return -1
+        if len(ranks) > 1:
+            rng = dict(rng, ranks=ranks)
         return self.store.write_checkpoint({
             "cursor": dict(cursor, step=self.step),
             "order": order,
@@ -282,22 +312,43 @@ class Continual:
             "training": [m.training for m in self.network.modules()],
             "optimizer": self.optimizer.state_dict() if mid_task else None,
             "plugins": [p.state_dict() for p in self.plugins],
-            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "rng": rng,
             "R": self.R, "b": self.b,
         })
 
+    def _check_parallel(self) -> None:
+        """Refuse what data parallelism cannot split exactly: per-batch statistics and random masks drawn
+        per local sample, and batches with fewer samples than processes."""
+        for name, m in self.network.named_modules():
+            if getattr(m, "running_mean", None) is not None or getattr(m, "dropout", 0) or \
+                    isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                raise NeurosimError(f"data-parallel training cannot split module {name!r} exactly: batch "
+                                    "normalisation and dropout draw on the local batch; run it in one process")
+        size = distributed.world_size()
+        for task in self.scenario.tasks:
+            n = len(task.train.y)
+            smallest = min(self.batch_size, n % self.batch_size or self.batch_size)
+            if smallest < size:
+                raise NeurosimError(f"task {task.index} has a batch of {smallest} samples, fewer than the "
+                                    f"{size} processes: choose batch_size and the process count so that every "
+                                    "batch has at least one sample per process")
+
     def _restore(self) -> dict | None:
         """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
-        if self.store is None:
+        if not self._keeping:
             raise NeurosimError("resuming needs a store: pass store= to Continual")
-        found = self.store.resume()
+        found = distributed.broadcast_object(self.store.resume() if self.store is not None else None)
         if found is None:
             return None
         k, s = found
+        ranks = s["rng"].get("ranks", [s["rng"]])
+        if len(ranks) != distributed.world_size():
+            raise NeurosimError(f"checkpoint {k} was written by {len(ranks)} process(es): resume it with "
+                                f"{len(ranks)}, not {distributed.world_size()}")
         params, modules = list(self.network.parameters()), list(self.network.modules())
         if len(s["plugins"]) != len(self.plugins) or len(s["requires_grad"]) != len(params) \
                 or len(s["training"]) != len(modules):
-            raise NeurosimError(f"checkpoint {k} of {self.store.path} does not match this run: it holds "
+            raise NeurosimError(f"checkpoint {k} of {getattr(self.store, 'path', 'the run file')} does not match this run: it holds "
                                 f"{len(s['plugins'])} plugin states and {len(s['requires_grad'])} parameters, "
                                 f"the run has {len(self.plugins)} and {len(params)}")
         self.network.load_state_dict(s["network"])
@@ -307,8 +358,9 @@ class Continual:
             m.training = flag
         for p, state in zip(self.plugins, s["plugins"]):
             p.load_state_dict(state)
-        torch.set_rng_state(s["rng"]["torch"])
-        self.generator.set_state(s["rng"]["generator"])
+        rng = ranks[distributed.rank()]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
         self.R, self.b = np.array(s["R"]), np.array(s["b"])
         self.step = s["cursor"]["step"]
         self._resumed = s
@@ -317,6 +369,9 @@ class Continual:
     def run(self, resume: bool = False) -> ContinualResult:
         """Train every task in order (see the module docstring); with ``resume``, continue from
         the store's last complete checkpoint, or from the start if it has none."""
+        self._keeping = bool(distributed.broadcast_object(self.store is not None))
+        if distributed.active():
+            self._check_parallel()
         cursor = self._restore() if resume else None
         tasks = self.scenario.tasks
         if cursor is None:
@@ -340,6 +395,7 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
+            if self._keeping:
                 if self.record is not None:
                     self._record(task)
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})

@@ -9,7 +9,7 @@
      "plugins": [{"name": "hlop", "rows_per_task": [...], ...}]}
 
 ``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
-network; ``delays``: the learnable-delay network). ``scenario``: ``permuted`` or ``split`` (with
+network; ``delays``: the learnable-delay network), ``dtype`` as ``"float32"`` or ``"float64"``. ``scenario``: ``permuted`` or ``split`` (with
 ``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files),
 standardised with the training set's mean and deviation; or event data fed as sequences of
 counts, ``lags`` (generated: classes that differ only in the lags between channels) or ``fsdd``
@@ -20,7 +20,10 @@ arguments of :class:`neurosim.continual.runner.Continual`, with ``learning`` one
 their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
 runner records after each task for replay. :func:`build` turns a configuration into a ready runner; the
 configuration is all a run file needs to rebuild the run: :func:`start` runs one into a new run
-file, :func:`resume` continues one from its file, :func:`load` reads one from TOML.
+file, :func:`resume` continues one from its file, :func:`load` reads one from TOML. Both take
+``nproc``: data-parallel training in that many local processes
+(:mod:`neurosim.continual.distributed`); a resumed run needs the count it was written with. In a
+process group that already exists (started by ``torchrun``) they train data-parallel across it.
 """
 from __future__ import annotations
 
@@ -30,6 +33,9 @@ import os
 import tomllib
 from pathlib import Path
 
+import torch
+
+from ..continual import distributed
 from ..continual.runner import Continual, ContinualResult
 from ..datasets.images import Split, digits, idx_dataset, standardised
 from ..datasets.event_sets import as_split, fsdd
@@ -47,6 +53,7 @@ DATA = ("digits", "mnist", "fashion_mnist", "lags", "fsdd")
 SCENARIOS = ("permuted", "split")
 SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
 LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 #: The default experiment of ``neurosim run``: five permuted digit tasks on the HLOP paper's
 #: network at the size of 8x8 digits.
@@ -120,6 +127,10 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     if name not in MODELS:
         raise NeurosimError(f"unknown model {name!r}; expected one of: {', '.join(MODELS)}")
     module, builder, readout = MODELS[name]
+    if "dtype" in model:
+        if model["dtype"] not in DTYPES:
+            raise NeurosimError(f"unknown model dtype {model['dtype']!r}; expected one of: {', '.join(DTYPES)}")
+        model["dtype"] = DTYPES[model["dtype"]]
     mod = importlib.import_module(module)
     try:
         network = getattr(mod, builder)(**model)
@@ -163,17 +174,35 @@ def load(path: str | os.PathLike) -> dict:
 
 
 def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, keep: int | None = None,
-          progress: bool = True) -> ContinualResult:
-    """Run ``config`` from the beginning, into a new run file at ``path``."""
+          progress: bool = True, nproc: int = 1) -> ContinualResult:
+    """Run ``config`` from the beginning, into a new run file at ``path`` (written by rank 0)."""
+    if nproc > 1:
+        return distributed.launch(_start, nproc, config, os.fspath(path), overwrite, keep, progress)
+    return _start(config, path, overwrite, keep, progress)
+
+
+def _start(config, path, overwrite, keep, progress) -> ContinualResult:
     runner = build(config, progress)  # before creating the file: a bad config leaves nothing behind
+    if distributed.rank() > 0:
+        return runner.run()
     with RunStore.create(path, config, n_tasks=len(runner.scenario), recordings=runner.recordings(), keep=keep,
                          overwrite=overwrite) as store:
         runner.store = store
         return runner.run()
 
 
-def resume(path: str | os.PathLike, *, progress: bool = True) -> ContinualResult:
+def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1) -> ContinualResult:
     """Continue the run in ``path`` from its last complete checkpoint (or from the beginning)."""
-    with RunStore.open(path, "a") as store:
-        runner = build(store.config, progress, store=store)
+    if nproc > 1:
+        return distributed.launch(_resume, nproc, os.fspath(path), progress)
+    return _resume(path, progress)
+
+
+def _resume(path, progress) -> ContinualResult:
+    store = RunStore.open(path, "a") if distributed.rank() == 0 else None
+    try:
+        runner = build(distributed.broadcast_object(store.config if store else None), progress, store=store)
         return runner.run(resume=True)
+    finally:
+        if store is not None:
+            store.close()
