@@ -123,6 +123,9 @@ class Continual:
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
         self.generator = torch.Generator().manual_seed(seed)
+        #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
+        #: (progress reports such as a sweep's); not plugins, so not part of the checkpoint.
+        self.task_callbacks: list[Callable] = []
         self._keeping = store is not None  # whether checkpoints are kept (by rank 0, under data parallelism)
         self._batch_seq: torch.Tensor | None = None
 
@@ -399,6 +402,8 @@ class Continual:
                 if self.record is not None:
                     self._record(task)
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
+            for f in self.task_callbacks:
+                f(self, self.task)
         self._fire("after_training")
         if self.store is not None:
             self.store.flush()
