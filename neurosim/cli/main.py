@@ -110,7 +110,7 @@ def _cmd_sweep(args) -> int:
     from ..runs import sweep
 
     s = sweep.load(args.sweep)
-    r = sweep.run(s, address=args.address, resume=args.resume, num_cpus=args.num_cpus)
+    r = sweep.run(s, address=args.address, resume=args.resume, num_cpus=args.num_cpus, temp_dir=args.ray_temp)
     print(f"sweep           {s.name}: {r.trials} trials, {r.errors} failed")
     if r.best is not None:
         print(f"best            {s.metric} {r.best[s.metric]:.4f} with {r.best['params']}")
@@ -229,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     sw.add_argument("--address", help="an existing Ray cluster (auto, ray://host:port); default: a local Ray")
     sw.add_argument("--resume", action="store_true", help="continue the sweep after its driver was stopped")
     sw.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default: all)")
+    sw.add_argument("--ray-temp", metavar="DIR", help="local Ray: its session folder (default: Ray's)")
     sw.set_defaults(fn=_cmd_sweep)
     sr = sub.add_parser("sweep-report", help="table, CSV and plots of a sweep's trials")
     sr.add_argument("directory", metavar="DIR", help="the sweep's directory (STORAGE/NAME)")
