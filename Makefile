@@ -9,7 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: run test bench-deps
+.PHONY: run test bench-deps sweep-deps
 run: $(VENV)/.installed
 	$(VENV)/bin/neurosim run
 
@@ -19,3 +19,7 @@ test: $(VENV)/.installed
 # --no-deps: spikingjelly's torchvision requirement would replace the CPU torch with a CUDA build.
 bench-deps: $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps spikingjelly==0.0.0.0.14
+
+# Ray Tune and Optuna, for neurosim sweep and its slow tests (pytest -m slow tests/test_sweep.py).
+sweep-deps: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,sweep]' torch==2.13.0

@@ -35,7 +35,8 @@ A key is a dotted path into the experiment: ``section.key`` (``training.lr``, ``
 ``plugins.NAME.key`` (the option ``key`` of every plugin named ``NAME`` in the trial's plugin list;
 ignored for a method whose list has no such plugin), or ``method``, which replaces the plugin list.
 
-Every trial trains its experiment into one run file, ``run.h5`` in its trial directory. The run
+Every trial trains its experiment into one run file, ``run.h5`` in its trial directory (under
+``STORAGE/NAME``; on a cluster, ``storage`` must be a folder every node sees). The run
 file is the trial's checkpoint: after every task the trial reports ACC, BWT and FWT so far and the
 task's mean training loss to Tune, with a Tune checkpoint that names the task, so a scheduler
 (ASHA) can stop a poor trial at a task boundary. A trial whose worker dies is retried by Tune
@@ -276,7 +277,10 @@ def run_trial(config: dict, sweep: dict) -> None:
         with ckpt.as_directory() as d:
             with open(os.path.join(d, PROGRESS_FILE)) as f:
                 first = json.load(f)["task"] + 1
-    path = os.path.join(tune.get_context().get_trial_dir(), RUN_FILE)
+    # in the sweep's own folder, not Tune's per-session staging copy: a restored sweep finds it there
+    folder = os.path.join(sweep["directory"], os.path.basename(tune.get_context().get_trial_dir()))
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, RUN_FILE)
     exp = trial_experiment(sweep["experiment"], config["params"], sweep["methods"])
     reporter = _Reporter(tune, first)
     if os.path.exists(path):
@@ -309,7 +313,8 @@ def _space(sweep: Sweep, tune) -> dict:
 
 
 def _trainable(sweep: Sweep, tune):
-    spec = {"experiment": sweep.experiment, "methods": sweep.methods, "cpu": sweep.cpu}
+    spec = {"experiment": sweep.experiment, "methods": sweep.methods, "cpu": sweep.cpu,
+            "directory": sweep.directory()}
     return tune.with_resources(tune.with_parameters(run_trial, sweep=spec), {"cpu": sweep.cpu})
 
 
@@ -369,8 +374,7 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
                                             scheduler=scheduler, num_samples=sweep.samples,
                                             max_concurrent_trials=sweep.concurrency),
                 run_config=tune.RunConfig(name=sweep.name, storage_path=sweep.storage, verbose=verbose,
-                                          failure_config=tune.FailureConfig(max_failures=sweep.max_failures),
-                                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+                                          failure_config=tune.FailureConfig(max_failures=sweep.max_failures)))
         grid = tuner.fit()
         errors = sum(1 for r in grid if r.error is not None)
         best = None
