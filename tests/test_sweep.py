@@ -225,13 +225,11 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
         killed, pids = wait_for(running_trial, 600, driver)
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
-        # 2. Tune retries it: it finishes from its run file
-        wait_for(lambda: state(killed)[1], 600, driver)
-        # 3. SIGKILL the driver's process group once at least 3 trials are done and one is not
+        # 2. SIGKILL the driver's process group once at least 2 trials are done and others are not
         def midway():
             runs = sorted(directory.glob("*/run.h5"))
             done = [r for r in runs if state(r)[1]]
-            return done if len(done) >= 3 and len(runs) > len(done) else None
+            return done if len(done) >= 2 and len(done) < 6 else None
         done = wait_for(midway, 900, driver)
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
@@ -239,7 +237,7 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
         reports = {r: (r.parent / "result.json").read_text().count("\n") for r in done}
         for pid in ray_processes(temp):  # what the killed driver's local Ray left behind
             os.kill(pid, signal.SIGKILL)
-        # 4. restart with --resume
+        # 3. restart with --resume: the killed trial resumes its run file, wherever Tune had got to
         resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True,
                                  timeout=1800)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
