@@ -2,8 +2,8 @@
 
 The slow test runs ``neurosim sweep`` (6 trials: 3 seeds x 2 methods, 2 at a time) as a separate
 process on a local Ray, SIGKILLs the worker process of one running trial (found by the run file it
-holds open), lets Tune retry it, then SIGKILLs the driver's whole process group mid-sweep and
-restarts it with ``--resume``. The retried trial's run file ends bit-identical to the same
+holds open), then SIGKILLs the driver's whole process group mid-sweep and restarts it with
+``--resume``. The killed trial's run file ends bit-identical to the same
 experiment run uninterrupted in this process; trials that had finished before the driver died keep
 their run files untouched and report each task once; the report equals what each run file holds.
 """
