@@ -229,7 +229,16 @@ class Network(nn.Module):
         """Simulate all steps of ``inputs`` (``[T, B, n]`` per input; a population's name feeds it
         directly). Returns full sequences for ``outputs`` (default: populations with no outgoing
         projection), the recordings of the network's probes and of ``probes`` (name ->
-        :class:`Probe`, for this run only), and the final state."""
+        :class:`Probe`, for this run only), and the final state.
+
+        ``net.run(...)`` and ``net(...)`` are the same call (through :meth:`forward`, so the
+        network's forward hooks see every run)."""
+        return self(inputs, state=state, steps=steps, batch=batch, outputs=outputs, probes=probes, progress=progress)
+
+    def forward(self, inputs=None, *, state: dict | None = None, steps: int | None = None,
+                batch: int | None = None, outputs=None, probes: Mapping[str, Probe] | None = None,
+                progress: bool = False) -> RunResult:
+        """The simulation behind :meth:`run`, with the same arguments and the same :class:`RunResult`."""
         inputs, T, B = self._check_inputs(inputs, steps, batch)
         probes = dict(probes or {})
         for name, probe in probes.items():

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, optional_import
 from ..network import Probe
 
 SIMULATIONS = ("cuba", "izhikevich2003")
@@ -75,9 +75,7 @@ def summary(r: dict) -> str:
 
 
 def raster(r: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
