@@ -17,9 +17,9 @@ from typing import Mapping, NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import NeurosimError, check_finite, check_positive
+from ..progress import progress_bar
 from ..kernels.registry import lookup
 from ..neurons.base import Population
 from ..projections.base import Projection
@@ -300,7 +300,7 @@ class Network(nn.Module):
                 if seq is not None:
                     seqs[name] = seq
                 return
-        steps = tqdm(range(T), desc="simulating", unit="step", leave=False) if progress else range(T)
+        steps = progress_bar(range(T), desc="simulating", unit="step") if progress else range(T)
         for t in steps:
             new = {}
             for name in group:
