@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from neurosim import cli
+from neurosim.continual import runner
 from neurosim.runs import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,11 +61,17 @@ def run_blocks(page: Path, chosen, where: Path, monkeypatch, edit=lambda code: c
 
 
 TUTORIALS = sorted((DOCS / "tutorials").glob("*.md"))
+PAGES = [DOCS / "index.md"] + sorted((DOCS / "concepts").glob("*.md"))
 
 
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(page, tmp_path, monkeypatch):
     assert run_blocks(page, blocks(page), tmp_path, monkeypatch) >= 2
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
+def test_the_examples_of_the_other_pages_run(page, tmp_path, monkeypatch):
+    run_blocks(page, blocks(page), tmp_path, monkeypatch)
 
 
 def test_the_site_builds_without_warnings(tmp_path):
@@ -95,16 +102,17 @@ def test_every_module_is_in_the_api_reference():
 
 
 def accepted_keys() -> dict[str, set[str]]:
-    """Every key an experiment file may hold, read from neurosim.runs.experiment: its sections, the keys
-    its ``check_known`` calls accept per section, and the names of models, data, scenarios and learners."""
+    """Every key an experiment file may hold, read from the source: its sections, the keys the
+    ``check_known`` calls accept per section, and the names of models, data, scenarios and learners."""
     keys = {"sections": set(experiment.SECTIONS), "models": set(experiment.MODELS), "data": set(experiment.DATA),
             "scenarios": set(experiment.SCENARIOS), "learning": set(experiment.LEARNERS)}
-    tree = ast.parse(Path(experiment.__file__).read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_known" \
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[2], (ast.List, ast.Tuple)):
-            keys[node.args[0].value] = {e.value for e in node.args[2].elts}
-    assert {"scenario", "training"} <= set(keys)
+    for module in (experiment, runner):
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "check_known" \
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value in ("scenario", "training", "record") \
+                    and isinstance(node.args[2], (ast.List, ast.Tuple)):
+                keys[node.args[0].value] = {e.value for e in node.args[2].elts}
+    assert {"scenario", "training", "record"} <= set(keys)
     return keys
 
 
