@@ -128,3 +128,56 @@ def test_the_experiment_reference_example_builds(tmp_path):
     (tmp_path / title).write_text(code)
     runner = experiment.build(experiment.load(tmp_path / title), progress=False)
     assert len(runner.scenario) == 3 and [p.name for p in runner.plugins] == ["ewc", "hlop"]
+
+
+README = ROOT / "README.md"
+#: Scaled-down versions of the README's long examples: what is replaced by what (each must be found).
+FAST = {
+    "ns.digits()": {"n_tasks=5": "n_tasks=2", "[[8, 20, 15]] * 4": "[[8, 20, 15]] * 1", "epochs=20": "epochs=1"},
+}
+
+
+def readme_python() -> list[str]:
+    return [code for lang, _, code in blocks(README) if lang == "python"]
+
+
+def scaled(code: str) -> str:
+    for marker, edits in FAST.items():
+        if marker in code:
+            for old, new in edits.items():
+                assert old in code, f"README example changed: {old!r} not found; update FAST"
+                code = code.replace(old, new)
+    return code
+
+
+def test_the_readme_has_its_examples():
+    codes = readme_python()
+    assert len(codes) >= 4 and sum("fsdd(" in c for c in codes) == 1
+    assert all(any(marker in c for c in codes) for marker in FAST)
+
+
+@pytest.mark.parametrize("index", [i for i, c in enumerate(readme_python()) if "fsdd(" not in c])
+def test_readme_example_runs(index, tmp_path, monkeypatch):
+    """Each python block of the README in a fresh namespace; the long ones scaled down (FAST); the one
+    on the spoken-digit set (real data, long training) in the slow test below."""
+    code = readme_python()[index]
+    run_blocks(README, [("python", None, scaled(code))], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", [i for i, c in enumerate(readme_python()) if any(m in c for m in FAST)])
+def test_readme_example_runs_at_full_size(index, tmp_path, monkeypatch):
+    run_blocks(README, [("python", None, readme_python()[index])], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_readme_fsdd_example(tmp_path, monkeypatch):
+    from neurosim.datasets import data_root
+
+    root = data_root() / "fsdd"
+    if not root.is_dir():
+        pytest.skip(f"no spoken-digit data at {root} (set NEUROSIM_DATA)")
+    (code,) = [c for c in readme_python() if "fsdd(" in c]
+    assert '"/path/to/fsdd"' in code and "epochs=30" in code
+    code = code.replace('"/path/to/fsdd"', repr(str(root))).replace("epochs=30", "epochs=2")
+    run_blocks(README, [("python", None, code)], tmp_path, monkeypatch)
