@@ -69,7 +69,7 @@ def test_training_into_a_log_writes_one_line_per_epoch(capsys):
     assert all(" 12/12 batch in " in line and "loss=" in line for line in lines)
 
 
-def test_every_progress_bar_goes_through_the_helper():
+def test_every_progress_bar_goes_through_neurosim_progress():
     users = []
     for path in [p for top in ("neurosim", "plugins", "models") for p in (ROOT / top).rglob("*.py")]:
         if path.name == "progress.py":
