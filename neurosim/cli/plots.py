@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..errors import NeurosimError, check_choice, check_known
+from ..errors import NeurosimError, check_choice, check_known, optional_import
 from ..storage.store import RunStore
 
 PLOTS = ("raster", "rates", "accuracy", "forgetting", "delays")
@@ -141,9 +141,7 @@ def plot(path: str | os.PathLike, what: str, out_png: str | os.PathLike, **opts)
     folder = os.path.dirname(os.path.abspath(out_png))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise NeurosimError(f"cannot write {out_png}: {folder} is not a writable directory")
-    import matplotlib
-
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
     with RunStore.open(path) as store:

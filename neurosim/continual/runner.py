@@ -39,11 +39,11 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..datasets.encoding import encode
 from .learners import BPTT
 from ..errors import NeurosimError, check_known, check_positive
+from ..progress import progress_bar
 from .metrics import acc, bwt, fwt
 from ..network import Network, Probe
 from .plugin import Plugin
@@ -219,8 +219,8 @@ class Continual:
             else:
                 self._fire("before_epoch")
                 order = torch.randperm(n, generator=self.generator)
-            bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
-                       disable=not self.progress, initial=batch)
+            bar = progress_bar(total=len(batches), desc=f"task {task.index} epoch {self.epoch}", unit="batch",
+                               initial=batch, enabled=self.progress)
             for b in range(batch, len(batches)):
                 idx = order[batches[b]:batches[b] + self.batch_size].numpy()
                 loss = self.train_batch(task, idx)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, optional_import
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -85,9 +85,7 @@ def standardised(data: Split) -> Split:
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> Split:
     """scikit-learn's 8x8 digits, scaled to [0, 1], split at random with ``seed``."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    d = optional_import("sklearn.datasets", "data", "the digits data set").load_digits()
     x = (d.data / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))

@@ -83,6 +83,18 @@ class Sparse(Projection):
         signs = dale_signs(dale, n_in)
         self.register_buffer("signs", None if signs is None else signs.to(dtype))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """The connectivity is part of the state: a state with another number of synapses (another
+        random draw of the same ``p``) replaces this projection's synapses, indices and weights."""
+        pre = state_dict.get(prefix + "pre")
+        if isinstance(pre, torch.Tensor) and pre.dim() == 1 and pre.shape != self.pre.shape:
+            device = self.pre.device
+            self.pre = torch.empty_like(pre, device=device)
+            self.post = torch.empty_like(pre, device=device)
+            self.weight = nn.Parameter(torch.empty(pre.shape, dtype=self.weight.dtype, device=device),
+                                       requires_grad=self.weight.requires_grad)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def nnz(self) -> int:
         return int(self.pre.numel())
