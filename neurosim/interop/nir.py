@@ -24,15 +24,14 @@ the graph:
 With :math:`\beta = e^{-dt/\tau_m}`, :math:`\alpha = e^{-dt/\tau_s}` and :math:`\kappa` the
 synaptic gain of :mod:`neurosim.neurons.lif` (times in the graph's unit):
 
-================================================  ===========================================  ==================================================================
-neurosim                                           ``"exact"``                                  ``"euler"``
-================================================  ===========================================  ==================================================================
-``LIF``, ``input_mode="jump"``                     ``LIF(tau=tau_mem, r=1/(1-beta))``           ``LIF(tau=dt/(1-beta), r=1/(1-beta))``
-``LIF``, ``input_mode="current"``                  ``LIF(tau=tau_mem, r=1)``                    ``LIF(tau=dt/(1-beta), r=1)``
-``LIF`` with ``tau_syn_exc``                       ``CubaLIF(tau_syn, tau_mem, r=1,``           ``CubaLIF(tau_syn=dt/(1-alpha), tau_mem=dt/(1-beta), r=1/(1-beta),``
-                                                   ``w_in=tau_syn)``                            ``w_in=kappa/(1-alpha))``
-``LI``                                             ``LI``, as LIF                               ``LI``, as LIF
-================================================  ===========================================  ==================================================================
+- ``LIF`` with ``input_mode="jump"``: ``LIF(tau=tau_mem, r=1/(1-beta))`` (exact),
+  ``LIF(tau=dt/(1-beta), r=1/(1-beta))`` (euler);
+- ``LIF`` with ``input_mode="current"``: ``LIF(tau=tau_mem, r=1)`` (exact),
+  ``LIF(tau=dt/(1-beta), r=1)`` (euler);
+- ``LIF`` with ``tau_syn_exc``: ``CubaLIF(tau_syn=tau_syn_exc, tau_mem=tau_mem, r=1, w_in=tau_syn_exc)``
+  (exact), ``CubaLIF(tau_syn=dt/(1-alpha), tau_mem=dt/(1-beta), r=1/(1-beta), w_in=kappa/(1-alpha))``
+  (euler);
+- ``LI``: ``LI``, as LIF.
 
 ``v_leak``, ``v_th`` and ``v_reset`` are copied (per neuron). ``Dense`` becomes ``Linear``
 (``Affine`` with a bias) of its effective weights: mask and Dale's signs applied, so the
