@@ -16,6 +16,7 @@
       before_eval / after_eval
     after_training
     on_step(t, state)              per simulated step, for online plasticity and monitors
+    on_metrics(kind, metrics)      the metrics the run file gets, as it gets them (loggers)
 
 A plugin finds what it acts on through the network (its learnable projections and their
 presynaptic populations), never through model-specific code. ``state_dict`` /
@@ -56,6 +57,12 @@ class Plugin:
     def after_eval(self, runner) -> None: ...
     def after_training(self, runner) -> None: ...
     def on_step(self, runner, t: int, state) -> None: ...
+
+    def on_metrics(self, runner, kind: str, metrics: dict) -> None:
+        """``kind`` ``"batch"``: ``task``, ``epoch``, ``step`` (batches so far), ``loss``, after every
+        batch; ``"task"``: ``task``, ``step``, ``accuracy`` (row ``task`` of R: the accuracy on every
+        task, later ones included) and ``acc``, ``bwt``, ``fwt`` over the tasks trained so far (NaN
+        until defined), after each task's evaluation."""
 
     def state_dict(self) -> dict:
         return {}
