@@ -57,9 +57,7 @@ class Logger(Plugin):
             self.batch(metrics)
         elif kind == "task":
             self.task(metrics)
-
-    def after_task(self, runner, task: int) -> None:
-        self.flush()
+            self.flush()
 
     def after_training(self, runner) -> None:
         self.close()
