@@ -44,18 +44,19 @@ def spikes_of(net, x, names):
     return res
 
 
-def mixed_network(dtype=F64) -> ns.Network:
+def mixed_network(dtype=F64, method="exact") -> ns.Network:
     """Every kind of node the exporter writes: LIF with jump and current input and per-neuron
-    time constants, LIF with a synaptic current, LI, a recurrent Dense with a bias, a Sparse with
-    Dale's signs, a convolution and the Flatten after it."""
+    time constants, LIF with per-neuron synaptic currents, LI, a recurrent Dense with a bias, a
+    Sparse with Dale's signs, a convolution and the Flatten after it; LIFs integrated by ``method``."""
     g = torch.Generator().manual_seed(3)
     net = ns.Network(dt=1.0)
     net.add_input("img", 2 * 6 * 6)
     net.add_input("x", 20)
-    net.add("conv", ns.LIF(4 * 4 * 4, tau_mem=6.0, reset="zero", dtype=dtype))
-    net.add("h", ns.LIF(30, tau_mem=torch.linspace(5, 20, 30), reset="zero", v_leak=0.05, dtype=dtype))
-    net.add("s", ns.LIF(25, tau_mem=10.0, tau_syn_exc=5.0, reset="zero", v_leak=0.1, v_reset=-0.2, dtype=dtype))
-    net.add("c", ns.LIF(15, tau_mem=8.0, input_mode="current", reset="zero", v_th=0.8, dtype=dtype))
+    lif = dict(reset="zero", method=method, dtype=dtype)
+    net.add("conv", ns.LIF(4 * 4 * 4, tau_mem=6.0, **lif))
+    net.add("h", ns.LIF(30, tau_mem=torch.linspace(5, 20, 30), v_leak=0.05, **lif))
+    net.add("s", ns.LIF(25, tau_mem=10.0, tau_syn_exc=torch.linspace(3, 6, 25), v_leak=0.1, v_reset=-0.2, **lif))
+    net.add("c", ns.LIF(15, tau_mem=8.0, input_mode="current", v_th=0.8, **lif))
     net.add("out", ns.LI(5, tau_mem=10.0, dtype=dtype))
     conv = net.connect("img", "conv", ns.Conv2d((2, 6, 6), 4, 3, bias=True, dtype=dtype))
     with torch.no_grad():
@@ -80,9 +81,10 @@ def inputs(T=120, B=4, dtype=F64, seed=0):
             "x": (torch.rand(T, B, 20, generator=g) < 0.3).to(dtype)}
 
 
+@pytest.mark.parametrize("method", ["exact", "euler"])
 @pytest.mark.parametrize("scheme", ["exact", "euler"])
-def test_export_then_import_gives_identical_spikes(scheme, tmp_path):
-    net = mixed_network()
+def test_export_then_import_gives_identical_spikes(scheme, method, tmp_path):
+    net = mixed_network(method=method)
     graph = to_nir(net, scheme=scheme)
     assert ("h", "h_to_h") in graph.edges and ("h_to_h", "h") in graph.edges  # recurrence: a cycle
     assert isinstance(graph.nodes["conv_flat"], nir.Flatten) and tuple(graph.nodes["conv"].tau.shape) == (4, 4, 4)
@@ -94,6 +96,7 @@ def test_export_then_import_gives_identical_spikes(scheme, tmp_path):
     for back in (from_nir(graph, dtype=F64), from_nir(tmp_path / "net.nir", dtype=F64)):
         assert set(back.populations) == set(net.populations) and set(back.connections) == set(net.connections)
         out = spikes_of(back, x, pops)
+        assert all(back.populations[p].params.method == scheme for p in pops)
         for p in pops:
             assert ref.probes[p].sum() > 50, p
             assert torch.equal(out.probes[p], ref.probes[p]), p
@@ -110,7 +113,10 @@ def test_graph_values_follow_the_mapping():
     tau_h = np.linspace(5, 20, 30)
     assert np.allclose(exact.nodes["h"].r, 1 / (1 - np.exp(-dt / tau_h)), rtol=1e-6)
     s = exact.nodes["s"]
-    assert np.allclose(s.tau_syn, 5e-3) and np.allclose(s.w_in, 5e-3) and np.allclose(s.r, 1.0)
+    tau_s = np.linspace(3, 6, 25) * 1e-3
+    assert np.allclose(s.tau_syn, tau_s) and np.allclose(s.w_in, tau_s) and np.allclose(s.r, 1.0)
+    euler_method = to_nir(mixed_network(method="euler"), scheme="euler")
+    assert np.allclose(euler_method.nodes["c"].tau, 8e-3) and np.allclose(euler_method.nodes["s"].tau_syn, tau_s)
     assert np.allclose(s.v_reset, -0.2) and np.allclose(s.v_leak, 0.1)
     dense = net.projections["h_to_s"].to_dense().numpy()
     assert (dense[:, 24:] <= 0).all() and np.array_equal(exact.nodes["h_to_s"].weight, dense)
@@ -175,11 +181,10 @@ def test_refused_by_name():
         with pytest.raises(ns.NeurosimError, match=message):
             to_nir(net)
     bad = {"if": nir.NIRGraph.from_list(nir.Linear(weight=np.eye(3)), nir.IF(r=np.ones(3), v_threshold=np.ones(3))),
-           "tau_syn": nir.NIRGraph.from_list(nir.Linear(weight=np.eye(2)), nir.CubaLIF(
-               tau_syn=np.array([1e-3, 2e-3]), tau_mem=np.full(2, 1e-2), r=np.ones(2), v_leak=np.zeros(2),
-               v_threshold=np.ones(2))),
+           "cubali": nir.NIRGraph.from_list(nir.Linear(weight=np.eye(2)), nir.CubaLI(
+               tau_syn=np.array([1e-3, 2e-3]), tau_mem=np.full(2, 1e-2), r=np.ones(2), v_leak=np.zeros(2))),
            "output": nir.NIRGraph.from_list(nir.Linear(weight=np.eye(2)))}
-    for what, message in [("if", "NIR node 'if'.*IF"), ("tau_syn", "NIR node 'cubalif'.*one per population"),
+    for what, message in [("if", "NIR node 'if'.*IF"), ("cubali", "NIR node 'cubali': CubaLI has no neurosim equivalent"),
                           ("output", "NIR node 'linear' feeds the output")]:
         with pytest.raises(ns.NeurosimError, match=message):
             from_nir(bad[what], dt=1.0)

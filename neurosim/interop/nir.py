@@ -14,24 +14,26 @@ the graph:
 
 - ``"exact"`` (default): the equations integrated exactly over the step, with the input to a
   membrane (LIF, LI) held constant over the step and the input to a synaptic current (CubaLIF)
-  arriving as an impulse at the start of the step: the dynamics neurosim integrates, so a
-  network written and read back runs the same, and the graph's time constants are neurosim's.
+  arriving as an impulse at the start of the step: neurosim's ``method="exact"``.
 - ``"euler"``: one forward-Euler step, :math:`y \leftarrow y + \frac{dt}{\tau}(\dots)`, the membrane
-  integrating the synaptic current already updated in the same step: how snnTorch's and Norse's
-  importers run a graph. A graph written with it holds the time constants whose Euler step has
-  neurosim's exact decay, :math:`\tau = dt / (1 - e^{-dt/\tau_{neurosim}})`.
+  integrating the synaptic current already updated in the same step: neurosim's LIF
+  ``method="euler"``, and how snnTorch's and Norse's importers run a graph.
 
-With :math:`\beta = e^{-dt/\tau_m}`, :math:`\alpha = e^{-dt/\tau_s}` and :math:`\kappa` the
-synaptic gain of :mod:`neurosim.neurons.lif` (times in the graph's unit):
+A population is written with the time constants that give its own step under the scheme, so
+that the graph read back with that scheme runs the same. With :math:`\beta` and :math:`\alpha`
+what remains of the membrane and of the synaptic current after a step, and :math:`\kappa` the
+synaptic gain, each by the population's ``method`` (:mod:`neurosim.neurons.lif`; times in the
+graph's unit):
 
-- ``LIF`` with ``input_mode="jump"``: ``LIF(tau=tau_mem, r=1/(1-beta))`` (exact),
-  ``LIF(tau=dt/(1-beta), r=1/(1-beta))`` (euler);
-- ``LIF`` with ``input_mode="current"``: ``LIF(tau=tau_mem, r=1)`` (exact),
-  ``LIF(tau=dt/(1-beta), r=1)`` (euler);
-- ``LIF`` with ``tau_syn_exc``: ``CubaLIF(tau_syn=tau_syn_exc, tau_mem=tau_mem, r=1, w_in=tau_syn_exc)``
-  (exact), ``CubaLIF(tau_syn=dt/(1-alpha), tau_mem=dt/(1-beta), r=1/(1-beta), w_in=kappa/(1-alpha))``
-  (euler);
-- ``LI``: ``LI``, as LIF.
+- time constants: under the population's own method as they are; an exact population under
+  ``"euler"`` as :math:`\tau = dt / (1 - \beta)` (the Euler step of the same decay), an Euler one
+  under ``"exact"`` as :math:`\tau = -dt / \ln \beta` (refused where :math:`\beta \notin (0, 1)`);
+- ``LIF``, ``input_mode="jump"``: ``LIF(tau, r=1/(1-beta))``; ``input_mode="current"``: ``r=1``;
+- ``LIF`` with ``tau_syn_exc``: ``CubaLIF(tau_syn, tau_mem, r, w_in)`` with ``w_in=tau_syn`` and
+  ``r`` the ratio of the population's kappa to the exact kappa of the written time constants (1
+  for an exact population) under ``"exact"``; ``w_in=kappa/(1-alpha)``, ``r=1/(1-beta)`` under
+  ``"euler"``;
+- ``LI``: ``LI(tau, r)``, as LIF.
 
 ``v_leak``, ``v_th`` and ``v_reset`` are copied (per neuron). ``Dense`` becomes ``Linear``
 (``Affine`` with a bias) of its effective weights: mask and Dale's signs applied, so the
@@ -49,19 +51,19 @@ neurons (NIR has no adaptive, graded or quadratic neuron; ``nir`` 1.0 has no Izh
 synaptic current (``tau_syn_inh``), an initial membrane ``v0``, ``Delayed`` projections (NIR's
 ``Delay`` node delays whole signals, not single synapses) and ``Chain`` (dropout, batch norm).
 
-Import inverts the table. A LIF or LI node with ``r = 1`` becomes ``input_mode="current"``,
-one with ``r`` equal to the jump value above ``input_mode="jump"``; any other ``r`` (and for
-CubaLIF any ``r * w_in`` off the table) is an input gain per neuron, folded into the weights
-of the projections into the population, which takes jump input. ``"euler"`` becomes
-neurosim's exact decay with :math:`e^{-dt/\tau_{neurosim}} = 1 - dt/\tau` (refused where
-:math:`\tau \le dt`). An edge from an input or population straight into a population becomes
+Import inverts this: LIF and CubaLIF nodes become LIFs with ``method`` the scheme (per-neuron
+time constants, ``reset="zero"``); an LI under ``"euler"`` becomes neurosim's exact LI with the
+time constant of the same decay, :math:`-dt / \ln(1 - dt/\tau)` (refused where :math:`\tau \le dt`).
+A LIF or LI node with ``r = 1`` becomes ``input_mode="current"``, one with ``r = 1/(1-beta)``
+``input_mode="jump"``; any other ``r`` (and for CubaLIF any ``r * w_in`` off the mapping) is an
+input gain per neuron, folded into the weights of the projections into the population, which
+takes jump input. An edge from an input or population straight into a population becomes
 a fixed identity projection (times the gain). ``Flatten`` and the ``Input`` and ``Output``
 nodes of subgraphs pass their signal on; subgraphs are inlined. Node names become identifiers
 (characters other than letters, digits and ``_`` replaced by ``_``, a leading digit prefixed
 with ``n``). Other nodes (``IF`` and ``I``, which neurosim's finite ``tau_mem`` cannot express,
 ``CubaLI``, ``Scale``, ``Delay``, pooling, ``Threshold``, ``Conv1d``) are refused by name, as
-are a CubaLIF whose neurons have different synaptic time constants (neurosim has one per
-population) and a projection feeding an ``Output`` or another projection.
+is a projection feeding an ``Output`` or another projection.
 
 The graph's metadata records neurosim's ``dt``, scheme and time unit, which :func:`from_nir`
 takes when not given; NIR graphs from elsewhere need ``dt``.
@@ -166,39 +168,56 @@ def _shapes(network: Network) -> dict[str, tuple[int, ...]]:
     return {n: shapes.get(n, (network.size(n),)) for n in network.names()}
 
 
+def _step_constants(tau: np.ndarray, dt: float, method: str, scheme: str, what: str):
+    """(the graph's time constants in ms, what remains per step) of time constants ``tau`` (ms)
+    integrated by ``method``, written for ``scheme``."""
+    beta = np.exp(-dt / tau) if method == "exact" else 1 - dt / tau
+    if scheme == method:
+        return tau, beta
+    if scheme == "euler":
+        return dt / (1 - beta), beta
+    if not np.all((beta > 0) & (beta < 1)):
+        raise NeurosimError(f"{what}: its Euler step (dt={dt:g} ms against {tau.min():g} ms) decays by a "
+                            "factor outside (0, 1), which no exact step does; write it with scheme='euler'")
+    return -dt / np.log(beta), beta
+
+
 def _export_population(nir, name: str, pop, dt: float, scheme: str, unit: float, shape: tuple):
     kind = type(pop)
     if kind not in (LIF, LI):
         why = _REASONS.get(kind.__name__, "NIR has LIF, CubaLIF and LI")
         raise NeurosimError(f"population {name!r}: {kind.__name__} neurons have no NIR node ({why})")
-    p, n = pop.params, pop.n
+    p, n, what = pop.params, pop.n, f"population {name!r}"
+    method = getattr(p, "method", "exact")
 
     def per_neuron(x) -> np.ndarray:
         return np.broadcast_to(_array(x), (n,)).reshape(shape).copy()
 
     tau = per_neuron(p.tau_mem)
-    beta = np.exp(-dt / tau)
-    tau_out = tau * unit if scheme == "exact" else dt * unit / (1 - beta)
+    tau_g, beta = _step_constants(tau, dt, method, scheme, what)
     r = np.ones_like(tau) if p.input_mode == "current" else 1 / (1 - beta)
     v_leak = per_neuron(p.v_leak)
     if kind is LI:
-        return nir.LI(tau=tau_out, r=r, v_leak=v_leak)
+        return nir.LI(tau=tau_g * unit, r=r, v_leak=v_leak)
     for bad, why in ((p.reset != "zero", "reset='subtract' (NIR's LIF resets to v_reset; use reset='zero')"),
-                     (p.tau_ref > 0, "a refractory period (tau_ref)"),
+                     (np.any(_array(p.tau_ref) > 0), "a refractory period (tau_ref)"),
                      (p.tau_syn_inh is not None, "a separate inhibitory synaptic current (tau_syn_inh)"),
                      (pop.v0 is not None, "an initial membrane v0 (NIR states start at rest)")):
         if bad:
-            raise NeurosimError(f"population {name!r}: NIR cannot express {why}")
+            raise NeurosimError(f"{what}: NIR cannot express {why}")
     v_th, v_reset = per_neuron(p.v_th), per_neuron(p.v_reset)
     if p.tau_syn_exc is None:
-        return nir.LIF(tau=tau_out, r=r, v_leak=v_leak, v_threshold=v_th, v_reset=v_reset)
-    tau_s = np.full(shape, float(p.tau_syn_exc))
+        return nir.LIF(tau=tau_g * unit, r=r, v_leak=v_leak, v_threshold=v_th, v_reset=v_reset)
+    tau_s = per_neuron(p.tau_syn_exc)
+    tau_s_g, alpha = _step_constants(tau_s, dt, method, scheme, what)
+    kappa = per_neuron(synaptic_gain(dt, torch.as_tensor(tau.reshape(-1)), torch.as_tensor(tau_s.reshape(-1)),
+                                     method))
     if scheme == "exact":
-        return nir.CubaLIF(tau_syn=tau_s * unit, tau_mem=tau_out, r=np.ones_like(tau), v_leak=v_leak,
-                           v_threshold=v_th, v_reset=v_reset, w_in=tau_s * unit)
-    alpha = np.exp(-dt / tau_s)
-    kappa = per_neuron(synaptic_gain(dt, torch.as_tensor(tau.reshape(-1)), float(p.tau_syn_exc)))
-    return nir.CubaLIF(tau_syn=dt * unit / (1 - alpha), tau_mem=tau_out, r=1 / (1 - beta), v_leak=v_leak,
+        r = np.ones_like(tau) if method == "exact" else kappa / per_neuron(synaptic_gain(
+            dt, torch.as_tensor(tau_g.reshape(-1)), torch.as_tensor(tau_s_g.reshape(-1))))
+        return nir.CubaLIF(tau_syn=tau_s_g * unit, tau_mem=tau_g * unit, r=r, v_leak=v_leak, v_threshold=v_th,
+                           v_reset=v_reset, w_in=tau_s_g * unit)
+    return nir.CubaLIF(tau_syn=tau_s_g * unit, tau_mem=tau_g * unit, r=1 / (1 - beta), v_leak=v_leak,
                        v_threshold=v_th, v_reset=v_reset, w_in=kappa / (1 - alpha))
 
 
@@ -413,51 +432,37 @@ def _unit_gain(g: np.ndarray):
 
 
 def _import_population(nir, name: str, node, n: int, dt: float, scheme: str, unit: float, dtype):
-    """(population, input gain per neuron or None)."""
+    """(population, input gain per neuron or None). Under ``"euler"`` a LIF steps with neurosim's
+    Euler method; an LI, which neurosim integrates exactly, takes the time constant of the same decay."""
     def values(x) -> np.ndarray:
         return np.broadcast_to(_array(x).reshape(-1), (n,)).copy()
 
-    def decay(tau: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """(neurosim time constants, what remains after a step) of graph time constants ``tau`` (ms)."""
-        if not np.all(tau > 0):
-            raise NeurosimError(f"NIR node {name!r}: {what} must be > 0")
-        if scheme == "exact":
-            return tau, np.exp(-dt / tau)
-        if not np.all(tau > dt):
-            raise NeurosimError(f"NIR node {name!r}: {what} {tau.min():g} ms is not longer than the step "
-                                f"dt={dt:g} ms, which forward Euler needs")
-        remain = 1 - dt / tau
-        return -dt / np.log(remain), remain
-
     r, v_leak = values(node.r), values(node.v_leak)
+    is_li = isinstance(node, nir.LI)
+    tau = values(node.tau_mem if isinstance(node, nir.CubaLIF) else node.tau) / unit
+    if not np.all(tau > 0):
+        raise NeurosimError(f"NIR node {name!r}: time constants must be > 0")
+    beta = np.exp(-dt / tau) if scheme == "exact" else 1 - dt / tau
+    if is_li and scheme == "euler":
+        if not np.all((beta > 0) & (beta < 1)):
+            raise NeurosimError(f"NIR node {name!r}: an LI whose Euler step (dt={dt:g} ms against {tau.min():g} ms) "
+                                "decays by a factor outside (0, 1), which neurosim's exact LI cannot take")
+        tau = -dt / np.log(beta)
+    common = dict(tau_mem=_param(tau, dtype), v_leak=_param(v_leak, dtype), dtype=dtype)
     if isinstance(node, nir.CubaLIF):
         tau_s = values(node.tau_syn) / unit
-        if not np.all(tau_s == tau_s[0]):
-            raise NeurosimError(f"NIR node {name!r}: synaptic time constants from {tau_s.min():g} to "
-                                f"{tau_s.max():g} ms; neurosim has one per population")
-        tau_m, beta = decay(values(node.tau_mem) / unit, "tau_mem")
-        w_in = values(node.w_in)
-        if scheme == "exact":
-            tau_syn, gain = float(tau_s[0]), r * w_in / (tau_s * unit)
-        else:
-            (tau_syn,), (alpha,) = decay(tau_s[:1], "tau_syn")
-            tm = _param(tau_m, torch.float64)
-            kappa = _array(synaptic_gain(dt, tm, float(tau_syn)))
-            gain = (1 - beta) * r * (1 - alpha) * w_in / kappa
-        pop = LIF(n, tau_mem=_param(tau_m, dtype), tau_syn_exc=float(tau_syn), v_leak=_param(v_leak, dtype),
-                  v_th=_param(values(node.v_threshold), dtype), v_reset=_param(values(node.v_reset), dtype),
-                  reset="zero", dtype=dtype)
+        gain = r * values(node.w_in) / (tau_s * unit) * (1.0 if scheme == "exact" else dt * unit)
+        pop = LIF(n, tau_syn_exc=_param(tau_s, dtype), v_th=_param(values(node.v_threshold), dtype),
+                  v_reset=_param(values(node.v_reset), dtype), reset="zero", method=scheme, **common)
         return pop, _unit_gain(gain)
-    tau_m, beta = decay(values(node.tau) / unit, "tau")
     if np.allclose(r, 1.0, rtol=1e-12, atol=0.0):
         mode, gain = "current", None
     else:
         mode, gain = "jump", _unit_gain(r * (1 - beta))
-    common = dict(tau_mem=_param(tau_m, dtype), v_leak=_param(v_leak, dtype), input_mode=mode, dtype=dtype)
-    if isinstance(node, nir.LI):
-        return LI(n, **common), gain
+    if is_li:
+        return LI(n, input_mode=mode, **common), gain
     return LIF(n, v_th=_param(values(node.v_threshold), dtype), v_reset=_param(values(node.v_reset), dtype),
-               reset="zero", **common), gain
+               reset="zero", input_mode=mode, method=scheme, **common), gain
 
 
 def _import_projection(nir, name: str, node, n_in: int, n_out: int, gain, with_bias: bool, dtype):
