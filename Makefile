@@ -7,6 +7,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps norse==1.1.0  # its torchvision requirement would pull a CUDA torch
 	touch $@
 
 .PHONY: run test docs wheel-test bench-deps

@@ -13,7 +13,7 @@ FLOORS = [
     {"neurons", "projections"},
     {"kernels"},
     {"network"},
-    {"learning", "datasets", "reservoirs", "storage"},
+    {"learning", "datasets", "reservoirs", "storage", "interop"},
     {"continual"},
     {"plugins"},
     {"models"},

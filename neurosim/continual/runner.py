@@ -227,8 +227,10 @@ class Continual:
                 self.step += 1
                 if self.store is not None:
                     self.store.log(task.index, self.epoch, self.step, loss)
-                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                        self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
+                self._fire("on_metrics", "batch", {"task": task.index, "epoch": self.epoch, "step": self.step,
+                                                    "loss": loss})
+                if self.store is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.close()
@@ -340,6 +342,9 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
+            self._fire("on_metrics", "task", {"task": self.task, "step": self.step, "accuracy": self.R[self.task].copy(),
+                                              "acc": acc(self.R), "bwt": bwt(self.R), "fwt": fwt(self.R, self.b)})
+            if self.store is not None:
                 if self.record is not None:
                     self._record(task)
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
