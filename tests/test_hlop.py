@@ -212,7 +212,7 @@ def test_only_the_merged_block_projects(form):
 
 
 def test_quantised_lateral_neurons():
-    hlop = HLOP(rows_per_task=2, quantise=(20.0, 40))
+    hlop = HLOP(rows_per_task=2, quantise=(20.0, 40), form="input")
     y = torch.tensor([-30.0, 0.2, 0.3, 7.6, 25.0])
     assert torch.equal(hlop._q(y), torch.tensor([-20.0, 0.0, 0.5, 7.5, 20.0]))
     with pytest.raises(NeurosimError, match="form='input'"):
@@ -280,13 +280,16 @@ def test_refuses_frozen_and_unsupported_projections():
     with pytest.raises(NeurosimError, match=r"projection 'x_to_h': its weight is frozen \(requires_grad=False\)"):
         HLOP(rows_per_task=2, projections=["x_to_h"]).before_training(SimpleNamespace(network=net))
     sparse = two_layer(Sparse(6, 5, p=0.5, seed=0, learnable=True))
-    with pytest.raises(NeurosimError, match="projection 'x_to_h': it is Sparse"):
-        HLOP(rows_per_task=2, projections=["x_to_h", "h_to_o"]).before_training(SimpleNamespace(network=sparse))
-    with pytest.warns(UserWarning, match="leaves projection 'x_to_h' unprotected: it is Sparse"):
-        HLOP(rows_per_task=2).before_training(SimpleNamespace(network=sparse))
+    with pytest.raises(NeurosimError, match="projection 'x_to_h': its updates live on existing synapses .* "
+                                            "use form='gradient'"):
+        HLOP(rows_per_task=2, form="input").before_training(SimpleNamespace(network=sparse))
     dale = two_layer(Dense(6, 5, dale="exc"))
-    with pytest.raises(NeurosimError, match="projection 'x_to_h': under Dale's law"):
-        HLOP(rows_per_task=2, projections=["x_to_h"]).before_training(SimpleNamespace(network=dale))
+    with pytest.raises(NeurosimError, match="projection 'x_to_h': .* Dale's signs"):
+        HLOP(rows_per_task=2, form="input", projections=["x_to_h"]).before_training(SimpleNamespace(network=dale))
+    for net in (sparse, dale):  # the gradient form protects them
+        hlop = HLOP(rows_per_task=2)
+        hlop.before_training(SimpleNamespace(network=net))
+        assert list(hlop.subspaces) == ["x_to_h", "h_to_o"]
     with pytest.raises(NeurosimError, match="no projection 'nope'"):
         HLOP(rows_per_task=2, projections=["nope"]).before_training(SimpleNamespace(network=dale))
 
