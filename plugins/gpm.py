@@ -34,7 +34,7 @@ from .orthogonal import OrthogonalProjection, check_layer_values, energy_directi
 
 
 class GPM(OrthogonalProjection):
-    """``GPM(threshold=0.97, samples=300, rates=None, projections=None, freeze_after_first_task=True,
+    """``GPM(threshold=0.95, samples=300, rates=None, projections=None, freeze_after_first_task=True,
     seed=0, delay_samples=4)``; see the module docstring.
 
     ``threshold``: :math:`\\varepsilon_{th}` in (0, 1], one number, a list per layer, a dict projection
@@ -50,7 +50,7 @@ class GPM(OrthogonalProjection):
     label = "GPM"
     capture_training = False
 
-    def __init__(self, threshold=0.97, samples: int = 300, rates: float | None = None,
+    def __init__(self, threshold=0.95, samples: int = 300, rates: float | None = None,
                  projections: list[str] | None = None, freeze_after_first_task: bool = True, seed: int = 0,
                  delay_samples: int = 4):
         super().__init__(projections, freeze_after_first_task, rates, delay_samples)

@@ -270,6 +270,9 @@ class _RowBases:
         width = int(counts.max()) if post_s.numel() else 0
         self.order, self.rows, self.n_out, self.width = order, post_s, n_out, width
         self.slots = torch.arange(post_s.numel()) - (torch.cumsum(counts, 0) - counts)[post_s]
+        if width == 0:  # no synapse moves: nothing to project
+            self.q = torch.zeros(0, 0, 0, dtype=dtype)
+            return
         cols = torch.full((n_out, width), n, dtype=torch.long)  # column n: zero (padding)
         cols[post_s, self.slots] = pre_s
         patterns, self.inverse = torch.unique(cols, dim=0, return_inverse=True)
@@ -286,6 +289,8 @@ class _RowBases:
         self.q = torch.cat([p[:, :rank] for p in parts]).to(dtype) if parts else torch.zeros(0, 0, width, dtype=dtype)
 
     def project(self, values: torch.Tensor) -> torch.Tensor:
+        if self.width == 0:
+            return values.clone()
         v = values.new_zeros(self.n_out, self.width)
         v[self.rows, self.slots] = values[self.order]
         r, w = self.q.shape[1], self.width
