@@ -1,8 +1,8 @@
 r"""A short split scenario: five tasks of two classes each, task-incremental, no protection against
 HLOP and GPM with their default settings.
 
-``--data mnist`` (default): MNIST standardised, cut into five tasks of two digits (0/1, 2/3, ...),
-evaluated on each task's own classes; the network of :mod:`neurosim.models.pmnist` at 784-256-256-10
+``--data mnist`` (default): MNIST standardised, cut into five tasks of two classes (0/1, 2/3, ...),
+evaluated on each task's own classes (``--data fashion_mnist``: Fashion-MNIST, the same way); the network of :mod:`neurosim.models.pmnist` at 784-256-256-10
 (DSR, T = 20 steps, constant-current input, its readout), plain SGD lr 0.1, batch 64, one epoch per
 task (about 190 batches). ``--data digits``: scikit-learn's 8x8 digits, the same network at
 64-256-256-10; a task has about 270 training samples (4-5 batches), so ``--epochs`` (default 30
@@ -26,7 +26,7 @@ merged basis from orthonormality, :math:`\max |B B^T - I|`.
 
 Usage::
 
-    python benchmarks/split_short.py [--data mnist|digits] [--methods baseline hlop gpm] [--epochs N]
+    python benchmarks/split_short.py [--data mnist|fashion_mnist|digits] [--methods baseline hlop gpm] [--epochs N]
         [--root DIR] [--seed 0] [--threads 1]
 """
 from __future__ import annotations
@@ -74,22 +74,22 @@ def format_R(R: np.ndarray) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", choices=("mnist", "digits"), default="mnist")
+    ap.add_argument("--data", choices=("mnist", "fashion_mnist", "digits"), default="mnist")
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=["baseline", "hlop", "gpm"])
-    ap.add_argument("--epochs", type=int, default=None, help="epochs per task (default 1 for MNIST, 30 for digits)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per task (default 1, 30 for digits)")
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--root", default=None, help="directory of the MNIST IDX files (default $NEUROSIM_DATA/mnist)")
+    ap.add_argument("--root", default=None, help="directory of the IDX files (default $NEUROSIM_DATA/mnist or .../fashion_mnist)")
     ap.add_argument("--seed", type=int, default=0, help="network initialisation and sample order")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    if args.data == "mnist":
+    if args.data == "digits":
+        data = standardised(digits())
+    else:
         if args.root is None and not os.environ.get("NEUROSIM_DATA"):
             sys.exit("no data: pass --root or set NEUROSIM_DATA")
-        data = standardised(idx_dataset("mnist", args.root))
-    else:
-        data = standardised(digits())
-    epochs = args.epochs or (1 if args.data == "mnist" else 30)
+        data = standardised(idx_dataset(args.data, args.root))
+    epochs = args.epochs or (30 if args.data == "digits" else 1)
     scen = split(data, 5, "task")
     n_in = scen.n_inputs
     batches = sum(math.ceil(len(t.train.y) / pmnist.BATCH_SIZE) for t in scen.tasks) * epochs / len(scen)

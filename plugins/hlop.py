@@ -110,13 +110,13 @@ class _Subspace:
 
 
 class HLOP(OrthogonalProjection):
-    """``HLOP(rows_per_task=None, energy=0.97, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10,
+    """``HLOP(rows_per_task=None, energy=None, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10,
     quantise=None, form="gradient", rates=None, projections=None, freeze_after_first_task=True, seed=0,
     delay_samples=4)``; see the module docstring.
 
     ``energy``: the fraction of each task's activity energy that the merged rows must be able to hold
-    (default rows per task), one number in (0, 1], a list per layer, a dict projection name -> number
-    or ``f(task, layer)``. ``rows_per_task``: fixed rows added per task and layer instead, as one
+    (default rows per task; 0.97 when neither it nor ``rows_per_task`` is given), one number in
+    (0, 1], a list per layer, a dict projection name -> number or ``f(task, layer)``. ``rows_per_task``: fixed rows added per task and layer instead, as one
     int, a list indexed by task whose entries are an int or a list indexed by layer, or
     ``f(task, layer) -> int``. Layers are the protected projections in the order of ``projections``
     (default: the network's connection order). ``lr_hebb``: one number or a dict projection name ->
