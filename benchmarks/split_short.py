@@ -40,13 +40,13 @@ import time
 import numpy as np
 import torch
 
-from neurosim.continual import Continual
+from neurosim.continual.runner import Continual
 from neurosim.datasets import digits, idx_dataset, standardised
 from neurosim.models import pmnist
 from neurosim.plugins.ewc import EWC
 from neurosim.plugins.gpm import GPM
 from neurosim.plugins.hlop import HLOP
-from neurosim.scenarios import split
+from neurosim.continual.scenarios import split
 
 METHODS = ("baseline", "hlop", "gpm", "hlop-paper", "gpm-paper", "ewc")
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from neurosim import LI, LIF, Dense, Network, NeurosimError
-from neurosim import experiment
-from neurosim.continual import Continual
-from neurosim.plugin import Plugin, create_plugin
+from neurosim.continual.plugin import Plugin, create_plugin
+from neurosim.continual.runner import Continual
+from neurosim.continual.scenarios import Scenario
 from neurosim.plugins.gpm import GPM
-from neurosim.scenarios import Scenario
-from neurosim.store import RunStore
+from neurosim.runs import experiment
+from neurosim.storage import RunStore
 
 from test_hlop import AfterTask, subspace_tasks
 
