@@ -16,6 +16,8 @@ Methods:
   threshold 0.97; Hebbian rate 0.01; gradient form; thresholds frozen after task 0) on the weighted
   firing rates DSR trains on;
 - ``gpm``: ``GPM(rates=pmnist.TAU)``: its defaults (threshold 0.95, 300 samples per task);
+- ``hlop-fixed``: HLOP with fixed rows per task and layer, 16 / 60 / 40 at task 0 and 8 / 20 / 15
+  after it (``rows_per_task``, the rows the README's digits example used to set), on weighted rates;
 - ``hlop-paper``: :func:`neurosim.models.pmnist.hlop`, the HLOP paper's permuted-MNIST rows and
   Hebbian rates (its rows need ``--hidden 800``: 440 rows over five tasks in the second layer);
 - ``gpm-paper``: :func:`neurosim.models.pmnist.gpm`, GPM's authors' permuted-MNIST thresholds;
@@ -49,11 +51,13 @@ from neurosim.plugins.gpm import GPM
 from neurosim.plugins.hlop import HLOP
 from neurosim.continual.scenarios import split
 
-METHODS = ("baseline", "hlop", "gpm", "hlop-paper", "gpm-paper", "ewc")
+METHODS = ("baseline", "hlop", "gpm", "hlop-fixed", "hlop-paper", "gpm-paper", "ewc")
+FIXED_ROWS = [[16, 60, 40]] + [[8, 20, 15]] * 4
 
 
 def plugins_for(method: str) -> list:
     return {"baseline": lambda: [], "hlop": lambda: [HLOP(rates=pmnist.TAU)], "gpm": lambda: [GPM(rates=pmnist.TAU)],
+            "hlop-fixed": lambda: [HLOP(rows_per_task=FIXED_ROWS, rates=pmnist.TAU)],
             "hlop-paper": lambda: [pmnist.hlop()], "gpm-paper": lambda: [pmnist.gpm()],
             "ewc": lambda: [EWC(lam=100.0)]}[method]()
 
