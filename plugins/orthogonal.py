@@ -260,7 +260,8 @@ def check_layer_values(what: str, value) -> None:
 class _RowBases:
     """Orthonormal bases :math:`Q_i` of a basis restricted to each row's synapses (module docstring).
     Synapses are given as ``post``, ``pre`` index arrays; :meth:`project` takes and returns values
-    per synapse in that order."""
+    per synapse in that order. A synapse set whose restricted basis has rank above half its size
+    keeps the complement's basis instead, and its rows are projected onto the complement."""
 
     def __init__(self, basis: torch.Tensor, post: torch.Tensor, pre: torch.Tensor, n_out: int, dtype):
         k, n = basis.shape
@@ -271,34 +272,44 @@ class _RowBases:
         self.order, self.rows, self.n_out, self.width = order, post_s, n_out, width
         self.slots = torch.arange(post_s.numel()) - (torch.cumsum(counts, 0) - counts)[post_s]
         if width == 0:  # no synapse moves: nothing to project
-            self.q = torch.zeros(0, 0, 0, dtype=dtype)
             return
         cols = torch.full((n_out, width), n, dtype=torch.long)  # column n: zero (padding)
         cols[post_s, self.slots] = pre_s
         patterns, self.inverse = torch.unique(cols, dim=0, return_inverse=True)
         ext = torch.cat([basis.double(), basis.new_zeros(k, 1, dtype=torch.float64)], 1)
-        chunk = max(1, BLOCK // max(1, k * width))
-        parts, ranks = [], []
+        chunk = max(1, BLOCK // max(1, max(k, width) * width))
+        parts, complement = [], []
         for i in range(0, patterns.shape[0], chunk):
-            a = ext[:, patterns[i:i + chunk]].permute(1, 0, 2)  # [u, k, width]
+            real = patterns[i:i + chunk] < n  # [u, width]
+            a = ext[:, patterns[i:i + chunk]].permute(1, 0, 2)  # [u, k, width], zero on padding
             _, s, vh = torch.linalg.svd(a, full_matrices=False)
             keep = s > RANK_TOL
-            parts.append(vh * keep.unsqueeze(-1))
-            ranks.append(keep.sum(1))
-        rank = int(torch.cat(ranks).max()) if ranks else 0
-        self.q = torch.cat([p[:, :rank] for p in parts]).to(dtype) if parts else torch.zeros(0, 0, width, dtype=dtype)
+            q = vh * keep.unsqueeze(-1)  # the range's basis (rows), zero on padding
+            comp = 2 * keep.sum(1) > real.sum(1)
+            if comp.any():  # the complement within the synapses: eigenvalue 1 of diag(real) - Q^T Q
+                lam, vec = torch.linalg.eigh(torch.diag_embed(real[comp].double()) - q[comp].mT @ q[comp])
+                q = F.pad(q, (0, 0, 0, max(0, width - q.shape[1])))
+                q[comp] = vec.mT * (lam > 0.5).unsqueeze(-1)
+            used = q.abs().sum(-1) > 0
+            first = torch.sort(used.to(torch.int8), dim=1, descending=True, stable=True).indices
+            q = torch.take_along_dim(q, first.unsqueeze(-1), 1)  # used rows first
+            parts.append(q[:, :max(1, int(used.sum(1).max()))])
+            complement.append(comp)
+        rank = max(p.shape[1] for p in parts)
+        self.q = torch.cat([F.pad(p, (0, 0, 0, rank - p.shape[1])) for p in parts]).to(dtype)
+        self.complement = torch.cat(complement)
 
     def project(self, values: torch.Tensor) -> torch.Tensor:
         if self.width == 0:
             return values.clone()
         v = values.new_zeros(self.n_out, self.width)
         v[self.rows, self.slots] = values[self.order]
-        r, w = self.q.shape[1], self.width
-        chunk = max(1, BLOCK // max(1, r * w))
+        chunk = max(1, BLOCK // (self.q.shape[1] * self.width))
         for i in range(0, self.n_out, chunk):
-            q = self.q[self.inverse[i:i + chunk]]  # [rows, r, width]
-            vi = v[i:i + chunk]
-            vi -= torch.einsum("rk,rkc->rc", torch.einsum("rc,rkc->rk", vi, q), q)
+            idx = self.inverse[i:i + chunk]
+            q = self.q[idx]  # [rows, r, width]
+            part = torch.einsum("rk,rkc->rc", torch.einsum("rc,rkc->rk", v[i:i + chunk], q), q)
+            v[i:i + chunk] = torch.where(self.complement[idx].unsqueeze(1), part, v[i:i + chunk] - part)
         out = torch.empty_like(values)
         out[self.order] = v[self.rows, self.slots]
         return out
