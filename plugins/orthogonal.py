@@ -287,9 +287,12 @@ class _RowBases:
             q = vh * keep.unsqueeze(-1)  # the range's basis (rows), zero on padding
             comp = 2 * keep.sum(1) > real.sum(1)
             if comp.any():  # the complement within the synapses: eigenvalue 1 of diag(real) - Q^T Q
-                lam, vec = torch.linalg.eigh(torch.diag_embed(real[comp].double()) - q[comp].mT @ q[comp])
+                some = comp & (keep.sum(1) < real.sum(1))  # (an empty one needs no eigenvectors)
                 q = F.pad(q, (0, 0, 0, max(0, width - q.shape[1])))
-                q[comp] = vec.mT * (lam > 0.5).unsqueeze(-1)
+                q[comp & ~some] = 0
+                if some.any():
+                    lam, vec = torch.linalg.eigh(torch.diag_embed(real[some].double()) - q[some].mT @ q[some])
+                    q[some] = vec.mT * (lam > 0.5).unsqueeze(-1)
             used = q.abs().sum(-1) > 0
             first = torch.sort(used.to(torch.int8), dim=1, descending=True, stable=True).indices
             q = torch.take_along_dim(q, first.unsqueeze(-1), 1)  # used rows first
