@@ -38,9 +38,13 @@ reshaped to out :math:`\times n`:
   orthonormal basis of that space (right singular vectors of :math:`B[:, S_i]` with singular value
   above :data:`RANK_TOL`), :math:`g_i[S_i] \leftarrow g_i[S_i] - (g_i[S_i] Q_i^T) Q_i`: the row's
   output on old activity does not move. The :math:`Q_i` are computed once per basis by batched
-  SVDs, shared by rows with the same synapse set, and hold :math:`\sum_i \mathrm{rank}_i |S_i|`
-  numbers; a row whose synapses see nothing but old activity (:math:`\mathrm{rank}_i = |S_i|`) stops
-  learning;
+  SVDs (about :math:`k |S_i|^2` operations per distinct synapse set), shared by rows with the same
+  synapse set; where :math:`\mathrm{rank}_i > |S_i| / 2` the row keeps an orthonormal basis
+  :math:`Q_i^\perp` of the complement within its synapses instead and
+  :math:`g_i[S_i] \leftarrow (g_i[S_i] Q_i^{\perp T}) Q_i^\perp`, so they hold
+  :math:`\sum_i \min(\mathrm{rank}_i, |S_i| - \mathrm{rank}_i) |S_i|` numbers. A row whose synapses
+  see nothing but old activity (:math:`\mathrm{rank}_i = |S_i|`, as soon as the basis has as many
+  rows as the row has synapses) stops learning;
 - Dale's law (:math:`W_{eff} = |W| s_j`, masked or Sparse too): an SGD step moves :math:`W_{eff}`
   by :math:`\mathrm{sign}(W) s_j \Delta W`, so the gradient of the effective weight,
   :math:`G_{eff} = G\, \mathrm{sign}(W) s_j`, is projected as above on the synapses with
