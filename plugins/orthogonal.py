@@ -43,7 +43,7 @@ reshaped to out :math:`\times n`:
   :math:`Q_i^\perp` of the complement within its synapses instead and
   :math:`g_i[S_i] \leftarrow (g_i[S_i] Q_i^{\perp T}) Q_i^\perp`, so they hold
   :math:`\sum_i \min(\mathrm{rank}_i, |S_i| - \mathrm{rank}_i) |S_i|` numbers. A row whose synapses
-  see nothing but old activity (:math:`\mathrm{rank}_i = |S_i|`, as soon as the basis has as many
+  see nothing but old activity (:math:`\mathrm{rank}_i = |S_i|`, typically once the basis has as many
   rows as the row has synapses) stops learning;
 - Dale's law (:math:`W_{eff} = |W| s_j`, masked or Sparse too): an SGD step moves :math:`W_{eff}`
   by :math:`\mathrm{sign}(W) s_j \Delta W`, so the gradient of the effective weight,
