@@ -137,7 +137,10 @@ def _cmd_replay(args) -> int:
         n_rec, n_rep = len(r.recorded[pop][0]), len(r.replayed[pop][0])
         same = "identical" if r.differing[pop] == 0 else f"{r.differing[pop]} events differ"
         print(f"{pop:15s} {n_rec} spikes recorded, {n_rep} replayed: {same}")
-    print(f"predicted       {r.scores.argmax(1).tolist()}")
+    predicted = r.scores.argmax(1).numpy()
+    print(f"labels          {r.labels.tolist()}")
+    print(f"predicted       {predicted.tolist()}")
+    print(f"correct         {int((predicted == r.labels).sum())} of {len(r.labels)}")
     return 0
 
 
@@ -154,7 +157,7 @@ def _cmd_plot(args) -> int:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise NeurosimError(f"cannot write {args.out}: {folder} is not a directory")
-    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms),
+    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms), ("sample", args.sample),
                               ("checkpoint", args.checkpoint)) if v is not None}
     plot(args.run, args.what, args.out, **opts)
     print(args.out)
@@ -185,6 +188,10 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _keep(text: str) -> int | str:
+    return text if text == "all" else int(text)
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="neurosim", description="Spiking network simulator.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -200,7 +207,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--raster", metavar="FILE.png", help="simulations: write a raster plot")
     run.add_argument("--store", metavar="RUN.h5", help="EXPERIMENT.toml: the run file (default EXPERIMENT.h5)")
     run.add_argument("--overwrite", action="store_true", help="EXPERIMENT.toml: replace an existing run file")
-    run.add_argument("--keep", type=int, help="EXPERIMENT.toml: keep only the latest N checkpoints")
+    run.add_argument("--keep", type=_keep, metavar="N|all",
+                     help="EXPERIMENT.toml: keep the latest N checkpoints, or all (default: training.keep of the "
+                          "experiment, else 2, or all when it records for replay)")
     run.add_argument("--nproc", type=int, help="EXPERIMENT.toml: data-parallel training in N local processes")
     run.set_defaults(fn=_cmd_run)
     resume = sub.add_parser("resume", help="continue a run from its last complete checkpoint")
@@ -220,8 +229,9 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("run", metavar="RUN.h5")
     pl.add_argument("what", help="raster, rates, accuracy, forgetting or delays")
     pl.add_argument("--out", default="plot.png", metavar="FILE.png", help="the PNG to write (default plot.png)")
-    pl.add_argument("--recording", help="raster, rates: the spike recording (default: the only one)")
-    pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms")
+    pl.add_argument("--recording", help="raster, rates: the spike recording (needed when the file has several)")
+    pl.add_argument("--sample", type=int, help="raster: which sample of a recording of several (default 0)")
+    pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms (default: 1/50 of the recording, <= 10 ms)")
     pl.add_argument("--checkpoint", type=int, help="delays: the checkpoint (default: the latest)")
     pl.set_defaults(fn=_cmd_plot)
     sw = sub.add_parser("sweep", help="run a hyperparameter sweep on Ray Tune")

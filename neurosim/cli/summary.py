@@ -66,8 +66,11 @@ def summarise(path: str | os.PathLike) -> str:
                         f"{spec.n} neurons{rate}")
             elif spec.kind == "state":
                 rows = s.count(f"{rname}:rows")
-                what = f"{spec.variable}{' (' + spec.units + ')' if spec.units else ''}: {rows} samples every " \
-                       f"{spec.stride} steps of {spec.n} neurons"
+                when = f"{rows} steps" if spec.stride == 1 else f"{rows} values over {rows * spec.stride} steps " \
+                                                                 f"(one every {spec.stride} steps)"
+                what = (f"{spec.variable}{' (' + spec.units + ')' if spec.units else ''}: {when} at dt {spec.dt} ms"
+                        + (f", {spec.batch} samples" if spec.batch > 1 else "")
+                        + f", {spec.n} {'channels' if spec.variable == 'input' else 'neurons'}")
             else:
                 what = f"{s.count(f'{rname}:snapshots')} snapshots of shape {spec.shape}"
             lines.append(f"{head}{rname} ({spec.kind}{src}): {what}")

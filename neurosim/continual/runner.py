@@ -39,12 +39,12 @@ from typing import Callable
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..datasets.encoding import encode
 from . import distributed
 from .learners import BPTT
 from ..errors import NeurosimError, check_known, check_positive
+from ..progress import progress_bar
 from .metrics import acc, bwt, fwt
 from ..network import Network, Probe
 from .plugin import Plugin
@@ -178,6 +178,11 @@ class Continual:
             raise NeurosimError(f"the network has {len(names)} candidates for the {what}; name it explicitly")
         return names[0]
 
+    def _metrics(self, kind: str, metrics: dict) -> None:
+        """``on_metrics``, on rank 0 only under data parallelism (every rank holds the same numbers)."""
+        if distributed.rank() == 0:
+            self._fire("on_metrics", kind, metrics)
+
     def _fire(self, hook: str, *args):
         for p in self.plugins:
             getattr(p, hook)(self, *args)
@@ -236,17 +241,17 @@ class Continual:
             else:
                 self._fire("before_epoch")
                 order = torch.randperm(n, generator=self.generator)
-            bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
-                       disable=not self.progress or distributed.rank() > 0, initial=batch)
+            bar = progress_bar(total=len(batches), desc=f"task {task.index} epoch {self.epoch}", unit="batch",
+                               initial=batch, enabled=self.progress and distributed.rank() == 0)
             for b in range(batch, len(batches)):
                 idx = order[batches[b]:batches[b] + self.batch_size].numpy()
                 loss = self.train_batch(task, idx)
                 self.step += 1
                 if self.store is not None:
                     self.store.log(task.index, self.epoch, self.step, loss)
-                if self._keeping:
-                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
-                        self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
+                self._metrics("batch", {"task": task.index, "epoch": self.epoch, "step": self.step, "loss": loss})
+                if self._keeping and self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.close()
@@ -398,6 +403,8 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
+            self._metrics("task", {"task": self.task, "step": self.step, "accuracy": self.R[self.task].copy(),
+                                   "acc": acc(self.R), "bwt": bwt(self.R), "fwt": fwt(self.R, self.b)})
             if self._keeping:
                 if self.record is not None:
                     self._record(task)

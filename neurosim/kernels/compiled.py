@@ -37,8 +37,8 @@ import torch
 from numba import njit
 from numba.core import types
 from numba.extending import overload
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..events import SpikeEvents
 from ..neurons.izhikevich import Izhikevich
 from ..neurons.lif import LIF, decay, refractory_steps, synaptic_gain
@@ -478,7 +478,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
         else:
             probe_args += (None, 1)
 
-    bar = tqdm(total=steps, desc="simulating", unit="step", leave=False) if progress else None
+    bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
     t = 0
     while t < steps:

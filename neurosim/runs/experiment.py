@@ -10,14 +10,17 @@
 
 ``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
 network; ``delays``: the learnable-delay network), ``dtype`` as ``"float32"`` or ``"float64"``. ``scenario``: ``permuted`` or ``split`` (with
-``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files),
-standardised with the training set's mean and deviation; or event data fed as sequences of
+``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files;
+``options = {n_train = N, n_test = M}`` for a random subset), standardised with the training
+set's mean and deviation; or event data fed as sequences of
 counts, ``lags`` (generated: classes that differ only in the lags between channels) or ``fsdd``
 (spoken digits; ``root`` or ``$NEUROSIM_DATA/fsdd``), with ``options`` for their generator or
 loader. Permuting event data permutes its channels. ``training``: the keyword
 arguments of :class:`neurosim.continual.runner.Continual`, with ``learning`` one of ``bptt`` (default),
-``three_factor`` or ``eprop`` (:mod:`neurosim.continual.learners`). ``plugins``: registered plugin names with
-their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
+``three_factor`` or ``eprop`` (:mod:`neurosim.continual.learners`), and ``keep``, how many of the latest
+checkpoints the run file keeps (:func:`retention`: 2 by default, all when the run records for
+replay; ``"all"`` keeps every one). ``plugins``: plugins by name (registered, ``"package.module:Class"``
+or ``"file.py:Class"``, a path relative to the experiment file) with their keyword arguments. ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
 runner records after each task for replay. :func:`build` turns a configuration into a ready runner; the
 configuration is all a run file needs to rebuild the run: :func:`start` runs one into a new run
 file, :func:`resume` continues one from its file, :func:`load` reads one from TOML. Both take
@@ -37,7 +40,7 @@ import torch
 
 from ..continual import distributed
 from ..continual.runner import Continual, ContinualResult
-from ..datasets.images import Split, digits, idx_dataset, standardised
+from ..datasets.images import Split, digits, idx_dataset, standardised, subset
 from ..datasets.event_sets import as_split, fsdd
 from ..errors import NeurosimError, check_known
 from ..continual.learners import BPTT, EPropLearner, ThreeFactorLearner
@@ -50,10 +53,13 @@ from ..datasets.temporal_tasks import lag_task
 MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout"),
           "delays": ("neurosim.models.delays", "build_delay_net", "scores")}
 DATA = ("digits", "mnist", "fashion_mnist", "lags", "fsdd")
+IMAGE_OPTIONS = ("n_train", "n_test")
 SCENARIOS = ("permuted", "split")
 SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
 LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Checkpoints a run file keeps unless the experiment says otherwise (:func:`retention`).
+DEFAULT_KEEP = 2
 
 #: The default experiment of ``neurosim run``: five permuted digit tasks on the HLOP paper's
 #: network at the size of 8x8 digits.
@@ -85,8 +91,10 @@ def _section(config: dict, key: str) -> dict:
 
 
 def _data(name: str, root: str | None, seed: int, options: dict) -> Split:
-    """A data set of :data:`DATA`: images standardised; events (``lags``, ``fsdd``) as binned counts,
-    ``options`` passed to :func:`~neurosim.datasets.temporal_tasks.lag_task` or :func:`~neurosim.datasets.event_sets.fsdd`."""
+    """A data set of :data:`DATA`: images standardised, ``options`` ``n_train`` / ``n_test`` for a
+    random subset (:func:`~neurosim.datasets.images.subset`); events (``lags``, ``fsdd``) as binned
+    counts, ``options`` passed to :func:`~neurosim.datasets.temporal_tasks.lag_task` or
+    :func:`~neurosim.datasets.event_sets.fsdd`."""
     if name in ("lags", "fsdd"):
         try:
             if name == "lags":
@@ -96,9 +104,11 @@ def _data(name: str, root: str | None, seed: int, options: dict) -> Split:
         except TypeError as e:
             raise NeurosimError(f"scenario options for {name!r}: {e}") from None
         return as_split(train, test)
-    if options:
-        raise NeurosimError(f"scenario options are for the event data sets (lags, fsdd), not {name!r}")
-    return standardised(digits(seed=seed) if name == "digits" else idx_dataset(name, root))
+    for key in options:
+        if key not in IMAGE_OPTIONS:
+            raise NeurosimError(f"unknown {name} option {key!r}; image data sets take: {', '.join(IMAGE_OPTIONS)}")
+    data = digits(seed=seed) if name == "digits" else idx_dataset(name, root)
+    return standardised(subset(data, seed=seed, name=name, **options))
 
 
 def scenario_from(spec: dict) -> Scenario:
@@ -147,7 +157,9 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
             raise NeurosimError(f"plugin {spec['name']!r}: {e}") from None
     training = _section(config, "training")
     check_known("training", training, ["steps", "encoding", "epochs", "batch_size", "lr", "optimizer",
-                                       "momentum", "seed", "checkpoint_every", "learning"])
+                                       "momentum", "seed", "checkpoint_every", "learning", "keep"])
+    retention(config)
+    training.pop("keep", None)
     learning = training.pop("learning", "bptt")
     if learning not in LEARNERS:
         raise NeurosimError(f"unknown learning {learning!r}; expected one of: {', '.join(LEARNERS)}")
@@ -170,38 +182,66 @@ def load(path: str | os.PathLike) -> dict:
     config.setdefault("name", Path(path).stem)
     config.setdefault("plugins", [])
     check_known("experiment", config, SECTIONS)
+    for spec in config["plugins"]:  # "file.py:Class" relative to the experiment file
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and ".py:" in name and not os.path.isabs(name):
+            spec["name"] = os.path.join(os.path.dirname(os.path.abspath(path)), name)
     return config
 
 
-def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, keep: int | None = None,
-          progress: bool = True, nproc: int = 1) -> ContinualResult:
-    """Run ``config`` from the beginning, into a new run file at ``path`` (written by rank 0)."""
+def retention(config: dict, keep: int | str | None = None) -> int | None:
+    """How many of the latest checkpoints a run file keeps (None: all): ``keep`` when given, else
+    ``training.keep`` of ``config`` (a positive integer or ``"all"``), else :data:`DEFAULT_KEEP`,
+    or all when the experiment records for replay (which loads the checkpoint of every task's end)."""
+    if keep is None:
+        keep = config.get("training", {}).get("keep") if isinstance(config.get("training"), dict) else None
+    if keep is None:
+        return None if config.get("record") is not None else DEFAULT_KEEP
+    if keep == "all":
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise NeurosimError(f"keep must be a positive integer or 'all', got {keep!r}")
+    return keep
+
+
+def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, keep: int | str | None = None,
+          progress: bool = True, nproc: int = 1, callbacks: tuple = ()) -> ContinualResult:
+    """Run ``config`` from the beginning, into a new run file at ``path`` (written by rank 0), keeping
+    the latest ``keep`` checkpoints (:func:`retention`; the run file's configuration records the
+    choice, so that :func:`resume` keeps as many). ``callbacks``: the runner's ``task_callbacks``."""
     if nproc > 1:
-        return distributed.launch(_start, nproc, config, os.fspath(path), overwrite, keep, progress)
-    return _start(config, path, overwrite, keep, progress)
+        return distributed.launch(_start, nproc, config, os.fspath(path), overwrite, keep, progress, callbacks)
+    return _start(config, path, overwrite, keep, progress, callbacks)
 
 
-def _start(config, path, overwrite, keep, progress) -> ContinualResult:
+def _start(config, path, overwrite, keep, progress, callbacks) -> ContinualResult:
     runner = build(config, progress)  # before creating the file: a bad config leaves nothing behind
+    runner.task_callbacks.extend(callbacks)
     if distributed.rank() > 0:
         return runner.run()
+    keep = retention(config, keep)
+    config = copy.deepcopy(config)
+    config["training"]["keep"] = "all" if keep is None else keep
     with RunStore.create(path, config, n_tasks=len(runner.scenario), recordings=runner.recordings(), keep=keep,
                          overwrite=overwrite) as store:
         runner.store = store
         return runner.run()
 
 
-def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1) -> ContinualResult:
+def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1, callbacks: tuple = ()) -> ContinualResult:
     """Continue the run in ``path`` from its last complete checkpoint (or from the beginning)."""
     if nproc > 1:
-        return distributed.launch(_resume, nproc, os.fspath(path), progress)
-    return _resume(path, progress)
+        return distributed.launch(_resume, nproc, os.fspath(path), progress, callbacks)
+    return _resume(path, progress, callbacks)
 
 
-def _resume(path, progress) -> ContinualResult:
+def _resume(path, progress, callbacks) -> ContinualResult:
     store = RunStore.open(path, "a") if distributed.rank() == 0 else None
     try:
+        if store is not None:
+            store.keep = retention(store.config)
         runner = build(distributed.broadcast_object(store.config if store else None), progress, store=store)
+        runner.task_callbacks.extend(callbacks)
         return runner.run(resume=True)
     finally:
         if store is not None:

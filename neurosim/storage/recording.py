@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Mapping
 import h5py
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import NeurosimError, check_choice
+from ..progress import progress_bar
 from ..network import Network, Probe
 
 if TYPE_CHECKING:
@@ -415,7 +415,7 @@ def record_run(network: "Network", store: "RunStore", steps: int, *, inputs: Map
             rec.append(network.projections[rec.spec.source].weight.detach().reshape(rec.spec.shape), step)
 
     snap(weights, start)
-    with torch.no_grad(), tqdm(total=steps, desc="recording", unit="step", disable=not progress) as bar:
+    with torch.no_grad(), progress_bar(total=steps, desc="recording", unit="step", enabled=progress) as bar:
         for t0 in range(0, steps, chunk):
             n = min(chunk, steps - t0)
             part = {k: x[t0:t0 + n] for k, x in inputs.items()}
