@@ -1,6 +1,6 @@
 """Data-parallel continual training on 2 gloo processes equals the single-process run.
 
-Every built-in plugin, with BPTT and with the three-factor learner (and e-prop on a recurrent
+Every built-in plugin that trains (the loggers only write what rank 0 reports), with BPTT and with the three-factor learner (and e-prop on a recurrent
 LIF layer): the accuracy matrix is equal and the parameters within 1e-5 relative, in float64 on a
 tiny network and scenario. Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
 the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch; one
@@ -29,6 +29,8 @@ PLUGINS = {
     "none": [],
     "hlop_gradient": [{"name": "hlop", "rows_per_task": 3, "rates": 1.0, "form": "gradient"}],
     "hlop_input": [{"name": "hlop", "rows_per_task": 3, "form": "input"}],
+    "hlop_energy": [{"name": "hlop", "energy": 0.9, "rates": 1.0}],
+    "gpm": [{"name": "gpm", "threshold": 0.9, "samples": 30, "rates": 1.0}],
     "ewc": [{"name": "ewc", "lam": 50.0, "samples": 15}],
     "ewc_online": [{"name": "ewc", "lam": 50.0, "samples": 15, "online": True, "gamma": 0.9}],
     "si": [{"name": "si", "c": 1.0, "xi": 0.1}],

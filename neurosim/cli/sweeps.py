@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, optional_import
 from ..runs.sweep import Group, Trial, best, collect, groups, is_seed
 
 COLUMNS = ("acc", "bwt", "fwt", "wall")
@@ -81,9 +81,7 @@ def write_trials_csv(trials: list[Trial], path: str) -> None:
 def plots(trials: list[Trial], gs: list[Group], folder: str) -> list[str]:
     """``acc_vs_KEY.png`` for every swept value (trials as points, one colour per method, group means
     joined) and ``matrices.png``, each group's mean accuracy matrix. Returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
     written = []

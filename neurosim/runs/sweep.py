@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from ..continual.metrics import acc, bwt, fwt
-from ..errors import NeurosimError, check_int, check_positive
+from ..errors import NeurosimError, check_int, check_positive, optional_import
 from ..storage.store import RunStore
 from . import experiment
 
@@ -74,12 +74,7 @@ PROGRESS_FILE = "progress.json"
 
 def ray_modules():
     """``(ray, ray.tune)``, or a one-line error naming the extra that installs them."""
-    try:
-        import ray
-        from ray import tune
-    except ImportError:
-        raise NeurosimError("sweeps need Ray Tune: pip install 'neurosim[sweep]'") from None
-    return ray, tune
+    return optional_import("ray", "sweep", "a sweep"), optional_import("ray.tune", "sweep", "a sweep")
 
 
 @dataclass
@@ -249,14 +244,13 @@ class _Reporter:
         self.tune, self.next = tune, first
 
     def __call__(self, runner, task: int) -> None:
-        self.until(runner, task)
+        self.until(runner.R, runner.b, runner.store.read_log(), task)
 
-    def until(self, runner, task: int) -> None:
-        log = runner.store.read_log()
+    def until(self, R: np.ndarray, b: np.ndarray, log: np.ndarray, task: int) -> None:
         while self.next <= task:
             t = self.next
             losses = log["loss"][log["task"] == t]
-            metrics = dict(metrics_after(runner.R, runner.b, t), task=t,
+            metrics = dict(metrics_after(R, b, t), task=t,
                            loss=float(losses.mean()) if len(losses) else float("nan"))
             with tempfile.TemporaryDirectory() as d:
                 with open(os.path.join(d, PROGRESS_FILE), "w") as f:
@@ -283,19 +277,12 @@ def run_trial(config: dict, sweep: dict) -> None:
     path = os.path.join(folder, RUN_FILE)
     exp = trial_experiment(sweep["experiment"], config["params"], sweep["methods"])
     reporter = _Reporter(tune, first)
-    if os.path.exists(path):
-        with RunStore.open(path, "a") as store:
-            runner = experiment.build(store.config, progress=False, store=store)
-            runner.task_callbacks.append(reporter)
-            runner.run(resume=True)
-            reporter.until(runner, len(runner.scenario) - 1)
-        return
-    runner = experiment.build(exp, progress=False)
-    with RunStore.create(path, exp, n_tasks=len(runner.scenario), recordings=runner.recordings()) as store:
-        runner.store = store
-        runner.task_callbacks.append(reporter)
-        runner.run()
-        reporter.until(runner, len(runner.scenario) - 1)
+    if os.path.exists(path):  # a retried or restored trial: continue its run file
+        r = experiment.resume(path, progress=False, callbacks=[reporter])
+    else:
+        r = experiment.start(exp, path, progress=False, callbacks=[reporter])
+    with RunStore.open(path) as store:  # tasks whose report a dying worker did not send
+        reporter.until(r.R, r.b, store.read_log(), len(r.R) - 1)
 
 
 # -- running a sweep ----------------------------------------------------------------------------
