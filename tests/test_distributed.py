@@ -177,3 +177,19 @@ def test_single_process_helpers_are_identities():
     assert distributed.all_reduce(t) is t and torch.equal(t, torch.arange(3.0))
     assert (distributed.rank(), distributed.world_size(), distributed.shard(7)) == (0, 1, slice(0, 7))
     assert distributed.broadcast_object({"a": 1}) == {"a": 1} and distributed.all_gather_object(5) == [5]
+
+
+def test_command_line_process_count_is_checked(tmp_path, capsys, monkeypatch):
+    from neurosim.cli.main import main
+
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[model]\nname = "pmnist"\nn_in = 64\nhidden = 8\n[scenario]\ntasks = 1\n[training]\nsteps = 2\n')
+    assert main(["run", str(exp), "--nproc", "0", "--quiet"]) == 2
+    assert "nproc must be a positive integer, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    assert main(["run", str(exp), "--nproc", "2", "--quiet"]) == 2
+    assert "--nproc and torchrun both start processes" in capsys.readouterr().err
+    assert not (tmp_path / "exp.h5").exists()

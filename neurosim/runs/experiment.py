@@ -209,7 +209,7 @@ def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, kee
     """Run ``config`` from the beginning, into a new run file at ``path`` (written by rank 0), keeping
     the latest ``keep`` checkpoints (:func:`retention`; the run file's configuration records the
     choice, so that :func:`resume` keeps as many). ``callbacks``: the runner's ``task_callbacks``."""
-    if nproc > 1:
+    if nproc != 1:  # launch checks the count
         return distributed.launch(_start, nproc, config, os.fspath(path), overwrite, keep, progress, callbacks)
     return _start(config, path, overwrite, keep, progress, callbacks)
 
@@ -230,7 +230,7 @@ def _start(config, path, overwrite, keep, progress, callbacks) -> ContinualResul
 
 def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1, callbacks: tuple = ()) -> ContinualResult:
     """Continue the run in ``path`` from its last complete checkpoint (or from the beginning)."""
-    if nproc > 1:
+    if nproc != 1:  # launch checks the count
         return distributed.launch(_resume, nproc, os.fspath(path), progress, callbacks)
     return _resume(path, progress, callbacks)
 
