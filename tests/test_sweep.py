@@ -234,7 +234,6 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
         before = {r: (r.stat().st_mtime_ns, RunStore.open(r).run_id) for r in done}
-        reports = {r: (r.parent / "result.json").read_text().count("\n") for r in done}
         for pid in ray_processes(temp):  # what the killed driver's local Ray left behind
             os.kill(pid, signal.SIGKILL)
         # 3. restart with --resume: the killed trial resumes its run file, wherever Tune had got to
@@ -251,9 +250,12 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
     runs = sorted(directory.glob("*/run.h5"))
     assert len(runs) == 6 and all(state(r)[1] for r in runs)
     assert "6 trials, 0 failed" in resumed.stdout
-    for r, (mtime, run_id) in before.items():  # finished trials were not run again
+    # the trials whose run files were complete when the driver died were not run again (their files
+    # untouched), and each reported every task once
+    assert len(before) >= 2
+    for r, (mtime, run_id) in before.items():
         assert (r.stat().st_mtime_ns, RunStore.open(r).run_id) == (mtime, run_id)
-        assert (r.parent / "result.json").read_text().count("\n") == reports[r] == BASE["scenario"]["tasks"]
+        assert (r.parent / "result.json").read_text().count("\n") == BASE["scenario"]["tasks"]
     # the killed trial equals its experiment run uninterrupted, bit for bit
     params = json.loads((killed.parent / "params.json").read_text())["params"]
     s = sweep.load(path)

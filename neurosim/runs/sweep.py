@@ -277,12 +277,16 @@ def run_trial(config: dict, sweep: dict) -> None:
     path = os.path.join(folder, RUN_FILE)
     exp = trial_experiment(sweep["experiment"], config["params"], sweep["methods"])
     reporter = _Reporter(tune, first)
-    if os.path.exists(path):  # a retried or restored trial: continue its run file
-        r = experiment.resume(path, progress=False, callbacks=[reporter])
-    else:
-        r = experiment.start(exp, path, progress=False, callbacks=[reporter])
-    with RunStore.open(path) as store:  # tasks whose report a dying worker did not send
-        reporter.until(r.R, r.b, store.read_log(), len(r.R) - 1)
+    if not os.path.exists(path):
+        experiment.start(exp, path, progress=False, callbacks=[reporter])
+    else:  # a retried or restored trial: continue its run file, unless it is complete
+        with RunStore.open(path) as store:
+            complete = not np.isnan(store.R).any()
+        if not complete:
+            experiment.resume(path, progress=False, callbacks=[reporter])
+    with RunStore.open(path) as store:  # tasks whose report a dying worker or driver did not send
+        b = store.latest_checkpoint()[1]["b"]
+        reporter.until(store.R, np.asarray(b, float), store.read_log(), len(store.R) - 1)
 
 
 # -- running a sweep ----------------------------------------------------------------------------
