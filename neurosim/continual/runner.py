@@ -29,7 +29,15 @@ the task's end: :mod:`neurosim.runs.replay` feeds them back. ``run(resume=True)`
 result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
 (plugins attach there and must not reset what they learnt), but not ``before_task`` or
 ``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
-checkpoint.
+checkpoint. ``task_callbacks`` are called after each task's row of ``R`` and its checkpoint.
+
+In a process group (:mod:`neurosim.continual.distributed`) the runner trains data-parallel: plugins'
+``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
+one contiguous shard per rank; learners and the remaining hooks see the rank's shard; gradients are
+averaged, weighted by shard size, right after the learner's backward (so ``after_backward`` and
+everything after it see the global gradient). Every rank evaluates and checkpoints; rank 0 alone
+logs, records, fires ``on_metrics`` and writes the store, and its checkpoints hold every rank's
+RNG states. A checkpoint resumes only with as many processes as wrote it.
 """
 from __future__ import annotations
 
