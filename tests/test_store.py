@@ -397,15 +397,35 @@ def test_two_readers_see_consistent_prefixes_while_a_writer_runs(tmp_path):
     assert verify(path) == (124 * 40, 30)
 
 
+def _open_for_writing(path, results) -> None:
+    try:
+        RunStore.open(path, "a").close()
+        results.put("opened")
+    except NeurosimError as e:
+        results.put(str(e))
+
+
 def test_a_second_writer_is_refused(tmp_path):
     path = tmp_path / "w.h5"
     with RunStore.create(path, {}) as store:
-        with pytest.raises(NeurosimError, match="being written by another process"):
+        with pytest.raises(NeurosimError, match="already open for writing in this process"):
             RunStore.open(path, "a")
+        results = FORK.Queue()
+        p = FORK.Process(target=_open_for_writing, args=(str(path), results))
+        p.start()
+        assert results.get(timeout=60) == f"{path} is being written by another process"
+        p.join(10)
         with RunStore.open(path) as reading:  # readers are welcome
             assert reading.run_id == store.run_id
             with pytest.raises(NeurosimError, match="open for reading only"):
                 reading.log(0, 0, 0, 0.0)
+    before = digest(path)
+    with h5py.File(path, "r") as f:  # h5py holds it: refused with the reason, not "not readable"
+        for mode in ("r", "a"):
+            with pytest.raises(NeurosimError, match="already open in this process through h5py; close it first"):
+                RunStore.open(path, mode)
+        assert f.attrs["neurosim_format"] == FORMAT
+    assert digest(path) == before
 
 
 # -- bad files ---------------------------------------------------------------------------------------

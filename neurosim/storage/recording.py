@@ -93,20 +93,22 @@ class Recording:
         if self.kind == "spikes":
             # Standard HDF5 filters, the cheapest found for each: sorted steps shuffle and deflate
             # to ~0.3 byte an event; indices are bit-packed by the scale-offset filter (~2 bytes).
-            opts = dict(maxshape=(None,), chunks=(SPIKE_CHUNK,))
-            g.create_dataset("t", (0,), dtype="<i8", compression="gzip", compression_opts=1, shuffle=True, **opts)
-            g.create_dataset("i", (0,), dtype="<i4", scaleoffset=0, **opts)
+            # Every chunk also carries a Fletcher-32 checksum.
+            g.create_dataset("t", (0,), dtype="<i8", compression="gzip", compression_opts=1, shuffle=True,
+                             maxshape=(None,), chunks=(SPIKE_CHUNK,), fletcher32=True)
+            _packed_indices(g, "i")
             if self.batch > 1:
-                g.create_dataset("b", (0,), dtype="<i4", scaleoffset=0, **opts)
+                _packed_indices(g, "b")
             return [f"{name}:events", f"{name}:steps"]
         if self.kind == "state":
             row = (self.n,) if self.batch == 1 else (self.batch, self.n)
             rows = max(1, STATE_CHUNK_BYTES // (math.prod(row) * np.dtype(self.dtype).itemsize))
-            g.create_dataset("data", (0, *row), maxshape=(None, *row), chunks=(rows, *row), dtype=self.dtype)
+            g.create_dataset("data", (0, *row), maxshape=(None, *row), chunks=(rows, *row), dtype=self.dtype,
+                             fletcher32=True)
             return [f"{name}:rows"]
         g.create_dataset("data", (0, *self.shape), maxshape=(None, *self.shape), chunks=(1, *self.shape),
-                         dtype=self.dtype)
-        g.create_dataset("step", (0,), maxshape=(None,), chunks=(1024,), dtype="<i8")
+                         dtype=self.dtype, fletcher32=True)
+        g.create_dataset("step", (0,), maxshape=(None,), chunks=(1024,), dtype="<i8", fletcher32=True)
         return [f"{name}:snapshots"]
 
     @classmethod
@@ -122,6 +124,17 @@ class Recording:
                 v = None if v is None else tuple(v)
             values[f.name] = v
         return cls(**values)
+
+
+def _packed_indices(g: h5py.Group, name: str) -> None:
+    """An extendable int32 dataset with the (lossless, integer) scale-offset filter and Fletcher-32,
+    a combination h5py's high-level interface refuses."""
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_chunk((SPIKE_CHUNK,))
+    dcpl.set_scaleoffset(h5py.h5z.SO_INT, 0)
+    dcpl.set_fletcher32()
+    space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED,))
+    h5py.h5d.create(g.id, name.encode(), h5py.h5t.py_create(np.dtype("<i4")), space, dcpl=dcpl).close()
 
 
 def _numpy(x, dtype=None) -> np.ndarray:
@@ -150,6 +163,32 @@ class Recorder:
 
     def trim(self) -> None:
         """Shrink the datasets to what is counted."""
+
+    def pending_bytes(self) -> int:
+        """Bytes buffered, not written yet."""
+        return 0
+
+    def datasets(self) -> dict[str, tuple[h5py.Dataset, int]]:
+        """Each dataset with the rows the commit counts in it."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise unless every counted row is in the datasets and reads (checksums verified); reads
+        in bounded blocks."""
+        from .store import check_extent
+
+        what = f"recording {self.name!r}"
+        shape = None if self.spec.kind == "spikes" else \
+            ((self.spec.n,) if self.spec.batch == 1 else (self.spec.batch, self.spec.n)) if self.spec.kind == "state" \
+            else self.spec.shape
+        for key, (ds, n) in self.datasets().items():
+            if shape is not None and key == "data" and ds.shape[1:] != shape:
+                raise NeurosimError(f"{self.store.path} is a damaged run file: {what} holds rows of shape "
+                                    f"{ds.shape[1:]}, its declaration says {shape}")
+            check_extent(self.store, ds, n, what)
+            block = max(1, (1 << 24) // max(1, ds.dtype.itemsize * math.prod(ds.shape[1:])))
+            for a in range(0, n, block):
+                self.store.read_dataset(ds, lambda d: d[a:min(n, a + block)], what)
 
     def read(self, *args):
         raise NotImplementedError
@@ -216,11 +255,19 @@ class SpikeRecorder(Recorder):
         k = self._fill
         if k:
             n = self._count("events")
-            for ds, buf in zip(self._ds, self._buf):
-                ds.resize((n + k,))
-                ds[n:n + k] = buf[:k]
+            with self.store.writing(self.pending_bytes()):
+                for ds, buf in zip(self._ds, self._buf):
+                    ds.resize((n + k,))
+                    ds[n:n + k] = buf[:k]
             self._set("events", n + k)
             self._fill = 0
+
+    def pending_bytes(self) -> int:
+        return self._fill * sum(d.dtype.itemsize for d in self._ds)
+
+    def datasets(self):
+        n = self._count("events")
+        return {ds.name.rsplit("/", 1)[-1]: (ds, n) for ds in self._ds}
 
     def write_pending(self) -> None:
         self._write_block()
@@ -298,10 +345,17 @@ class StateRecorder(Recorder):
         k = self._fill
         if k:
             n = self._count("rows")
-            self._ds.resize((n + k, *self._ds.shape[1:]))
-            self._ds[n:n + k] = self._buf[:k]
+            with self.store.writing(self.pending_bytes()):
+                self._ds.resize((n + k, *self._ds.shape[1:]))
+                self._ds[n:n + k] = self._buf[:k]
             self._set("rows", n + k)
             self._fill = 0
+
+    def pending_bytes(self) -> int:
+        return self._fill * self._buf[0].nbytes
+
+    def datasets(self):
+        return {"data": (self._ds, self._count("rows"))}
 
     def rewind(self, counts) -> None:
         self._fill = 0
@@ -332,12 +386,17 @@ class WeightRecorder(Recorder):
         if w.shape != self.spec.shape:
             raise NeurosimError(f"recording {self.name!r} takes weights of shape {self.spec.shape}, got {w.shape}")
         n = self._count("snapshots")
-        self._ds.resize((n + 1, *self.spec.shape))
-        self._steps.resize((n + 1,))
-        self._ds[n] = w
-        self._steps[n] = int(step)
+        with self.store.writing(w.nbytes):
+            self._ds.resize((n + 1, *self.spec.shape))
+            self._steps.resize((n + 1,))
+            self._ds[n] = w
+            self._steps[n] = int(step)
         self._set("snapshots", n + 1)
         self.store.maybe_flush()
+
+    def datasets(self):
+        n = self._count("snapshots")
+        return {"data": (self._ds, n), "step": (self._steps, n)}
 
     def rewind(self, counts) -> None:
         self._set("snapshots", counts.get(f"{self.name}:snapshots", 0))
