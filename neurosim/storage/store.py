@@ -386,6 +386,21 @@ class RunStore:
 
         files.bounded(path, check, "checking")
 
+    @classmethod
+    def read_config(cls, path: str | os.PathLike) -> dict:
+        """The experiment stored in ``path``, its checksum verified (bounded in time, see :meth:`open`)."""
+        path = os.fspath(path)
+        cls._check_path(path)
+
+        def config() -> str:
+            with cls._reader(path) as store:
+                if "static_crc32" in store._counts and _static_crc(store._f) != store._counts["static_crc32"]:
+                    raise NeurosimError(f"{path} is a damaged run file: its experiment, attributes or recordings' "
+                                        f"declarations do not match their checksum")
+                return store._config_json
+
+        return json.loads(files.bounded(path, config, "reading"))
+
     @staticmethod
     def _check_path(path: str) -> None:
         if not os.path.exists(path):
