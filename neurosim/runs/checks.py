@@ -78,6 +78,8 @@ def text(name: str, v) -> str:
 
 
 def table(name: str, v) -> dict:
+    if v is None:
+        raise NeurosimError(f"the experiment has no {name} table")
     if not isinstance(v, dict):
         raise NeurosimError(f"{name} must be a table, got {type(v).__name__} {_short(v)}")
     return dict(v)
@@ -128,6 +130,16 @@ def _conforms(v, t) -> bool:
     return False  # a type a configuration cannot hold (a callable, a torch dtype, ...)
 
 
+def _representable(t) -> bool:
+    """Whether some value of a configuration can have type ``t``."""
+    if t in (typing.Any, inspect.Parameter.empty, type(None), None, bool, int, float, str, list, tuple, dict):
+        return True
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        return any(_representable(a) and a is not type(None) for a in typing.get_args(t))
+    return origin in (list, tuple, Sequence, dict, Mapping)
+
+
 def _describe(t) -> str:
     if t is type(None) or t is None:
         return "none"
@@ -167,6 +179,8 @@ def keywords(name: str, fn, kwargs: Mapping, *, positive_ints: bool = False, ski
         t = hints.get(key, inspect.Parameter.empty)
         if key == "seed":
             seed(where(name, key), v)
+        elif not _representable(t):
+            raise NeurosimError(f"{where(name, key)} cannot be set in an experiment file")
         elif not _conforms(v, t):
             raise NeurosimError(f"{where(name, key)} must be {_describe(t)}, got {_short(v)}")
         if positive_ints:

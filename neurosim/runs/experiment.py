@@ -117,10 +117,6 @@ def check(config: dict) -> None:
     if not isinstance(config, dict):
         raise NeurosimError(f"an experiment must be a table, got {type(config).__name__}")
     checks.known("experiment", config, SECTIONS)
-    try:
-        json.dumps(config, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise NeurosimError(f"the experiment holds a value a run file cannot store: {e}") from None
     if "name" in config:
         checks.text("name", config["name"])
     name, model = _model(config)
@@ -189,6 +185,10 @@ def check(config: dict) -> None:
         pops = record.get("populations", [])
         if not isinstance(pops, list) or not all(isinstance(p, str) for p in pops):
             raise NeurosimError(f"record.populations must be a list of population names, got {pops!r}")
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise NeurosimError(f"the experiment holds a value a run file cannot store: {e}") from None
 
 
 def _data(name: str, root: str | None, seed: int, options: dict) -> Split:
@@ -252,6 +252,7 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     data = _data(scenario_spec.get("data", "digits"), scenario_spec.get("root"), scenario_spec.get("seed", 0),
                  dict(scenario_spec.get("options", {})))
     tasks = scenario_spec.get("tasks", 5)
+    _check_batch(training.get("batch_size", 64), len(data.train.y))
     params, neurons, extra = _network_size(name, builder, model)
     sample_bytes = data.train.x[0].nbytes if len(data.train.x) else 0
     checks.check_memory(checks.memory_needed(
@@ -266,16 +267,13 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     except (TypeError, ValueError, RuntimeError) as e:
         raise NeurosimError(f"model {name!r}: {_first_line(e)}") from None
     plugins = []
-    for spec in config.get("plugins", []):
+    for i, spec in enumerate(config.get("plugins", [])):
         try:
             plugins.append(create_plugin(spec["name"], **{k: v for k, v in spec.items() if k != "name"}))
-        except (TypeError, ValueError, RuntimeError) as e:
-            raise NeurosimError(f"plugin {spec['name']!r}: {_first_line(e)}") from None
+        except (TypeError, ValueError, RuntimeError) as e:  # NeurosimError too: one line, prefixed
+            raise NeurosimError(f"plugins[{i}] ({spec['name']}): {_first_line(e)}") from None
     scenario = scenario_from(scenario_spec, data)
-    smallest_train = min(len(t.train.y) for t in scenario.tasks)
-    if training.get("batch_size", 64) > smallest_train:
-        raise NeurosimError(f"training.batch_size {training['batch_size']} is larger than a task's training set "
-                            f"({smallest_train} samples)")
+    _check_batch(training.get("batch_size", 64), min(len(t.train.y) for t in scenario.tasks))
     record = config.get("record")
     if record is not None:
         smallest_test = min(len(t.test.y) for t in scenario.tasks)
@@ -286,6 +284,11 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     training["learning"] = LEARNERS[training.pop("learning", "bptt")]()
     return Continual(network, scenario, plugins, readout=readout, progress=progress, store=store, record=record,
                      **training)
+
+
+def _check_batch(batch: int, samples: int) -> None:
+    if batch > samples:
+        raise NeurosimError(f"training.batch_size {batch} is larger than a task's training set ({samples} samples)")
 
 
 def _first_line(e: BaseException) -> str:

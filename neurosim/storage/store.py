@@ -388,18 +388,16 @@ class RunStore:
 
     @classmethod
     def read_config(cls, path: str | os.PathLike) -> dict:
-        """The experiment stored in ``path``, its checksum verified (bounded in time, see :meth:`open`)."""
+        """The experiment stored in ``path``, after checking the whole file as :meth:`validate` does."""
         path = os.fspath(path)
         cls._check_path(path)
 
         def config() -> str:
             with cls._reader(path) as store:
-                if "static_crc32" in store._counts and _static_crc(store._f) != store._counts["static_crc32"]:
-                    raise NeurosimError(f"{path} is a damaged run file: its experiment, attributes or recordings' "
-                                        f"declarations do not match their checksum")
+                store.check()
                 return store._config_json
 
-        return json.loads(files.bounded(path, config, "reading"))
+        return json.loads(files.bounded(path, config, "checking"))
 
     @staticmethod
     def _check_path(path: str) -> None:
@@ -522,7 +520,9 @@ class RunStore:
                 raise
             except Exception as e:
                 if attempt == _READ_RETRIES - 1 or self._clean:
-                    raise NeurosimError(f"{self.path}: cannot read {what}: {_why(e)}") from None
+                    if "filter returned failure" in str(e):
+                        raise NeurosimError(f"{self.path} is a damaged run file: {what} fails its checksum") from None
+                    raise NeurosimError(f"{self.path} is a damaged run file: cannot read {what} ({_why(e)})") from None
                 _time.sleep(0.01 * 2 ** attempt)
 
     def _commit(self) -> None:
