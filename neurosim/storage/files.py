@@ -10,6 +10,7 @@ h5py. Where neither works, reopening such a file for writing is refused with a l
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import glob
@@ -308,6 +309,38 @@ def detach(f: h5py.File | h5py.h5f.FileID, fd: int | None = None) -> None:
                 h5py.h5i.dec_ref(fid)
     except Exception:  # the null device takes every write; nothing else can fail that matters here
         pass
+
+
+@contextlib.contextmanager
+def dealloc_errors_raised():
+    """Raise, at the end of the block, the first error HDF5 reported while h5py released an object
+    in it (closing a new dataset writes its header; h5py can only print such a failure, as an
+    "Exception ignored" traceback)."""
+    caught: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if "h5py" in str(unraisable.object) and isinstance(unraisable.exc_value, (OSError, RuntimeError)):
+            caught.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+    if caught:
+        raise caught[0]
+
+
+def extend_to_allocation(path: str) -> None:
+    """Extend (with zeros, sparse where the system can) a file left by a writer that stopped
+    after HDF5 allocated space it never wrote, to the end its superblock records, so that clearing
+    the writer's mark does not leave a file shorter than its superblock says. Raises OSError."""
+    sb = superblock(path)
+    if sb is not None and sb[1] and os.path.getsize(path) < sb[2]:
+        os.truncate(path, sb[2])
 
 
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")

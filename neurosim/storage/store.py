@@ -280,22 +280,23 @@ class RunStore:
         created = _now()
         run_id = hashlib.sha1(f"{config_json}\0{created}\0{os.getpid()}\0{os.urandom(16).hex()}".encode()).hexdigest()
         tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-        f = fd = None
-        try:
-            f = h5py.File(tmp, "w", libver=_LIBVER, locking=False)
-            fd = f.id.get_vfd_handle()
+        # built in memory, then written as plain bytes: a failed write (disk full) is an ordinary
+        # OSError, with no HDF5 state left behind
+        with h5py.File(tmp, "w", driver="core", backing_store=False, libver=_LIBVER, locking=False) as f:
             cls._build(f, config_json, created, run_id, n_tasks, specs, keep)
-            f.close()
-            f = None
+            f.flush()
+            image = f.id.get_file_image()
+        try:
+            with open(tmp, "xb") as out:
+                out.write(image)
+                out.flush()
+                os.fsync(out.fileno())
             if os.path.exists(path):
                 os.close(files.lock(path))  # not while another process writes it
             os.replace(tmp, path)
-        except (OSError, RuntimeError) as e:
-            code, size = files.failure(e)
-            raise StoreWriteError(_write_failure_text(path, code, e, size)) from None
+        except OSError as e:
+            raise StoreWriteError(_write_failure_text(path, e.errno, e, len(image))) from None
         finally:
-            if f is not None:  # failed while building: close without writing more
-                files.detach(f, fd)
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return cls._writer(path, keep, flush_interval)
@@ -458,6 +459,7 @@ class RunStore:
                 cls.validate(path)
                 sb = files.superblock(path)
                 if sb is None or sb[1]:
+                    files.extend_to_allocation(path)
                     files.recover(path)
             fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDWR | h5py.h5f.ACC_SWMR_WRITE, files.fapl())
             f = h5py.File(fid)
@@ -559,7 +561,8 @@ class RunStore:
         if self._failure is not None:
             raise StoreWriteError(self._failure)
         try:
-            yield
+            with files.dealloc_errors_raised():
+                yield
         except (OSError, RuntimeError) as e:
             code, size = files.failure(e)
             self._stop(_write_failure_text(self.path, code, e, max(size, needed), self._kept()))
@@ -963,7 +966,8 @@ class RunStore:
             self._closed = True
             _open_writers.discard(self)
             try:
-                self._f.close()
+                with files.dealloc_errors_raised():
+                    self._f.close()
             except Exception as e:  # noqa: BLE001 - closing after a failure writes to the null device
                 if self._failure is None:
                     code, size = files.failure(e)
@@ -1019,8 +1023,8 @@ def _write_failure_text(path: str, code: int | None, e: BaseException, needed: i
         need = f"; at least {files.size_text(needed)} more needed" if needed else ""
         return f"cannot write {path}: no space left on device ({free} free{need}){tail}; it resumes once there is space"
     if code == errno.EFBIG:
-        return (f"cannot write {path}: the file reached the size limit of this process or file system "
-                f"({files.size_text(_size(path))}){tail}")
+        at = f" at {files.size_text(_size(path))}" if _size(path) else ""
+        return f"cannot write {path}: the file reached the file-size limit of this process or file system{at}{tail}"
     if code in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot write {path}: {os.strerror(code)}{tail}"
     if code == errno.ENOENT or not os.path.exists(path):
