@@ -73,7 +73,7 @@ from .scenarios import Scenario, Task
 
 OPTIMIZERS = ("sgd", "adam")
 READOUTS = {"mean": lambda out: out.mean(0), "last": lambda out: out[-1]}
-DIVERGENCE = {"factor": 100.0, "window": 50, "warmup": 20}
+DIVERGENCE = {"factor": 100.0, "window": 50, "warmup": 10}
 """The divergence guard's defaults: stop when a batch's loss exceeds ``factor`` times the median of
 the task's last ``window`` batch losses, once ``warmup`` batches of the task have run."""
 _UPDATE_HOOKS = ("before_backward", "after_backward", "before_update", "after_update")
@@ -336,7 +336,7 @@ class Continual:
     # -- divergence guard ------------------------------------------------------------------------
     def _where(self, task: Task) -> str:
         epoch = f", epoch {self.epoch}" if self.epochs > 1 else ""
-        return f"task {task.index}{epoch}, batch {self.batch} (step {self.step + 1})"
+        return f"task {task.index}{epoch}, batch {self.batch + 1} (step {self.step + 1})"
 
     def _update_plugins(self) -> str:
         names = [p.name for p in self.plugins
