@@ -435,6 +435,7 @@ def good_file(tmp_path):
     with RunStore.create(path, {"name": "good"}, n_tasks=2, recordings={"s": dict(kind="spikes", n=4)}) as store:
         store.log(0, 0, 0, 1.0)
         store.recorder("s").append([0, 2], [1, 3])
+        store.set_R(0, [0.5, 0.25])
         store.write_checkpoint({"w": torch.ones(100)})
     return path
 
@@ -493,15 +494,70 @@ def test_bad_files_give_one_clear_error_and_stay_untouched(good_file, tmp_path):
         RunStore.open(tmp_path / "missing.h5")
 
 
-def test_a_torn_commit_falls_back_to_the_previous_one(good_file):
-    with RunStore.open(good_file) as store:
-        seq, n = store._seq, store.count("checkpoints")
-    with h5py.File(good_file, "r") as f:
+def _killed_writer(path) -> None:
+    store = RunStore.create(path, {"name": "killed"}, n_tasks=2)
+    store.log(0, 0, 0, 1.0)
+    store.write_checkpoint({"w": torch.ones(100)})
+    store.write_checkpoint({"w": torch.zeros(100)})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tear_newest_slot(path) -> int:
+    with RunStore.open(path) as store:
+        seq = store._seq
+    with h5py.File(path, "r", swmr=True, locking=False) as f:
         at = f["commit"].id.get_offset() + (seq % 2) * f["commit"].shape[1] * 8
-    damage(good_file, at + 16, b"\x07" * 8)  # the newest slot's first counter, its checksum now wrong
-    with RunStore.open(good_file) as store:
-        assert store._seq == seq - 1
-        assert store.count("checkpoints") == n - 1
+    damage(path, at + 16, b"\x07" * 8)  # the newest slot's first counter, its checksum now wrong
+    return seq
+
+
+def test_a_torn_commit_falls_back_to_the_previous_one(tmp_path, good_file):
+    path = tmp_path / "killed.h5"
+    p = FORK.Process(target=_killed_writer, args=(str(path),))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    seq = tear_newest_slot(path)  # as a kill in the middle of writing the commit would
+    with RunStore.open(path) as store:
+        assert store._seq == seq - 1 and store.count("checkpoints") == 1
+        assert store.checkpoint(0)["w"].sum() == 100
+    with RunStore.open(path, "a") as store:  # the torn slot is overwritten at once
+        assert store._seq == seq
+    tear_newest_slot(good_file)  # in a file closed cleanly, a torn slot can only be damage
+    before = digest(good_file)
+    for mode in ("r", "a"):
+        with pytest.raises(NeurosimError, match="damaged run file: one slot of its commit record is damaged"):
+            RunStore.open(good_file, mode)
+    assert digest(good_file) == before
+
+
+def test_damage_only_checksums_reveal_is_refused(good_file, tmp_path):
+    """A zeroed log chunk, a changed experiment, a changed accuracy matrix or index row: each is found
+    (reading, with validation, and before writing) and named; the file stays as it was."""
+    with h5py.File(good_file, "r") as f:
+        log_at = f["metrics/log"].id.get_chunk_info(0).byte_offset
+        R_at = f["metrics/R"].id.get_offset()
+        index_at = f["checkpoints/index"].id.get_chunk_info(0).byte_offset
+    data = good_file.read_bytes()
+    config_at = data.index(b'"name": "good"') + len('"name": "goo')
+    cases = {"log": (log_at, b"\0" * 36, "the log does not match its checksum"),
+             "config": (config_at, b"f", "its experiment, attributes or recordings' declarations do not match"),
+             "R": (R_at + 3, b"\x01", "the accuracy matrix does not match its checksum"),
+             "index": (index_at + 20, b"\x00\x00\x00\x01", "the checkpoint index does not match its checksum")}
+    for name, (at, raw, message) in cases.items():
+        path = tmp_path / f"{name}.h5"
+        path.write_bytes(data)
+        damage(path, at, raw)
+        before = digest(path)
+        with RunStore.open(path) as store:  # a plain reader reads what it is asked for
+            assert store.format == FORMAT
+        for mode, validate in (("r", True), ("a", False)):
+            with pytest.raises(NeurosimError, match=message) as err:
+                RunStore.open(path, mode, validate=validate)
+            assert "\n" not in str(err.value) and str(path) in str(err.value)
+        with pytest.raises(NeurosimError, match=message):
+            summarise(path)
+        assert digest(path) == before, name
 
 
 def test_a_corrupted_checkpoint_is_reported(good_file):

@@ -93,23 +93,23 @@ class Recording:
         if self.kind == "spikes":
             # Standard HDF5 filters, the cheapest found for each: sorted steps shuffle and deflate
             # to ~0.3 byte an event; indices are bit-packed by the scale-offset filter (~2 bytes).
-            # Every chunk also carries a Fletcher-32 checksum.
-            g.create_dataset("t", (0,), dtype="<i8", compression="gzip", compression_opts=1, shuffle=True,
-                             maxshape=(None,), chunks=(SPIKE_CHUNK,), fletcher32=True)
-            _packed_indices(g, "i")
+            opts = dict(maxshape=(None,), chunks=(SPIKE_CHUNK,))
+            g.create_dataset("t", (0,), dtype="<i8", compression="gzip", compression_opts=1, shuffle=True, **opts)
+            g.create_dataset("i", (0,), dtype="<i4", scaleoffset=0, **opts)
+            columns = ["t", "i"]
             if self.batch > 1:
-                _packed_indices(g, "b")
-            return [f"{name}:events", f"{name}:steps"]
+                g.create_dataset("b", (0,), dtype="<i4", scaleoffset=0, **opts)
+                columns.append("b")
+            return [f"{name}:events", f"{name}:steps"] + [f"{name}:{c}_crc32" for c in columns]
         if self.kind == "state":
             row = (self.n,) if self.batch == 1 else (self.batch, self.n)
             rows = max(1, STATE_CHUNK_BYTES // (math.prod(row) * np.dtype(self.dtype).itemsize))
-            g.create_dataset("data", (0, *row), maxshape=(None, *row), chunks=(rows, *row), dtype=self.dtype,
-                             fletcher32=True)
-            return [f"{name}:rows"]
+            g.create_dataset("data", (0, *row), maxshape=(None, *row), chunks=(rows, *row), dtype=self.dtype)
+            return [f"{name}:rows", f"{name}:data_crc32"]
         g.create_dataset("data", (0, *self.shape), maxshape=(None, *self.shape), chunks=(1, *self.shape),
-                         dtype=self.dtype, fletcher32=True)
-        g.create_dataset("step", (0,), maxshape=(None,), chunks=(1024,), dtype="<i8", fletcher32=True)
-        return [f"{name}:snapshots"]
+                         dtype=self.dtype)
+        g.create_dataset("step", (0,), maxshape=(None,), chunks=(1024,), dtype="<i8")
+        return [f"{name}:snapshots", f"{name}:data_crc32", f"{name}:step_crc32"]
 
     @classmethod
     def from_attrs(cls, attrs) -> "Recording":
@@ -124,17 +124,6 @@ class Recording:
                 v = None if v is None else tuple(v)
             values[f.name] = v
         return cls(**values)
-
-
-def _packed_indices(g: h5py.Group, name: str) -> None:
-    """An extendable int32 dataset with the (lossless, integer) scale-offset filter and Fletcher-32,
-    a combination h5py's high-level interface refuses."""
-    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_chunk((SPIKE_CHUNK,))
-    dcpl.set_scaleoffset(h5py.h5z.SO_INT, 0)
-    dcpl.set_fletcher32()
-    space = h5py.h5s.create_simple((0,), (h5py.h5s.UNLIMITED,))
-    h5py.h5d.create(g.id, name.encode(), h5py.h5t.py_create(np.dtype("<i4")), space, dcpl=dcpl).close()
 
 
 def _numpy(x, dtype=None) -> np.ndarray:
@@ -173,9 +162,9 @@ class Recorder:
         raise NotImplementedError
 
     def check(self) -> None:
-        """Raise unless every counted row is in the datasets and reads (checksums verified); reads
-        in bounded blocks."""
-        from .store import check_extent
+        """Raise unless every counted row is in the datasets, reads, and matches its running CRC-32
+        (where the file has one); reads in bounded blocks."""
+        from .store import check_rows
 
         what = f"recording {self.name!r}"
         shape = None if self.spec.kind == "spikes" else \
@@ -185,10 +174,14 @@ class Recorder:
             if shape is not None and key == "data" and ds.shape[1:] != shape:
                 raise NeurosimError(f"{self.store.path} is a damaged run file: {what} holds rows of shape "
                                     f"{ds.shape[1:]}, its declaration says {shape}")
-            check_extent(self.store, ds, n, what)
-            block = max(1, (1 << 24) // max(1, ds.dtype.itemsize * math.prod(ds.shape[1:])))
-            for a in range(0, n, block):
-                self.store.read_dataset(ds, lambda d: d[a:min(n, a + block)], what)
+            crc = f"{self.name}:{key}_crc32"
+            check_rows(self.store, ds, n, what, self.store.count(crc) if crc in self.store.fields else None)
+
+    def _rewind_crcs(self, counts: Mapping[str, int]) -> None:
+        for key in self.datasets():
+            field = f"{self.name}:{key}_crc32"
+            if field in self.store.fields:
+                self.store.set_count(field, counts.get(field, 0))
 
     def read(self, *args):
         raise NotImplementedError
@@ -202,7 +195,8 @@ class SpikeRecorder(Recorder):
 
     def __init__(self, store, name, group, spec):
         super().__init__(store, name, group, spec)
-        self._ds = [group["t"], group["i"]] + ([group["b"]] if spec.batch > 1 else [])
+        self._keys = ["t", "i"] + (["b"] if spec.batch > 1 else [])
+        self._ds = [group[k] for k in self._keys]
         self._buf = [np.empty(SPIKE_CHUNK, d.dtype) for d in self._ds]
         self._fill = 0
         self._until = self._count("steps")
@@ -259,6 +253,8 @@ class SpikeRecorder(Recorder):
                 for ds, buf in zip(self._ds, self._buf):
                     ds.resize((n + k,))
                     ds[n:n + k] = buf[:k]
+            for key, buf in zip(self._keys, self._buf):
+                self.store.add_crc(f"{self.name}:{key}_crc32", buf[:k])
             self._set("events", n + k)
             self._fill = 0
 
@@ -267,7 +263,7 @@ class SpikeRecorder(Recorder):
 
     def datasets(self):
         n = self._count("events")
-        return {ds.name.rsplit("/", 1)[-1]: (ds, n) for ds in self._ds}
+        return {key: (ds, n) for key, ds in zip(self._keys, self._ds)}
 
     def write_pending(self) -> None:
         self._write_block()
@@ -277,6 +273,7 @@ class SpikeRecorder(Recorder):
         self._fill = 0
         self._set("events", counts.get(f"{self.name}:events", 0))
         self._set("steps", counts.get(f"{self.name}:steps", 0))
+        self._rewind_crcs(counts)
         self._until = self._floor = self._count("steps")
 
     def trim(self) -> None:
@@ -348,6 +345,7 @@ class StateRecorder(Recorder):
             with self.store.writing(self.pending_bytes()):
                 self._ds.resize((n + k, *self._ds.shape[1:]))
                 self._ds[n:n + k] = self._buf[:k]
+            self.store.add_crc(f"{self.name}:data_crc32", self._buf[:k])
             self._set("rows", n + k)
             self._fill = 0
 
@@ -360,6 +358,7 @@ class StateRecorder(Recorder):
     def rewind(self, counts) -> None:
         self._fill = 0
         self._set("rows", counts.get(f"{self.name}:rows", 0))
+        self._rewind_crcs(counts)
 
     def trim(self) -> None:
         self._ds.resize((self._count("rows"), *self._ds.shape[1:]))
@@ -383,6 +382,8 @@ class WeightRecorder(Recorder):
         """Append a snapshot of ``weight`` (the recording's shape) taken at ``step``."""
         self.store.check_writable()
         w = _numpy(weight)
+        if w.shape == self.spec.shape:
+            w = np.ascontiguousarray(w, self._ds.dtype)
         if w.shape != self.spec.shape:
             raise NeurosimError(f"recording {self.name!r} takes weights of shape {self.spec.shape}, got {w.shape}")
         n = self._count("snapshots")
@@ -391,6 +392,8 @@ class WeightRecorder(Recorder):
             self._steps.resize((n + 1,))
             self._ds[n] = w
             self._steps[n] = int(step)
+        self.store.add_crc(f"{self.name}:data_crc32", w)
+        self.store.add_crc(f"{self.name}:step_crc32", np.array([int(step)], "<i8"))
         self._set("snapshots", n + 1)
         self.store.maybe_flush()
 
@@ -400,6 +403,7 @@ class WeightRecorder(Recorder):
 
     def rewind(self, counts) -> None:
         self._set("snapshots", counts.get(f"{self.name}:snapshots", 0))
+        self._rewind_crcs(counts)
 
     def trim(self) -> None:
         n = self._count("snapshots")

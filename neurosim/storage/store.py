@@ -26,13 +26,18 @@ the highest sequence number and read only what it counts, so they see consistent
 a writer killed at any instant leaves the previous commit intact: a checkpoint is complete once
 it is counted, never before.
 
-Everything a reader relies on is checksummed: HDF5's own metadata (superblock, object headers,
-chunk indexes); every chunked dataset but the checkpoint bytes by HDF5's Fletcher-32 filter; each
-commit slot and each checkpoint by a CRC-32; and, in the commit record, ``static_crc32`` covers
-what is fixed at creation (the root's attributes, the configuration, the counter names and the
-recordings' declarations), ``R_crc32`` the accuracy matrix and ``keep`` is the retention setting
-(0: keep all), so that a resumed run keeps what the original kept. :meth:`RunStore.check` verifies
-all of it, reading only; files written before these fields existed are checked for what they hold.
+Everything a reader relies on is checksummed. HDF5 checksums its own metadata (superblock,
+object headers, chunk indexes). Each commit slot and each checkpoint carries a CRC-32. The commit
+record also holds, as counters, a running CRC-32 of the committed rows of every appended dataset
+(``log_crc32``, ``health_crc32``, ``health_names_crc32``, ``index_crc32``, and
+``NAME:<dataset>_crc32`` for each recording's datasets), extended at each append and rewound with
+the counts, so that rows rewritten in place by a writer killed mid-write, but not committed, never
+fail it; ``static_crc32``, of what is fixed at creation (the root's attributes, the configuration,
+the counter names, the recordings' declarations); ``R_crc32``, of the accuracy matrix (checked in
+files closed cleanly: a killed writer may have written a row it did not commit); and ``keep``, the
+retention setting (0: keep all), so that a resumed run keeps what the original kept.
+:meth:`RunStore.check` verifies all of it, reading only; files written before these counters
+existed are checked for what they hold.
 
 A SWMR writer killed leaves the superblock marked "open for writing" and an end-of-allocation
 address behind the data. Readers open such a file all the same (in SWMR read mode). To write
@@ -82,8 +87,9 @@ _LIBVER = ("v110", "latest")  # SWMR needs the 1.10 formats; no newer ones, so t
 _LOG_CHUNK = 4096
 _CKPT_CHUNK = 1 << 20
 _READ_RETRIES = 6
-_REWOUND = ("log", "health", "health_names")  # counters a resume rewinds (besides the recordings')
-_NOT_REWOUND = ("R", "checkpoints", "checkpoints_first", "keep", "static_crc32", "R_crc32")
+_REWOUND = ("log", "log_crc32", "health", "health_crc32", "health_names", "health_names_crc32")
+"""Counters a resume rewinds to a checkpoint's (besides the recordings')."""
+_NOT_REWOUND = ("R", "checkpoints", "checkpoints_first", "keep", "static_crc32", "R_crc32", "index_crc32")
 _open_writers: "weakref.WeakSet[RunStore]" = weakref.WeakSet()
 
 
@@ -164,10 +170,22 @@ def neurosim_version() -> str:
         return __version__
 
 
-def _chunked(parent: h5py.Group, name: str, dtype, row=(), chunk: int = 1024, **filters) -> h5py.Dataset:
-    """An extendable dataset of rows ``row``, chunked along its first axis, Fletcher-32 checked."""
-    return parent.create_dataset(name, (0, *row), maxshape=(None, *row), chunks=(chunk, *row), dtype=dtype,
-                                 fletcher32=True, **filters)
+def _chunked(parent: h5py.Group, name: str, dtype, row=(), chunk: int = 1024) -> h5py.Dataset:
+    """An extendable dataset of rows ``row``, chunked along its first axis."""
+    return parent.create_dataset(name, (0, *row), maxshape=(None, *row), chunks=(chunk, *row), dtype=dtype)
+
+
+def check_rows(store: "RunStore", ds: h5py.Dataset, n: int, what: str, crc: int | None) -> None:
+    """Raise unless the first ``n`` rows of ``ds`` are present, read, and (``crc`` given) have that
+    running CRC-32; reads in blocks of at most 16 MB."""
+    check_extent(store, ds, n, what)
+    block = max(1, (1 << 24) // max(1, ds.dtype.itemsize * int(np.prod(ds.shape[1:]))))
+    running = 0
+    for a in range(0, n, block):
+        rows = store.read_dataset(ds, lambda d: d[a:min(n, a + block)], what)
+        running = zlib.crc32(np.ascontiguousarray(rows).tobytes(), running)
+    if crc is not None and running != crc:
+        raise NeurosimError(f"{store.path} is a damaged run file: {what} does not match its checksum")
 
 
 def check_extent(store: "RunStore", ds: h5py.Dataset, n: int, what: str) -> None:
@@ -321,7 +339,7 @@ class RunStore:
         c.create_dataset("data", (0,), maxshape=(None,), chunks=(_CKPT_CHUNK,), dtype="u1")  # CRC-32 per checkpoint
         _chunked(c, "index", INDEX_DTYPE, chunk=256)
         fields = ["log", "R", "checkpoints", "checkpoints_first", "keep", "static_crc32", "R_crc32", "health",
-                  "health_names"]
+                  "health_names", "log_crc32", "health_crc32", "health_names_crc32", "index_crc32"]
         rec = f.create_group("recordings")
         for name, spec in specs.items():
             fields += spec.create(rec, name)
@@ -487,12 +505,14 @@ class RunStore:
 
     # -- commit record ----------------------------------------------------------------------
     def _load_commit(self) -> tuple[int, np.ndarray]:
-        slots = _valid_slots(self.read_dataset(self._commit_ds, lambda d: d[...], "the commit record"))
+        rows = self.read_dataset(self._commit_ds, lambda d: d[...], "the commit record")
+        slots = _valid_slots(rows)
         if not slots or slots[0][1].size != len(self.fields):
             raise NeurosimError(f"{self.path} is a damaged run file: no valid commit record")
         seq = slots[0][0]
-        if self._clean and seq > 1 and (len(slots) < 2 or slots[1][0] != seq - 1):
-            # a writer that closed cleanly left both slots valid: one lost is damage, not a torn write
+        written = sum(bool(row.any()) for row in rows)  # a slot never written is all zeros
+        if self._clean and (written > len(slots) or seq > 1 and (len(slots) < 2 or slots[1][0] != seq - 1)):
+            # a writer that closed cleanly leaves no torn slot: an invalid one is damage
             raise NeurosimError(f"{self.path} is a damaged run file: one slot of its commit record is damaged")
         return slots[0]
 
@@ -617,10 +637,18 @@ class RunStore:
             self.flush()
 
     def _append(self, ds: h5py.Dataset, field: str, rows: np.ndarray) -> None:
+        """Append ``rows`` to ``ds``, counted by ``field``, their bytes added to ``field``'s running CRC."""
+        rows = np.ascontiguousarray(rows, ds.dtype)
         n = self._counts[field]
         ds.resize((n + len(rows), *ds.shape[1:]))
         ds[n:n + len(rows)] = rows
         self._counts[field] = n + len(rows)
+        self.add_crc(f"{field}_crc32", rows)
+
+    def add_crc(self, field: str, data: np.ndarray) -> None:
+        """Writer: extend the running CRC-32 counter ``field`` (if the file has it) by ``data``'s bytes."""
+        if field in self._counts:
+            self._counts[field] = zlib.crc32(np.ascontiguousarray(data).tobytes(), self._counts[field])
 
     def _write_log(self) -> None:
         if self._log_fill:
@@ -744,9 +772,11 @@ class RunStore:
                 self._data.resize((end,))
             self._data[offset:end] = np.frombuffer(blob, np.uint8)
             k = self._counts["checkpoints"]
+            row = np.array([(offset, len(blob), zlib.crc32(blob), _time.time())], INDEX_DTYPE)
             self._index.resize((k + 1,))
-            self._index[k] = np.array((offset, len(blob), zlib.crc32(blob), _time.time()), INDEX_DTYPE)
+            self._index[k] = row[0]
             self._counts["checkpoints"] = k + 1
+            self.add_crc("index_crc32", row)
             if self.keep is not None:
                 self._counts["checkpoints_first"] = max(self._counts["checkpoints_first"], k + 1 - self.keep)
             self._commit()
@@ -902,9 +932,11 @@ class RunStore:
 
     def check(self) -> None:
         """Verify, reading only, everything the file holds and a resume relies on: the fixed part
-        (``static_crc32``), the accuracy matrix (``R_crc32``), the counters against the datasets,
-        every committed row of the log, the health table and the recordings (their chunks present
-        and their Fletcher-32 checksums), and every retained checkpoint's CRC-32 and decoding. Raises :class:`NeurosimError` on the first thing that fails."""
+        (``static_crc32``), the accuracy matrix (``R_crc32``, in a file closed cleanly: a killed
+        writer may have written a row it did not commit), the counters against the datasets, every
+        committed row of the log, the health table, the checkpoint index and the recordings (all
+        present, their running CRC-32s), and every retained checkpoint's CRC-32 and decoding. Raises
+        :class:`NeurosimError` on the first thing that fails."""
         damaged = f"{self.path} is a damaged run file"
         c = self._counts
         if "static_crc32" in c:
@@ -922,7 +954,7 @@ class RunStore:
         if self._R.ndim != 2 or self._R.shape[0] < n or self._R.shape[1] < n:
             raise NeurosimError(f"{damaged}: R counts {n} x {n}, its dataset is {self._R.shape}")
         R = self.R
-        if "R_crc32" in c and _crc(R) != c["R_crc32"]:
+        if "R_crc32" in c and self._clean and _crc(R) != c["R_crc32"]:
             raise NeurosimError(f"{damaged}: the accuracy matrix does not match its checksum")
         for ds, field, what, dtype in ((self._log, "log", "the log", LOG_DTYPE),
                                        (self._health, "health", "the health table", HEALTH_DTYPE),
@@ -932,13 +964,11 @@ class RunStore:
                 continue
             if dtype is not None and ds.dtype != dtype:
                 raise NeurosimError(f"{damaged}: {what} has the wrong row type")
-            check_extent(self, ds, c[field], what)
-            for a in range(0, c[field], 1 << 16):
-                self.read_dataset(ds, lambda d: d[a:min(c[field], a + (1 << 16))], what)
-        if self._health is not None:
-            rows = self.read_dataset(self._health, lambda d: d["name"][:c["health"]], "the health table") \
-                if c["health"] else np.zeros(0, np.int32)
-            if rows.size and (rows.min() < 0 or rows.max() >= c["health_names"]):
+            crc_field = "index_crc32" if field == "checkpoints" else f"{field}_crc32"
+            check_rows(self, ds, c[field], what, c.get(crc_field))
+        if self._health is not None and c["health"]:
+            names = self.read_dataset(self._health, lambda d: d["name"][:c["health"]], "the health table")
+            if names.min() < 0 or names.max() >= c["health_names"]:
                 raise NeurosimError(f"{damaged}: the health table names figures it does not have")
         if c["checkpoints_first"] > c["checkpoints"]:
             raise NeurosimError(f"{damaged}: more checkpoints dropped than written")
@@ -947,7 +977,8 @@ class RunStore:
                 point = self._load(info.index)["store"]
                 counts = point.get("counts") if isinstance(point, dict) else None
                 if not isinstance(counts, dict) or any(not isinstance(v, int) or not 0 <= v <= c.get(f, v)
-                                                       for f, v in counts.items() if f in c):
+                                                       for f, v in counts.items() if f in c and
+                                                       not f.endswith("crc32")):
                     raise NeurosimError(f"checkpoint {info.index} of {self.path} is corrupted (its rewind point "
                                         f"does not fit the file)")
         for r in self.recorders.values():
