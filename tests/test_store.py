@@ -615,3 +615,38 @@ def test_plot_errors(finished_run, tmp_path):
         plot(finished_run, "raster", tmp_path / "x.png", recording="nope")
     with pytest.raises(NeurosimError, match="not a writable directory"):
         plot(finished_run, "raster", tmp_path / "missing" / "x.png")
+
+
+# -- other systems ------------------------------------------------------------------------------------
+def test_nothing_linux_only_on_the_paths_macos_and_windows_take(monkeypatch, good_file, tmp_path):
+    """The HDF5 library is found through h5py's own extension (no /proc), fcntl is imported only where
+    it exists, and without fork the checks run in the process with the same one-line errors."""
+    import builtins
+    from pathlib import Path
+
+    from neurosim.storage import files
+
+    for source in Path(files.__file__).parent.parent.rglob("*.py"):
+        text = source.read_text()
+        assert "/proc/self" not in text, source
+        assert all(line.startswith("    ") for line in text.splitlines() if line.strip() == "import fcntl"), source
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        assert not str(path).startswith("/proc"), path
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(files, "_lib", None)
+    assert files.hdf5_library() is not None
+    monkeypatch.setattr(files, "FORK", False)
+    RunStore.validate(good_file)
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(good_file.read_bytes())
+    with RunStore.open(good_file) as store:
+        offset = store._data.id.get_chunk_info(0).byte_offset
+    damage(bad, offset + 100, b"\xff" * 8)
+    with pytest.raises(NeurosimError, match="checkpoint 0 .* is corrupted"):
+        RunStore.open(bad, "a")
+    with RunStore.open(good_file, "a") as store:
+        store.log(0, 0, 1, 0.5)

@@ -22,9 +22,12 @@ checkpoints the run file keeps (:func:`retention`: 2 by default, all when the ru
 replay; ``"all"`` keeps every one). ``plugins``: plugins by name (registered, ``"package.module:Class"``
 or ``"file.py:Class"``, a path relative to the experiment file) with their keyword arguments.
 ``record`` (optional): ``{"samples": K, "populations": [...]}``, what the
-runner records after each task for replay. :func:`build` turns a configuration into a ready runner; the
-configuration is all a run file needs to rebuild the run: :func:`start` runs one into a new run
-file, :func:`resume` continues one from its file, :func:`load` reads one from TOML.
+runner records after each task for replay. :func:`check` checks every value's type and bounds
+(:mod:`neurosim.runs.checks`); :func:`build` checks, estimates the memory the run needs against the
+machine's, then turns a configuration into a ready runner; the configuration is all a run file
+needs to rebuild the run: :func:`start` runs one into a new run file, :func:`resume` continues one
+from its file, :func:`load` reads one from TOML. A bad configuration ends in one line naming the
+value, before any file is created.
 """
 from __future__ import annotations
 
