@@ -116,7 +116,11 @@ CASES = [
      r"scenario.mode must be one of: task, class, domain; got 'diagonal'"),
     ("split tasks", both(setting("scenario.name", "split"), setting("scenario.tasks", 3)),
      r"cannot split 10 classes into 3 equal tasks"),
-    ("options on digits", setting("scenario.options", {"n_train": 5}), r"scenario.options are for the event data"),
+    ("options on digits", setting("scenario.options", {"jitter": 1}),
+     r"unknown scenario.options \(digits\) key 'jitter'; known: n_train, n_test"),
+    ("subset size text", setting("scenario.options", {"n_train": "all"}),
+     r"scenario.options.n_train must be an integer, got 'all'"),
+    ("keep zero", setting("training.keep", 0), r"training.keep must be a positive integer or 'all', got 0"),
     ("options not table", setting("scenario.options", 5), r"scenario.options must be a table, got int 5"),
     ("lags huge", both(setting("scenario.data", "lags"), setting("scenario.options", {"n_train": 10 ** 12})), HUGE),
     ("lags unknown option", both(setting("scenario.data", "lags"), setting("scenario.options", {"bogus": 1})),
@@ -225,7 +229,7 @@ def test_memory_estimate_counts_parameters_activations_and_data():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["run", "--keep", "0", "x.toml"], r"argument --keep: must be a positive integer, got '0'"),
+    (["run", "--keep", "0", "x.toml"], r"argument --keep: must be a positive integer or all, got '0'"),
     (["resume"], r"the following arguments are required: RUN.h5"),
     (["inspect", "a.h5", "--bogus"], r"unrecognized arguments: --bogus"),
     (["frobnicate"], r"argument command: invalid choice: 'frobnicate'"),

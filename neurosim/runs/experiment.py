@@ -62,6 +62,7 @@ SECTIONS = ("name", "model", "scenario", "training", "plugins", "record")
 SCENARIO_KEYS = ("name", "data", "tasks", "seed", "mode", "root", "options")
 TRAINING = ("steps", "encoding", "epochs", "batch_size", "lr", "optimizer", "momentum", "seed", "checkpoint_every",
             "learning", "keep", "divergence", "health_every")
+RECORD_KEYS = ("samples", "populations")
 LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
 #: Checkpoints a run file keeps unless the experiment says otherwise (:func:`retention`).
 DEFAULT_KEEP = 2
@@ -183,7 +184,7 @@ def check(config: dict) -> None:
         checks.keywords(f"plugins[{i}] ({spec['name']})", cls.__init__, {k: v for k, v in spec.items() if k != "name"})
     if "record" in config:
         record = checks.table("record", config["record"])
-        checks.known("record", record, ["samples", "populations"])
+        checks.known("record", record, RECORD_KEYS)
         checks.integer("record.samples", record.get("samples", 8))
         pops = record.get("populations", [])
         if not isinstance(pops, list) or not all(isinstance(p, str) for p in pops):
