@@ -91,7 +91,7 @@ def main():
         load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
         r = distributed.launch(epoch, nproc, args.data, args.samples, args.hidden)
         rows.append((nproc, r))
-        steps = r["steps"] - 1
+        steps = r["steps"]  # task 1's batches (task 0's one batch ran outside train_task)
         print(f"{nproc} process(es): {r['epoch']:.2f} s per epoch ({1000 * r['epoch'] / steps:.1f} ms per step); "
               f"all-reduce of gradients {100 * r['gradients'] / r['rank0']:.1f} % and of HLOP's Hebbian sums "
               f"{100 * r['hebbian'] / r['rank0']:.1f} % of rank 0's epoch   [{load}]")

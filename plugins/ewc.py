@@ -73,6 +73,15 @@ class EWC(Plugin):
                     penalty = penalty + (f * (params[name] - anchor[name]) ** 2).sum()
         return loss + 0.5 * self.lam * penalty
 
+    def health(self, runner) -> dict[str, float]:
+        """``penalty_share``: the penalty's part of the last batch's loss (0 before the first Fisher)."""
+        if not self.fishers or runner.loss is None:
+            return {"penalty_share": 0.0}
+        with torch.no_grad():
+            penalty = self.before_backward(runner, runner.loss.new_zeros(())).item()
+            total = runner.loss.item()
+        return {"penalty_share": penalty / total if total else 0.0}
+
     def state_dict(self) -> dict:
         return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors]}
 

@@ -547,6 +547,19 @@ class OrthogonalProjection(Plugin):
     def after_training(self, runner) -> None:
         self._detach()
 
+    def health(self, runner) -> dict[str, float]:
+        """Per protected projection, from the singular values s of its basis H: the orthonormality
+        error ``max |s^2 - 1|`` (0 for orthonormal rows) and the norm of the update filter
+        ``I - H^T H`` (at most 1 for a true projection; above 1 it amplifies)."""
+        out = {}
+        for name in self._targets:
+            basis = self.basis(name).detach()
+            if basis.shape[0]:
+                gap = (1 - torch.linalg.svdvals(basis.double()) ** 2).abs().max().item()
+                out[f"{name}.orthonormality_error"] = gap
+                out[f"{name}.projection_norm"] = max(gap, 1.0 if basis.shape[0] < basis.shape[1] else 0.0)
+        return out
+
 
 def freeze(network) -> None:
     """Freeze what an orthogonal projection cannot protect (module docstring)."""

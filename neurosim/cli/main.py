@@ -13,23 +13,34 @@ processes (under ``torchrun`` the processes it starts are used instead).
 ``neurosim sweep SWEEP.toml [--address ADDR] [--resume]`` runs a sweep on Ray Tune
 (:mod:`neurosim.runs.sweep`) and ``neurosim sweep-report DIR`` tabulates it (:mod:`neurosim.cli.sweeps`).
 ``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
-its rates (``--raster FILE`` writes a raster PNG). Bad input ends with one line on stderr and
-exit status 2.
+its rates (``--raster FILE`` writes a raster PNG). ``neurosim repair RUN.h5 --out NEW.h5`` copies
+what is intact in a damaged run file into a new one that resumes.
+
+Every fault ends in one line on stderr (``neurosim: ...``) and an exit status: 2 for bad input
+(arguments, experiment, a damaged or foreign file), 1 when writing failed (disk full, read-only,
+vanished file: the run resumes once the cause is gone), 3 when the divergence guard stopped the
+run, 130 / 143 when SIGINT / SIGTERM stopped it (after a checkpoint: the line says how to resume).
+An unexpected error is also one line (``NEUROSIM_TRACEBACK=1`` shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
 from ..continual import distributed
+from ..continual.runner import Diverged, Interrupted
 from ..errors import NeurosimError
 from ..runs import experiment
 from ..runs.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
 from ..runs.simulation import SIMULATIONS, raster, simulate, summary
+from ..storage.store import RunFileExists, StoreWriteError
+
+EXIT_INPUT, EXIT_WRITE, EXIT_DIVERGED = 2, 1, 3
 
 DEFAULT = PERMUTED_DIGITS["name"]
 #: Methods of the default experiment: their plugin lists.
@@ -91,9 +102,13 @@ def _experiment_file(args) -> None:
     store = args.store or os.path.splitext(args.experiment)[0] + ".h5"
     nproc = _nproc(args)
     if os.path.exists(store) and not args.overwrite and distributed.rank() == 0:
-        raise NeurosimError(f"{store} already exists: continue it with neurosim resume, or pass --overwrite")
-    r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet,
-                         nproc=nproc)
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass --overwrite")
+    try:
+        r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet,
+                             nproc=nproc)
+    except RunFileExists:
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass "
+                            f"--overwrite") from None
     if distributed.rank() == 0:
         _report(config["name"], r)
         print(f"run file        {store}")
@@ -124,6 +139,13 @@ def _cmd_sweep_report(args) -> int:
 
     print(report(args.directory, csv_path=args.csv, trials_csv=args.trials_csv, plot_dir=args.plots,
                  metric=args.metric, mode=args.mode))
+    return 0
+
+
+def _cmd_repair(args) -> int:
+    from ..storage.repair import repair
+
+    print(repair(args.run, args.out))
     return 0
 
 
@@ -189,11 +211,26 @@ def _cmd_run(args) -> int:
 
 
 def _keep(text: str) -> int | str:
-    return text if text == "all" else int(text)
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or all, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"neurosim: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neurosim", description="Spiking network simulator.")
+    ap = _Parser(prog="neurosim", description="Spiking network simulator.")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment")
     run.add_argument("experiment", nargs="?", default=DEFAULT,
@@ -217,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
     resume.add_argument("--nproc", type=int, help="data-parallel: as many processes as the run was written with")
     resume.set_defaults(fn=_cmd_resume)
+    rp = sub.add_parser("repair", help="copy what is intact in a damaged run file into a new one that resumes")
+    rp.add_argument("run", metavar="RUN.h5")
+    rp.add_argument("--out", required=True, metavar="NEW.h5", help="the new run file (must not exist)")
+    rp.set_defaults(fn=_cmd_repair)
     rep = sub.add_parser("replay", help="feed a run's recorded input back into its network at a checkpoint")
     rep.add_argument("run", metavar="RUN.h5")
     rep.add_argument("--task", type=int, default=0, help="the task whose recording to replay (default 0)")
@@ -252,11 +293,56 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside a run's training loop (which handles it itself)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
+def _say(text: str) -> None:
+    print(f"neurosim: {' '.join(str(text).split())}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return args.fn(args)
+    except Interrupted as e:
+        _say(e)
+        return e.exit_code
+    except Diverged as e:
+        _say(f"error: {e}")
+        return EXIT_DIVERGED
+    except StoreWriteError as e:
+        _say(f"error: {e}")
+        return EXIT_WRITE
     except NeurosimError as e:
-        print(f"neurosim: error: {e}", file=sys.stderr)
-        return 2
+        _say(f"error: {e}")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 128 + signal.SIGINT
+    except _Terminated:
+        _say("terminated")
+        return 128 + signal.SIGTERM
+    except MemoryError:
+        _say("error: out of memory")
+        return EXIT_WRITE
+    except Exception as e:  # noqa: BLE001 - one line; the traceback on request
+        if os.environ.get("NEUROSIM_TRACEBACK"):
+            raise
+        _say(f"internal error: {type(e).__name__}: {e} (NEUROSIM_TRACEBACK=1 shows the traceback)")
+        return EXIT_WRITE if isinstance(e, OSError) else 70
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 

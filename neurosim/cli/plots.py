@@ -201,7 +201,7 @@ def plot(path: str | os.PathLike, what: str, out_png: str | os.PathLike, **opts)
     optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
-    with RunStore.open(path) as store:
+    with RunStore.open(path, validate=True) as store:
         fig = plt.figure(figsize=(9, 6))
         try:
             if what == "rates":

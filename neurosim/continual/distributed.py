@@ -76,23 +76,23 @@ def shard(n: int) -> slice:
     return slice(r * n // size, (r + 1) * n // size)
 
 
-def average_gradients(params: Iterable[torch.Tensor], local: int, total: int,
-                      extra: torch.Tensor | None = None) -> torch.Tensor | None:
-    r"""Replace every ``.grad`` (that is not None) by :math:`\sum_r (n_r / n)\, g_r`, with ``local``
-    = :math:`n_r` and ``total`` = :math:`n`; ``extra`` (e.g. the loss) is averaged the same way in
-    the same call and returned."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if extra is not None:
-        extra = extra.detach().clone().reshape(1).to(grads[0].dtype if grads else extra.dtype)
+def weighted_mean(value: torch.Tensor, local: int, total: int) -> torch.Tensor:
+    r""":math:`\sum_r (n_r / n)\, v_r` of a rank's mean ``value`` over its ``local`` = :math:`n_r` of
+    ``total`` = :math:`n` items: the mean over all of them (``value`` itself in one process)."""
     if not active():
-        return extra
-    w = local / total
+        return value
+    return all_reduce(value.detach().double().reshape(1) * (local / total))[0]
+
+
+def average_gradients(params: Iterable[torch.Tensor], local: int, total: int) -> None:
+    r"""Replace every ``.grad`` (that is not None) by :math:`\sum_r (n_r / n)\, g_r`, with ``local``
+    = :math:`n_r` and ``total`` = :math:`n`, in one collective call per dtype."""
+    if not active():
+        return
+    grads = [p.grad for p in params if p.grad is not None]
     for g in grads:
-        g.mul_(w)
-    if extra is not None:
-        extra.mul_(w)
-    all_reduce_many(grads + ([extra] if extra is not None else []))
-    return extra
+        g.mul_(local / total)
+    all_reduce_many(grads)
 
 
 def broadcast_object(obj, src: int = 0):

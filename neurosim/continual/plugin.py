@@ -20,7 +20,8 @@
 
 A plugin finds what it acts on through the network (its learnable projections and their
 presynaptic populations), never through model-specific code. ``state_dict`` /
-``load_state_dict`` hold everything it needs to resume.
+``load_state_dict`` hold everything it needs to resume; ``health`` returns figures the runner logs
+into the run file (for example how far a projection is from orthonormal).
 
 Plugins register under the entry-point group ``neurosim.plugins``; the built-ins do the same.
 :func:`create_plugin` also takes a class by ``"package.module:Class"`` (importable) or
@@ -70,6 +71,11 @@ class Plugin:
         batch; ``"task"``: ``task``, ``step``, ``accuracy`` (row ``task`` of R: the accuracy on every
         task, later ones included) and ``acc``, ``bwt``, ``fwt`` over the tasks trained so far (NaN
         until defined), after each task's evaluation."""
+
+    def health(self, runner) -> dict[str, float]:
+        """Figures of the plugin's own health (name -> float), logged into the run file now and then
+        by the runner; none by default."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

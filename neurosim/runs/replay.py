@@ -52,7 +52,7 @@ def replay(path: str | os.PathLike, task: int, after_task: int | None = None) ->
     ``task``); see the module docstring."""
     from .experiment import build
 
-    with RunStore.open(path) as store:
+    with RunStore.open(path, validate=True) as store:
         n = store.R.shape[0]
         for t in (task, after_task):
             if t is not None and not (isinstance(t, int) and 0 <= t < n):
