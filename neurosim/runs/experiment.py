@@ -9,7 +9,7 @@
      "plugins": [{"name": "hlop", "rows_per_task": [...], ...}]}
 
 ``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
-network; ``delays``: the learnable-delay network), ``dtype`` as ``"float32"`` or ``"float64"``. ``scenario``: ``permuted`` or ``split`` (with
+network; ``delays``: the learnable-delay network). ``scenario``: ``permuted`` or ``split`` (with
 ``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files;
 ``options = {n_train = N, n_test = M}`` for a random subset), standardised with the training
 set's mean and deviation; or event data fed as sequences of
@@ -42,8 +42,6 @@ import os
 import tomllib
 from pathlib import Path
 
-import torch
-
 from . import checks
 from ..continual import distributed
 from ..continual.runner import OPTIMIZERS, Continual, ContinualResult, Diverged, Interrupted
@@ -70,7 +68,6 @@ TRAINING = ("steps", "encoding", "epochs", "batch_size", "lr", "optimizer", "mom
             "learning", "keep", "divergence", "health_every")
 RECORD_KEYS = ("samples", "populations")
 LEARNERS = {"bptt": BPTT, "three_factor": ThreeFactorLearner, "eprop": EPropLearner}
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Checkpoints a run file keeps unless the experiment says otherwise (:func:`retention`).
 DEFAULT_KEEP = 2
 
@@ -131,7 +128,6 @@ def check(config: dict) -> None:
     if "name" in config:
         checks.text("name", config["name"])
     name, model = _model(config)
-    checks.choice("model.dtype", model.pop("dtype", "float32"), list(DTYPES))
     checks.keywords("model", _builder(name)[1], model, positive_ints=True)
     scenario = checks.table("scenario", config.get("scenario"))
     checks.known("scenario", scenario, SCENARIO_KEYS)
@@ -258,7 +254,6 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     :func:`check` and a memory estimate against the machine's (data loaded, nothing large built yet)."""
     check(config)
     name, model = _model(config)
-    dtype = DTYPES[model.pop("dtype", "float32")]
     mod, builder, readout = _builder(name)
     scenario_spec = dict(config["scenario"])
     training = dict(config["training"])
@@ -269,14 +264,14 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     params, neurons, extra = _network_size(name, builder, model)
     sample_bytes = data.train.x[0].nbytes if len(data.train.x) else 0
     checks.check_memory(checks.memory_needed(
-        params=params, neurons=neurons, itemsize=dtype.itemsize, steps=max(training.get("steps", 10), data.train.x.shape[1]
+        params=params, neurons=neurons, itemsize=4, steps=max(training.get("steps", 10), data.train.x.shape[1]
                                                              if data.train.x.ndim == 3 else 0),
         batch=training.get("batch_size", 64), optimizer=training.get("optimizer", "sgd"),
         momentum=training.get("momentum", 0.0), plugins=config.get("plugins", []), tasks=tasks,
         data_bytes=data.train.x.nbytes + data.test.x.nbytes, sample_bytes=sample_bytes,
         data_copies=tasks + 1 if scenario_spec.get("name", "permuted") == "permuted" else 2, extra_activations=extra))
     try:
-        network = builder(**model, **({} if dtype is torch.float32 else {"dtype": dtype}))
+        network = builder(**model)
     except (TypeError, ValueError, RuntimeError) as e:
         raise NeurosimError(f"model {name!r}: {_first_line(e)}") from None
     plugins = []
