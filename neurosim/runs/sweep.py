@@ -44,6 +44,7 @@ task's mean training loss to Tune, with a Tune checkpoint that names the task, s
 driver died continues with ``resume=True`` (Tune's experiment restore) without rerunning finished
 trials. :func:`collect` reads back every trial's run file for the report.
 
+Trials reuse their worker processes (Tune's ``reuse_actors``), so imports are paid once per worker.
 Ray is an optional dependency (``pip install neurosim[sweep]``), imported when a sweep starts.
 """
 from __future__ import annotations
@@ -339,7 +340,7 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
     ray = start_ray(address, num_cpus, temp_dir)
     try:
         from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search import BasicVariantGenerator
+        from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
         trainable = _trainable(sweep, tune)
         if resume:
@@ -352,9 +353,9 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
             if sweep.algorithm == "optuna":
                 from ray.tune.search.optuna import OptunaSearch
 
-                search = OptunaSearch(seed=sweep.seed)
+                search = ConcurrencyLimiter(OptunaSearch(seed=sweep.seed), max_concurrent=sweep.concurrency)
             else:
-                search = BasicVariantGenerator(random_state=sweep.seed)
+                search = BasicVariantGenerator(random_state=sweep.seed, max_concurrent=sweep.concurrency)
             scheduler = None
             if sweep.scheduler == "asha":
                 scheduler = ASHAScheduler(time_attr="training_iteration", max_t=sweep.n_tasks,
@@ -362,8 +363,7 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
             tuner = tune.Tuner(
                 trainable, param_space=_space(sweep, tune),
                 tune_config=tune.TuneConfig(metric=sweep.metric, mode=sweep.mode, search_alg=search,
-                                            scheduler=scheduler, num_samples=sweep.samples,
-                                            max_concurrent_trials=sweep.concurrency),
+                                            scheduler=scheduler, num_samples=sweep.samples, reuse_actors=True),
                 run_config=tune.RunConfig(name=sweep.name, storage_path=sweep.storage, verbose=verbose,
                                           failure_config=tune.FailureConfig(max_failures=sweep.max_failures)))
         grid = tuner.fit()
