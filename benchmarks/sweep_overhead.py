@@ -6,7 +6,8 @@ The trials are the permuted-digits experiment at a small size (``--hidden``, ``-
 in this process (its imports paid once, before the clock starts). *Sweep*: :func:`neurosim.runs.sweep.run`
 with concurrency 2 and one CPU per trial, its wall time from the Tuner's start to its end; Ray's
 start-up (``ray.init`` of a local instance) is timed separately. Goal: sweep wall time at most 0.6x
-the sequential time on 2 cores. The machine's load (``uptime``) is printed with each timing: with
+the sequential time on 2 cores. As an anchor for what the machine allows at the moment, a fixed
+CPU-bound workload is timed alone and as two copies at once. The machine's load (``uptime``) is printed with each timing: with
 other work on the cores, two trials at a time cannot halve the time.
 """
 from __future__ import annotations
@@ -31,6 +32,29 @@ def base(hidden: int, tasks: int, epochs: int) -> dict:
             "plugins": []}
 
 
+def burn(seconds_hint: int = 40) -> float:
+    """A fixed CPU-bound workload (float64 matrix products, one thread); its wall time."""
+    torch.set_num_threads(1)
+    a = torch.rand(256, 256, dtype=torch.float64)
+    start = time.perf_counter()
+    for _ in range(seconds_hint * 40):
+        a = torch.tanh(a @ a)
+    return time.perf_counter() - start
+
+
+def capacity() -> float:
+    """Wall time of two copies of :func:`burn` at once over one alone: 1.0 on two free cores, 2.0
+    when the cores are saturated by other work (then no two processes can halve a wall time)."""
+    import multiprocessing as mp
+
+    alone = burn()
+    with mp.get_context("spawn").Pool(2) as pool:
+        start = time.perf_counter()
+        pool.map(burn, [40, 40])
+        both = time.perf_counter() - start
+    return both / alone
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -50,6 +74,9 @@ def main():
           f"methods {', '.join(METHODS)} x seeds {seeds}")
 
     print(f"load before: {uptime()}")
+    cap = capacity()
+    print(f"two CPU-bound processes at once / one alone: {cap:.2f}   (1.00 on two free cores; the best "
+          f"sweep / sequential ratio this machine allows now is about {cap / 2:.2f})")
     start = time.perf_counter()
     for m in METHODS:
         for seed in seeds:
