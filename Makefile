@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install --quiet --no-deps norse==1.1.0  # its torchvision requirement would pull a CUDA torch
 	touch $@
 
-.PHONY: run test docs wheel-test bench-deps
+.PHONY: run test docs wheel-test bench-deps sweep-deps
 run: $(VENV)/.installed
 	$(VENV)/bin/neurosim run
 
@@ -28,3 +28,7 @@ wheel-test: $(VENV)/.installed
 # --no-deps: spikingjelly's torchvision requirement would replace the CPU torch with a CUDA build.
 bench-deps: $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps spikingjelly==0.0.0.0.14
+
+# Ray Tune and Optuna, for neurosim sweep and its slow tests (pytest -m slow tests/test_sweep.py).
+sweep-deps: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,sweep]' torch==2.13.0

@@ -24,6 +24,9 @@ scikit-learn digits (:mod:`neurosim.models.pmnist` network at 64-256-256-10, wei
 batches per task) 0.97 left the last task too little room (ACC 95.1 % against 97.5 % without
 protection, BWT -0.3 % against -2.0 %) while 0.95 reached 98.9 % / 0.0 %.
 
+Under data parallelism each rank runs its share of the representation's batches (every rank
+encodes every batch, as one process would) and the second moments are summed over the ranks.
+
 Freezing after the first task (thresholds, batch-normalisation statistics, biases), as for HLOP:
 :mod:`~neurosim.plugins.orthogonal`. No weight decay and no Adam on projected layers.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import torch
 
+from neurosim.continual import distributed
 from neurosim.errors import NeurosimError
 
 from .orthogonal import OrthogonalProjection, check_layer_values, energy_directions, extend, layer_value, seeded
@@ -92,16 +96,22 @@ class GPM(OrthogonalProjection):
         state = runner.generator.get_state()  # an encoding may draw from it: training order stays as without GPM
         moments = {name: torch.zeros(rows.dim, rows.dim, dtype=torch.float64)
                    for name, (_, rows) in self._targets.items()}
+        starts = range(0, n, runner.batch_size)
+        mine = distributed.shard(len(starts))
         net.eval()
         try:
-            for k, i in enumerate(range(0, n, runner.batch_size)):
+            for k, i in enumerate(starts):
+                seq = runner.encode(torch.as_tensor(data.x[idx[i:i + runner.batch_size]]))  # on every rank
+                if not mine.start <= k < mine.stop:
+                    continue
                 self._start_capture(k)
                 with torch.enable_grad():  # a run without gradients may skip the projections' forward
-                    runner.scores(torch.as_tensor(data.x[idx[i:i + runner.batch_size]]))
+                    runner.sequence_scores(seq)
                 self._active = False
                 for name in self._targets:
                     x = self._captured(name, net.dt).detach()
                     moments[name] += (x.t() @ x).double()
+            distributed.all_reduce_many(moments.values())
         finally:
             self._active = False
             for m, flag in zip(net.modules(), modes):

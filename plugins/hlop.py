@@ -16,6 +16,9 @@ after the forward pass, repeated ``hebb_iters`` times:
     H_{new} \leftarrow H_{new} + \eta_H M
 
 with :math:`c` = ``clamp``, :math:`\mu` = ``momentum`` and :math:`\eta_H` = ``lr_hebb`` (constant).
+Under data parallelism :math:`Y^T (X - Y H)`, :math:`N` and the second moment :math:`C` below are sums
+over every rank's rows (:func:`neurosim.continual.distributed.all_reduce`), so every rank holds the
+same subspace.
 :math:`q` is the identity, or with ``quantise=(s, T_h)`` the spiking lateral neurons
 :math:`q(y) = \mathrm{round}(\mathrm{clip}(y, -s, s) / s \cdot T_h)\, s / T_h`.
 :math:`H = [H_{old}; H_{new}]`: the reconstruction uses all rows but only the rows of the current
@@ -68,6 +71,7 @@ import numpy as np
 import torch
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
+from neurosim.continual import distributed
 
 from .orthogonal import (DelayedRows, OrthogonalProjection, check_layer_values, constrained, energy,
                          energy_count, extend, layer_value, random_rows, seeded)
@@ -239,9 +243,10 @@ class HLOP(OrthogonalProjection):
         """``hebb_iters`` momentum steps of Oja's subspace rule on the new rows (module docstring)."""
         new, m = sub.new, sub.momentum
         residual = x - self._q(x @ sub.old.t()) @ sub.old  # the old rows' part, fixed within the batch
+        rows = int(distributed.all_reduce(torch.tensor(x.shape[0])))  # N over every rank's shard
         for _ in range(self.hebb_iters):
             y = self._q(x @ new.t())
-            dh = torch.clamp(y.t() @ (residual - y @ new) / x.shape[0], -self.clamp, self.clamp)
+            dh = torch.clamp(distributed.all_reduce(y.t() @ (residual - y @ new)) / rows, -self.clamp, self.clamp)
             m = self.momentum * m + (1 - self.momentum) * dh
             new = new + eta * m
         sub.new, sub.momentum = new, m
@@ -299,7 +304,7 @@ class HLOP(OrthogonalProjection):
             sub = self.subspaces[name]
             with torch.no_grad():
                 if sub.moment is not None:
-                    sub.moment += (x.t() @ x).double()
+                    sub.moment += distributed.all_reduce((x.t() @ x).double())
                     sub.batches += 1
                     if sub.batches & (sub.batches - 1) == 0:  # 1, 2, 4, 8, ...
                         self._grow(sub, self.current, layer, name)

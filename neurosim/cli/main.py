@@ -8,7 +8,10 @@ from its last complete checkpoint; ``neurosim replay RUN.h5 --task T [--after-ta
 input recorded after task T back into the network of the end of task U; ``neurosim inspect RUN.h5``
 summarises a run file (also while it is written) and ``neurosim plot RUN.h5 WHAT --out FILE.png``
 draws a raster, population rates, the accuracy matrix, forgetting curves or a histogram of the
-synaptic delays of a checkpoint.
+synaptic delays of a checkpoint. ``--nproc N`` trains an experiment file data-parallel in N local
+processes (under ``torchrun`` the processes it starts are used instead).
+``neurosim sweep SWEEP.toml [--address ADDR] [--resume]`` runs a sweep on Ray Tune
+(:mod:`neurosim.runs.sweep`) and ``neurosim sweep-report DIR`` tabulates it (:mod:`neurosim.cli.sweeps`).
 ``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
 its rates (``--raster FILE`` writes a raster PNG). ``neurosim repair RUN.h5 --out NEW.h5`` copies
 what is intact in a damaged run file into a new one that resumes.
@@ -29,6 +32,7 @@ import time
 
 import numpy as np
 
+from ..continual import distributed
 from ..continual.runner import Diverged, Interrupted
 from ..errors import NeurosimError
 from ..runs import experiment
@@ -83,21 +87,58 @@ def _report(name: str, r) -> None:
     print(f"ACC {100 * r.acc:.2f} %   BWT {100 * r.bwt:.2f} %   FWT {100 * r.fwt:.2f} %")
 
 
+def _nproc(args) -> int:
+    """Processes to launch: ``--nproc``, or 1 under torchrun (which started them; join its group)."""
+    if distributed.from_torchrun():
+        if args.nproc not in (None, 1):
+            raise NeurosimError("--nproc and torchrun both start processes: use one of them")
+        distributed.init_from_env()
+        return 1
+    return 1 if args.nproc is None else args.nproc
+
+
 def _experiment_file(args) -> None:
     config = experiment.load(args.experiment)
     store = args.store or os.path.splitext(args.experiment)[0] + ".h5"
+    nproc = _nproc(args)
+    if os.path.exists(store) and not args.overwrite and distributed.rank() == 0:
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass --overwrite")
     try:
-        r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet)
+        r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet,
+                             nproc=nproc)
     except RunFileExists:
         raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass "
                             f"--overwrite") from None
-    _report(config["name"], r)
-    print(f"run file        {store}")
+    if distributed.rank() == 0:
+        _report(config["name"], r)
+        print(f"run file        {store}")
 
 
 def _cmd_resume(args) -> int:
-    r = experiment.resume(args.run, progress=not args.quiet)
-    _report(args.run, r)
+    r = experiment.resume(args.run, progress=not args.quiet, nproc=_nproc(args))
+    if distributed.rank() == 0:
+        _report(args.run, r)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from ..runs import sweep
+
+    s = sweep.load(args.sweep)
+    r = sweep.run(s, address=args.address, resume=args.resume, num_cpus=args.num_cpus, temp_dir=args.ray_temp)
+    print(f"sweep           {s.name}: {r.trials} trials, {r.errors} failed")
+    if r.best is not None:
+        print(f"best            {s.metric} {r.best[s.metric]:.4f} with {r.best['params']}")
+    print(f"directory       {r.directory}")
+    print(f"report          neurosim sweep-report {r.directory}")
+    return 0 if r.errors == 0 else 1
+
+
+def _cmd_sweep_report(args) -> int:
+    from .sweeps import report
+
+    print(report(args.directory, csv_path=args.csv, trials_csv=args.trials_csv, plot_dir=args.plots,
+                 metric=args.metric, mode=args.mode))
     return 0
 
 
@@ -206,10 +247,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", type=_keep, metavar="N|all",
                      help="EXPERIMENT.toml: keep the latest N checkpoints, or all (default: training.keep of the "
                           "experiment, else 2, or all when it records for replay)")
+    run.add_argument("--nproc", type=int, help="EXPERIMENT.toml: data-parallel training in N local processes")
     run.set_defaults(fn=_cmd_run)
     resume = sub.add_parser("resume", help="continue a run from its last complete checkpoint")
     resume.add_argument("run", metavar="RUN.h5")
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--nproc", type=int, help="data-parallel: as many processes as the run was written with")
     resume.set_defaults(fn=_cmd_resume)
     rp = sub.add_parser("repair", help="copy what is intact in a damaged run file into a new one that resumes")
     rp.add_argument("run", metavar="RUN.h5")
@@ -232,6 +275,21 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms (default: 1/50 of the recording, <= 10 ms)")
     pl.add_argument("--checkpoint", type=int, help="delays: the checkpoint (default: the latest)")
     pl.set_defaults(fn=_cmd_plot)
+    sw = sub.add_parser("sweep", help="run a hyperparameter sweep on Ray Tune")
+    sw.add_argument("sweep", metavar="SWEEP.toml")
+    sw.add_argument("--address", help="an existing Ray cluster (auto, ray://host:port); default: a local Ray")
+    sw.add_argument("--resume", action="store_true", help="continue the sweep after its driver was stopped")
+    sw.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default: all)")
+    sw.add_argument("--ray-temp", metavar="DIR", help="local Ray: its session folder (default: Ray's)")
+    sw.set_defaults(fn=_cmd_sweep)
+    sr = sub.add_parser("sweep-report", help="table, CSV and plots of a sweep's trials")
+    sr.add_argument("directory", metavar="DIR", help="the sweep's directory (STORAGE/NAME)")
+    sr.add_argument("--csv", metavar="FILE.csv", help="write the grouped table")
+    sr.add_argument("--trials-csv", metavar="FILE.csv", help="write one row per trial")
+    sr.add_argument("--plots", metavar="DIR", help="write ACC against each swept value and the accuracy matrices")
+    sr.add_argument("--metric", default="acc", choices=("acc", "bwt", "fwt"), help="what 'best' means (default acc)")
+    sr.add_argument("--mode", default="max", choices=("max", "min"))
+    sr.set_defaults(fn=_cmd_sweep_report)
     return ap
 
 

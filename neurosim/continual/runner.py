@@ -29,7 +29,7 @@ the task's end: :mod:`neurosim.runs.replay` feeds them back. ``run(resume=True)`
 result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
 (plugins attach there and must not reset what they learnt), but not ``before_task`` or
 ``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
-checkpoint.
+checkpoint. ``task_callbacks`` are called after each task's row of ``R`` and its checkpoint.
 
 While a run with a store trains, SIGINT (Ctrl-C) and SIGTERM (a cluster's preemption notice) let
 the current batch finish, write a checkpoint and raise :class:`Interrupted` ("interrupted at task
@@ -45,6 +45,16 @@ written, so the file keeps its last checkpoint. ``divergence=False`` turns the r
 checks off (a non-finite loss still stops the run). Every ``health_every`` batches and at the end of
 each task, plugins' :meth:`~neurosim.continual.plugin.Plugin.health` figures go to the store's health
 table (``"<plugin>.<figure>"``, :meth:`~neurosim.storage.store.RunStore.read_health`).
+
+In a process group (:mod:`neurosim.continual.distributed`) the runner trains data-parallel: plugins'
+``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
+one contiguous shard per rank; learners and the remaining hooks see the rank's shard; the loss
+(for the log and the divergence guard) and the gradients are averaged, weighted by shard size,
+before ``after_backward`` (so it and everything after it see the global gradient). Every rank
+evaluates and takes part in each checkpoint; rank 0 alone logs, records, fires ``on_metrics`` and
+writes the store, and its checkpoints hold every rank's RNG states. A checkpoint resumes only with
+as many processes as wrote it. Signals are not caught there: a stopped process group leaves the
+file as a kill does (consistent, resumable from its last checkpoint).
 """
 from __future__ import annotations
 
@@ -62,6 +72,7 @@ import torch
 from torch.nn import functional as F
 
 from ..datasets.encoding import encode
+from . import distributed
 from .learners import BPTT
 from ..errors import NeurosimError, check_int, check_known, check_positive
 from ..progress import progress_bar
@@ -167,6 +178,11 @@ class Continual:
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
         self.generator = torch.Generator().manual_seed(seed)
+        #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
+        #: (progress reports such as a sweep's); not plugins, so not part of the checkpoint.
+        self.task_callbacks: list[Callable] = []
+        self._keeping = store is not None  # whether checkpoints are kept (by rank 0, under data parallelism)
+        self._batch_seq: torch.Tensor | None = None
 
     def _check_record(self, record: dict | None) -> dict | None:
         if record is None:
@@ -224,6 +240,8 @@ class Continual:
         probes = {f"record {pop}": Probe(pop, "spikes", events=True) for pop in self.record["populations"]}
         with torch.no_grad():
             res = self.network.run({self.input: seq}, outputs=[self.output], probes=probes)
+        if self.store is None:  # a rank other than 0: it encoded the input as rank 0 did, and writes nothing
+            return
         self.store.recorder(f"t{task.index}_input").append(seq)
         for pop, name in zip(self.record["populations"], probes):
             t, b, i = res.probes[name]  # ordered by step
@@ -234,6 +252,11 @@ class Continual:
         if len(names) != 1:
             raise NeurosimError(f"the network has {len(names)} candidates for the {what}; name it explicitly")
         return names[0]
+
+    def _metrics(self, kind: str, metrics: dict) -> None:
+        """``on_metrics``, on rank 0 only under data parallelism (every rank holds the same numbers)."""
+        if distributed.rank() == 0:
+            self._fire("on_metrics", kind, metrics)
 
     def _fire(self, hook: str, *args):
         for p in self.plugins:
@@ -259,8 +282,17 @@ class Continual:
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
-        out = self.network.run({self.input: self.encode(x)}, outputs=[self.output]).outputs[self.output]
+        return self.sequence_scores(self.encode(x), task)
+
+    def sequence_scores(self, seq: torch.Tensor, task: Task | None = None) -> torch.Tensor:
+        """Class scores ``[B, n_outputs]`` of an encoded input sequence ``[T, B, F]``."""
+        out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
         return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
+
+    def batch_sequence(self) -> torch.Tensor:
+        """The encoded input ``[T, B, F]`` of the training batch ``inputs`` (learners run this): the
+        global batch encoded as one process would, and this rank's shard of it."""
+        return self._batch_seq
 
     def evaluate(self, task: Task, batch_size: int = 512) -> float:
         self._fire("before_eval")
@@ -285,7 +317,7 @@ class Continual:
                 self._fire("before_epoch")
                 order = torch.randperm(n, generator=self.generator)
             bar = progress_bar(total=len(batches), desc=f"task {task.index} epoch {self.epoch}", unit="batch",
-                               initial=batch, enabled=self.progress)
+                               initial=batch, enabled=self.progress and distributed.rank() == 0)
             for b in range(batch, len(batches)):
                 self.batch = b
                 idx = order[batches[b]:batches[b] + self.batch_size].numpy()
@@ -293,9 +325,8 @@ class Continual:
                 self.step += 1
                 if self.store is not None:
                     self.store.log(task.index, self.epoch, self.step, loss)
-                self._fire("on_metrics", "batch", {"task": task.index, "epoch": self.epoch, "step": self.step,
-                                                   "loss": loss})
-                if self.store is not None:
+                self._metrics("batch", {"task": task.index, "epoch": self.epoch, "step": self.step, "loss": loss})
+                if self._keeping:
                     if self.health_every and self.step % self.health_every == 0:
                         self._log_health()
                     if self.checkpoint_every and self.step % self.checkpoint_every == 0 or self._stop_signal:
@@ -310,20 +341,29 @@ class Continual:
             self._fire("after_epoch")
 
     def train_batch(self, task: Task, idx: np.ndarray) -> float:
-        """One optimiser step on the samples ``idx`` of ``task``; returns the loss."""
+        """One optimiser step on the samples ``idx`` of ``task``; returns the loss (of the global
+        batch under data parallelism: :mod:`neurosim.continual.distributed`)."""
         self.inputs = torch.as_tensor(task.train.x[idx])
         self.targets = torch.as_tensor(task.train.y[idx])
-        self._fire("before_batch")
+        self._fire("before_batch")  # plugins see (and may extend) the global batch
         self.optimizer.zero_grad()
+        total = len(self.targets)
+        self._batch_seq = self.encode(self.inputs)
+        if distributed.active():
+            part = distributed.shard(total)
+            self.inputs, self.targets = self.inputs[part], self.targets[part]
+            self._batch_seq = self._batch_seq[:, part]
         self.outputs = self.learning.forward(self, task)
         self._fire("after_forward", self.outputs)
         loss = F.cross_entropy(self.outputs, self.targets)
         for p in self.plugins:
             loss = p.before_backward(self, loss)
         self.loss = loss
-        value = loss.item()
+        local = len(self.targets)
+        value = float(distributed.weighted_mean(loss.detach(), local, total))
         self._guard_loss(task, value)
         self.learning.backward(self, loss)
+        distributed.average_gradients(self.network.parameters(), local, total)
         self._fire("after_backward")
         self._fire("before_update")
         self.optimizer.step()
@@ -388,6 +428,8 @@ class Continual:
 
     # -- health, signals -------------------------------------------------------------------------
     def _log_health(self) -> None:
+        if self.store is None:  # a rank other than 0
+            return
         figures = {}
         for p in self.plugins:
             for key, value in (p.health(self) or {}).items():
@@ -400,7 +442,7 @@ class Continual:
         """While a run with a store trains (in the main thread): SIGINT and SIGTERM ask it to stop
         after the current batch (:class:`Interrupted`); a second one ends the process at once (the
         file is then as after a kill: consistent, resumable)."""
-        if self.store is None or threading.current_thread() is not threading.main_thread():
+        if self.store is None or threading.current_thread() is not threading.main_thread() or distributed.active():
             yield
             return
         self._stop_signal = None
@@ -438,8 +480,15 @@ class Continual:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
-        """Write a checkpoint to the store: everything needed to continue from ``cursor``."""
+        """Write a checkpoint to the store: everything needed to continue from ``cursor``. Under data
+        parallelism every rank calls it; rank 0 writes, with every rank's RNG states."""
         mid_task = cursor["epoch"] > 0 or cursor["batch"] > 0
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        ranks = distributed.all_gather_object(rng)
+        if self.store is None:
+            return -1
+        if len(ranks) > 1:
+            rng = dict(rng, ranks=ranks)
         return self.store.write_checkpoint({
             "cursor": dict(cursor, step=self.step),
             "order": order,
@@ -448,23 +497,44 @@ class Continual:
             "training": [m.training for m in self.network.modules()],
             "optimizer": self.optimizer.state_dict() if mid_task else None,
             "plugins": [p.state_dict() for p in self.plugins],
-            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "rng": rng,
             "R": self.R, "b": self.b,
             "losses": list(self._losses),
         })
 
+    def _check_parallel(self) -> None:
+        """Refuse what data parallelism cannot split exactly: per-batch statistics and random masks drawn
+        per local sample, and batches with fewer samples than processes."""
+        for name, m in self.network.named_modules():
+            if getattr(m, "running_mean", None) is not None or getattr(m, "dropout", 0) or \
+                    isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                raise NeurosimError(f"data-parallel training cannot split module {name!r} exactly: batch "
+                                    "normalisation and dropout draw on the local batch; run it in one process")
+        size = distributed.world_size()
+        for task in self.scenario.tasks:
+            n = len(task.train.y)
+            smallest = min(self.batch_size, n % self.batch_size or self.batch_size)
+            if smallest < size:
+                raise NeurosimError(f"task {task.index} has a batch of {smallest} samples, fewer than the "
+                                    f"{size} processes: choose batch_size and the process count so that every "
+                                    "batch has at least one sample per process")
+
     def _restore(self) -> dict | None:
         """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
-        if self.store is None:
+        if not self._keeping:
             raise NeurosimError("resuming needs a store: pass store= to Continual")
-        found = self.store.resume()
+        found = distributed.broadcast_object(self.store.resume() if self.store is not None else None)
         if found is None:
             return None
         k, s = found
+        ranks = s["rng"].get("ranks", [s["rng"]])
+        if len(ranks) != distributed.world_size():
+            raise NeurosimError(f"checkpoint {k} was written by {len(ranks)} process(es): resume it with "
+                                f"{len(ranks)}, not {distributed.world_size()}")
         params, modules = list(self.network.parameters()), list(self.network.modules())
         if len(s["plugins"]) != len(self.plugins) or len(s["requires_grad"]) != len(params) \
                 or len(s["training"]) != len(modules):
-            raise NeurosimError(f"checkpoint {k} of {self.store.path} does not match this run: it holds "
+            raise NeurosimError(f"checkpoint {k} of {getattr(self.store, 'path', 'the run file')} does not match this run: it holds "
                                 f"{len(s['plugins'])} plugin states and {len(s['requires_grad'])} parameters, "
                                 f"the run has {len(self.plugins)} and {len(params)}")
         self.network.load_state_dict(s["network"])
@@ -474,8 +544,9 @@ class Continual:
             m.training = flag
         for p, state in zip(self.plugins, s["plugins"]):
             p.load_state_dict(state)
-        torch.set_rng_state(s["rng"]["torch"])
-        self.generator.set_state(s["rng"]["generator"])
+        rng = ranks[distributed.rank()]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
         self.R, self.b = np.array(s["R"]), np.array(s["b"])
         self._losses.clear()
         self._losses.extend(s.get("losses", []))
@@ -486,6 +557,9 @@ class Continual:
     def run(self, resume: bool = False) -> ContinualResult:
         """Train every task in order (see the module docstring); with ``resume``, continue from
         the store's last complete checkpoint, or from the start if it has none."""
+        self._keeping = bool(distributed.broadcast_object(self.store is not None))
+        if distributed.active():
+            self._check_parallel()
         with self._signals():
             return self._run(resume)
 
@@ -514,9 +588,9 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
-            self._fire("on_metrics", "task", {"task": self.task, "step": self.step, "accuracy": self.R[self.task].copy(),
-                                              "acc": acc(self.R), "bwt": bwt(self.R), "fwt": fwt(self.R, self.b)})
-            if self.store is not None:
+            self._metrics("task", {"task": self.task, "step": self.step, "accuracy": self.R[self.task].copy(),
+                                   "acc": acc(self.R), "bwt": bwt(self.R), "fwt": fwt(self.R, self.b)})
+            if self._keeping:
                 if self.record is not None:
                     self._record(task)
                 if self.health_every:
@@ -524,6 +598,8 @@ class Continual:
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
                 if self._stop_signal and self.task + 1 < len(tasks):
                     self._stop(f"the end of task {self.task}")
+            for f in self.task_callbacks:
+                f(self, self.task)
         self._fire("after_training")
         if self.store is not None:
             self.store.flush()

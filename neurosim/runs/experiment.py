@@ -27,7 +27,10 @@ runner records after each task for replay. :func:`check` checks every value's ty
 machine's, then turns a configuration into a ready runner; the configuration is all a run file
 needs to rebuild the run: :func:`start` runs one into a new run file, :func:`resume` continues one
 from its file, :func:`load` reads one from TOML. A bad configuration ends in one line naming the
-value, before any file is created.
+value, before any file is created. :func:`start` and
+:func:`resume` take ``nproc``: data-parallel training in that many local processes
+(:mod:`neurosim.continual.distributed`); a resumed run needs the count it was written with. In a
+process group that already exists (started by ``torchrun``) they train data-parallel across it.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import tomllib
 from pathlib import Path
 
 from . import checks
+from ..continual import distributed
 from ..continual.runner import OPTIMIZERS, Continual, ContinualResult, Diverged, Interrupted
 from ..datasets.encoding import ENCODINGS
 from ..datasets.images import Split, digits, idx_dataset, standardised, subset
@@ -350,13 +354,22 @@ def retention(config: dict, keep: int | str | None = None) -> int | None:
 
 
 def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, keep: int | str | None = None,
-          progress: bool = True) -> ContinualResult:
-    """Run ``config`` from the beginning, into a new run file at ``path``, keeping the latest ``keep``
-    checkpoints (:func:`retention`; the run file records the choice, so that :func:`resume` keeps as
-    many). The experiment is checked and built before the file is created, so a bad one leaves
-    nothing behind; a run that fails before its first checkpoint (other than by a signal or a failed
-    write) removes its file too."""
+          progress: bool = True, nproc: int = 1, callbacks: tuple = ()) -> ContinualResult:
+    """Run ``config`` from the beginning, into a new run file at ``path`` (written by rank 0), keeping
+    the latest ``keep`` checkpoints (:func:`retention`; the run file records the choice, so that
+    :func:`resume` keeps as many). The experiment is checked and built before the file is created,
+    so a bad one leaves nothing behind; a run that fails before its first checkpoint (other than by
+    a signal or a failed write) removes its file too. ``callbacks``: the runner's ``task_callbacks``."""
+    if nproc != 1:  # launch checks the count
+        return distributed.launch(_start, nproc, config, os.fspath(path), overwrite, keep, progress, callbacks)
+    return _start(config, path, overwrite, keep, progress, callbacks)
+
+
+def _start(config, path, overwrite, keep, progress, callbacks) -> ContinualResult:
     runner = build(config, progress)
+    runner.task_callbacks.extend(callbacks)
+    if distributed.rank() > 0:
+        return runner.run()
     keep = retention(config, keep)
     config = copy.deepcopy(config)
     config["training"]["keep"] = "all" if keep is None else keep
@@ -372,12 +385,22 @@ def start(config: dict, path: str | os.PathLike, *, overwrite: bool = False, kee
         raise
 
 
-def resume(path: str | os.PathLike, *, progress: bool = True) -> ContinualResult:
+def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1,
+           callbacks: tuple = ()) -> ContinualResult:
     """Continue the run in ``path`` from its last complete checkpoint (or from the beginning), keeping
     as many checkpoints as the run file says. The stored experiment is checked and built before the
     file is opened for writing, and the file is validated in full before anything is written."""
-    config = RunStore.read_config(path)
+    if nproc != 1:  # launch checks the count
+        return distributed.launch(_resume, nproc, os.fspath(path), progress, callbacks)
+    return _resume(path, progress, callbacks)
+
+
+def _resume(path, progress, callbacks) -> ContinualResult:
+    config = distributed.broadcast_object(RunStore.read_config(path) if distributed.rank() == 0 else None)
     runner = build(config, progress)
+    runner.task_callbacks.extend(callbacks)
+    if distributed.rank() > 0:
+        return runner.run(resume=True)
     with RunStore.open(path, "a", keep=retention(config)) as store:
         runner.store = store
         return runner.run(resume=True)
