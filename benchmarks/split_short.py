@@ -26,6 +26,22 @@ Methods:
 For HLOP and GPM it also prints the rows each layer kept per task and the largest deviation of the
 merged basis from orthonormality, :math:`\max |B B^T - I|`.
 
+Measured (seed 0, ACC / BWT in %; HLOP and GPM merged bases orthonormal to 3e-8 in every run):
+
+============== ======================== ==================== ====================
+method         Fashion-MNIST, 1 epoch   MNIST, 1 epoch       digits, 30 epochs
+============== ======================== ==================== ====================
+baseline       84.02 / -18.55           97.13 / -2.70        97.05 / -3.42
+hlop           97.28 / -0.28            96.62 / -0.19        98.72 / 0.00
+gpm            97.36 / -0.09            98.05 / +0.08        99.15 / 0.00
+hlop-fixed     98.12 / -0.33
+ewc            94.59 / -5.40
+============== ======================== ==================== ====================
+
+With 10 epochs per task on digits: baseline 97.53 / -2.00, hlop 98.94 / +0.28, gpm 98.94 / 0.00.
+On MNIST, where the baseline forgets little, HLOP's default rows cost the last task some plasticity
+(92.1 % on it against 98.4 %).
+
 Usage::
 
     python benchmarks/split_short.py [--data mnist|fashion_mnist|digits] [--methods baseline hlop gpm] [--epochs N]

@@ -571,9 +571,25 @@ def test_a_corrupted_checkpoint_is_reported(good_file):
             store.check()
 
 
-def test_create_refuses_to_clobber(good_file):
+def test_create_refuses_to_clobber(good_file, tmp_path):
     with pytest.raises(NeurosimError, match="already exists"):
         RunStore.create(good_file, {})
+    foreign, text, damaged = tmp_path / "data.h5", tmp_path / "exp.toml", tmp_path / "damaged.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    text.write_text("[model]\n")
+    for path, message in ((foreign, "is an HDF5 file but not a neurosim run file; refusing to replace it"),
+                          (text, "is not a run file \\(not HDF5\\); refusing to replace it")):
+        before = digest(path)
+        with pytest.raises(NeurosimError, match=message):
+            RunStore.create(path, {}, overwrite=True)
+        assert digest(path) == before
+    damaged.write_bytes(good_file.read_bytes()[:4096])  # a run file too damaged to open may be replaced
+    RunStore.create(damaged, {"name": "new"}, overwrite=True).close()
+    RunStore.create(good_file, {"name": "new"}, overwrite=True).close()
+    for path in (damaged, good_file):
+        with RunStore.open(path, validate=True) as store:
+            assert store.config == {"name": "new"}
 
 
 # -- summary and plots ---------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ from torch.nn import functional as F
 from ..datasets.encoding import encode
 from . import distributed
 from .learners import BPTT
-from ..errors import NeurosimError, check_known, check_positive
+from ..errors import NeurosimError, check_int, check_known, check_positive
 from ..progress import progress_bar
 from .metrics import acc, bwt, fwt
 from ..network import Network, Probe
@@ -143,23 +143,22 @@ class Continual:
                                 f"scenario needs {scenario.n_outputs}")
         if optimizer not in OPTIMIZERS:
             raise NeurosimError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise NeurosimError(f"lr must be a number, got {lr!r}")
         check_positive("lr", lr)
         if not callable(readout) and readout not in READOUTS:
             raise NeurosimError(f"unknown readout {readout!r}; expected one of: {', '.join(READOUTS)}, or a function")
         self.readout = readout if callable(readout) else READOUTS[readout]
         for name, v in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
-            if not isinstance(v, int) or v < 1:
-                raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, v)
         self.steps, self.encoding, self.epochs, self.batch_size = steps, encoding, epochs, batch_size
         self.min_steps = max(steps, network.min_steps())
         if scenario.tasks and scenario.tasks[0].train.x.ndim == 2 and steps < self.min_steps:
             raise NeurosimError(f"steps={steps} is shorter than the network accepts ({self.min_steps}: "
                                 "the longest synaptic delay)")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
-        if health_every is not None and (isinstance(health_every, bool) or not isinstance(health_every, int)
-                                         or health_every < 1):
-            raise NeurosimError(f"health_every must be a positive integer or None, got {health_every!r}")
+        for name, v in (("checkpoint_every", checkpoint_every), ("health_every", health_every)):
+            if v is not None:
+                check_int(name, v)
         self.divergence = self._check_divergence(divergence)
         self.health_every = health_every
         self._losses: deque = deque(maxlen=self.divergence["window"] if self.divergence else 1)

@@ -161,10 +161,11 @@ def _describe(t) -> str:
 def keywords(name: str, fn, kwargs: Mapping, *, positive_ints: bool = False, skip: Sequence[str] = ()) -> None:
     """Raise unless every key of ``kwargs`` is a parameter of ``fn`` and its value matches the
     annotation (``positive_ints``: integers, but seeds, must also be >= 1)."""
-    params = {p.name: p for p in inspect.signature(fn).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    signature = inspect.signature(fn).parameters.values()
+    params = {p.name: p for p in signature if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"}
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in signature)
     for key in kwargs:
-        if key not in params and key not in skip:
+        if key not in params and key not in skip and not open_ended:
             raise NeurosimError(f"unknown {name} parameter {key!r}; known: {', '.join(params)}")
     for p in params.values():
         if p.default is inspect.Parameter.empty and p.name not in kwargs and p.name not in skip:

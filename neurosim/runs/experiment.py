@@ -216,6 +216,9 @@ def _data(name: str, root: str | None, seed: int, options: dict) -> Split:
         except TypeError as e:
             raise NeurosimError(f"scenario options for {name!r}: {e}") from None
         return as_split(train, test)
+    for key in options:
+        if key not in IMAGE_OPTIONS:
+            raise NeurosimError(f"unknown {name} option {key!r}; image data sets take: {', '.join(IMAGE_OPTIONS)}")
     data = digits(seed=seed) if name == "digits" else idx_dataset(name, root)
     return standardised(subset(data, seed=seed, name=name, **options))
 

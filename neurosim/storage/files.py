@@ -282,35 +282,6 @@ def _kill(pid: int) -> None:
 
 
 # -- failed writes -------------------------------------------------------------------------------
-def detach(f: h5py.File | h5py.h5f.FileID, fd: int | None = None) -> None:
-    """Close ``f`` after a failed write without writing anything more into its file.
-
-    After a failed write HDF5 still holds dirty metadata, which every later flush and close tries
-    to write again; repeated failures there leave the library in a state where closing crashes
-    the process (at exit at the latest). Pointing HDF5's descriptor at the null device first
-    lets the close succeed, and the file keeps what was committed before the failure, as after
-    a killed writer."""
-    fid = f.id if isinstance(f, h5py.File) else f
-    try:
-        if fd is None:
-            fd = fid.get_vfd_handle()
-        null = os.open(os.devnull, os.O_RDWR)
-        try:
-            os.dup2(null, fd)
-        finally:
-            os.close(null)
-    except (OSError, ValueError, RuntimeError):
-        pass
-    try:
-        if isinstance(f, h5py.File):
-            f.close()
-        else:
-            while fid.valid:
-                h5py.h5i.dec_ref(fid)
-    except Exception:  # the null device takes every write; nothing else can fail that matters here
-        pass
-
-
 @contextlib.contextmanager
 def dealloc_errors_raised():
     """Raise, at the end of the block, the first error HDF5 reported while h5py released an object

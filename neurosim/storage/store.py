@@ -360,11 +360,18 @@ class RunStore:
         """Raise unless ``path`` is a neurosim run file, or an HDF5 file too damaged to say."""
         if not files.is_hdf5(path):
             raise NeurosimError(f"{path} is not a run file (not HDF5); refusing to replace it")
+
+        def kind() -> str:
+            try:
+                with h5py.File(path, "r", locking=False, swmr=True) as f:
+                    return "foreign" if "neurosim_format" not in f.attrs else "run"
+            except Exception:  # noqa: BLE001 - a damaged file may be replaced
+                return "damaged"
+
         try:
-            with h5py.File(path, "r", locking=False, swmr=True) as f:
-                foreign = "neurosim_format" not in f.attrs
-        except Exception:  # noqa: BLE001 - a damaged file may be replaced
-            return
+            foreign = files.bounded(path, kind, "reading") == "foreign"
+        except NeurosimError:  # too damaged to read in time
+            foreign = False
         if foreign:
             raise NeurosimError(f"{path} is an HDF5 file but not a neurosim run file; refusing to replace it")
 
@@ -594,8 +601,10 @@ class RunStore:
             "the file keeps what was committed before"
 
     def _stop(self, message: str) -> None:
-        """Write nothing more: point HDF5's descriptor at the null device (the close then succeeds
-        without writing) and remember why."""
+        """Write nothing more: point HDF5's descriptor at the null device and remember why. HDF5
+        keeps the dirty metadata a failed write left and tries to write it again at every flush and
+        at close; repeated failures there end in a crash of the process (at exit at the latest).
+        With the null device the close succeeds, and the file keeps what was committed before."""
         self._failure = message
         if self._hdf5_fd is not None:
             try:
