@@ -97,6 +97,7 @@ def test_disk_full_swept(reference, tmp_path):
     size = os.path.getsize(reference[1])
     limits = sorted({int(x) for x in np.geomspace(1_000, size * 1.05, 24)})
     outcomes = [disk_full_at(reference, tmp_path, n) for n in limits]
+    print(dict(zip(limits, outcomes)))
     assert outcomes.count("resumed") >= 10 and outcomes[-1] == "fits"
 
 
@@ -256,6 +257,7 @@ def test_signals_at_twenty_random_instants_for_run_and_resume(reference, tmp_pat
         sig = (signal.SIGINT, signal.SIGTERM)[k % 2]
         signals = (sig, sig) if k % 11 == 10 else (sig,)
         outcomes.append(interrupt(reference, tmp_path, k, rnd, signals, resume=k >= 22))
+    print({o: outcomes.count(o) for o in set(outcomes)})
     assert outcomes.count("checkpointed") >= 20, outcomes
 
 

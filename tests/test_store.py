@@ -397,6 +397,22 @@ def test_two_readers_see_consistent_prefixes_while_a_writer_runs(tmp_path):
     assert verify(path) == (124 * 40, 30)
 
 
+def test_a_file_being_written_checks_out(tmp_path):
+    """inspect's full check of a file another process writes meanwhile (dropping checkpoints: keep=2)."""
+    path = str(tmp_path / "live.h5")
+    writer(path, iterations=8)
+    w = FORK.Process(target=writer, args=(path,), kwargs={"iterations": 200, "pause": 0.005})
+    w.start()
+    checked = 0
+    while w.is_alive() and checked < 6:
+        text = summarise(path)
+        assert "checkpoints" in text and "killed" in text
+        checked += 1
+    w.join(120)
+    assert w.exitcode == 0 and checked >= 3
+    RunStore.validate(path)
+
+
 def _open_for_writing(path, results) -> None:
     try:
         RunStore.open(path, "a").close()

@@ -191,9 +191,9 @@ def check_rows(store: "RunStore", ds: h5py.Dataset, n: int, what: str, crc: int 
 def check_extent(store: "RunStore", ds: h5py.Dataset, n: int, what: str) -> None:
     """Raise unless ``ds`` holds at least ``n`` rows, all in allocated chunks (a chunk lost from a
     damaged index would read as fill values)."""
-    if ds.shape[0] < n:
-        raise NeurosimError(f"{store.path} is a damaged run file: {what} counts {n} rows, its dataset holds "
-                            f"{ds.shape[0]}")
+    extent = store.read_dataset(ds, lambda d: d.shape[0], what)  # refreshed while another process writes
+    if extent < n:
+        raise NeurosimError(f"{store.path} is a damaged run file: {what} counts {n} rows, its dataset holds {extent}")
     if ds.chunks is None or not n:
         return
     rest = (0,) * (ds.ndim - 1)
@@ -940,6 +940,19 @@ class RunStore:
         return self.recorder(name).read()
 
     def check(self) -> None:
+        """:meth:`_check`; a reader of a file another process may be writing (not closed cleanly)
+        refreshes and tries again before it reports damage, since a writer dropping a checkpoint or
+        rewinding the log meanwhile changes what the reader's commit counted."""
+        for attempt in range(3):
+            try:
+                return self._check()
+            except NeurosimError:
+                if self.mode != "r" or self._clean or attempt == 2:
+                    raise
+                _time.sleep(0.05)
+                self.refresh()
+
+    def _check(self) -> None:
         """Verify, reading only, everything the file holds and a resume relies on: the fixed part
         (``static_crc32``), the accuracy matrix (``R_crc32``, in a file closed cleanly: a killed
         writer may have written a row it did not commit), the counters against the datasets, every
@@ -960,8 +973,9 @@ class RunStore:
             if c[field] < 0:
                 raise NeurosimError(f"{damaged}: negative counter {field}")
         n = c["R"]
-        if self._R.ndim != 2 or self._R.shape[0] < n or self._R.shape[1] < n:
-            raise NeurosimError(f"{damaged}: R counts {n} x {n}, its dataset is {self._R.shape}")
+        shape = self.read_dataset(self._R, lambda d: d.shape, "the accuracy matrix")
+        if len(shape) != 2 or shape[0] < n or shape[1] < n:
+            raise NeurosimError(f"{damaged}: R counts {n} x {n}, its dataset is {shape}")
         R = self.R
         if "R_crc32" in c and self._clean and _crc(R) != c["R_crc32"]:
             raise NeurosimError(f"{damaged}: the accuracy matrix does not match its checksum")
