@@ -86,15 +86,14 @@ from neurosim.datasets import Dataset
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
 from neurosim.plugin import Plugin
-from neurosim.plugins.ewc import EWC
+from neurosim.plugins.ewc import EWC, FORMS
+from neurosim.plugins.freeze import Freeze
 from neurosim.plugins.metaplasticity import Metaplasticity
 from neurosim.scenarios import Scenario, Task
 
 METHODS = ("baseline", "ewc", "metaplasticity", "hlop")
 #: HLOP paper, Table 2, PMNIST: ACC / BWT in %.
 PAPER = {"baseline": (70.61, -28.88), "ewc": (91.45, -3.20), "hlop": (95.15, -1.30)}
-EWC_LAMBDA = 30.0
-META_M = 1.35
 
 
 class SeenTasks(Continual):
@@ -133,9 +132,11 @@ class Progress(Plugin):
 
 
 def ewc_stiffness(runner) -> str:
-    """For EWC: the largest ``lr * lambda * sum_s F_s`` over the weights. Plain SGD on the penalty
-    multiplies a weight's distance to its anchor by ``1 - lr * lambda * sum_s F_s`` per step, so it
-    oscillates and diverges where this exceeds 2."""
+    """For EWC: ``lr * lambda * sum_s F_s``, its largest value over all parameters and its median
+    in each weight matrix. In the penalty form plain SGD multiplies a weight's distance to its
+    anchor by ``1 - lr * lambda * sum_s F_s`` per step (diverging where this exceeds 2); in the
+    proximal form the weight moves toward its anchors by ``k / (1 + k)`` of the distance, ``k``
+    this number."""
     ewc = next((p for p in runner.plugins if isinstance(p, EWC)), None)
     if ewc is None or not ewc.fishers:
         return ""
@@ -143,8 +144,10 @@ def ewc_stiffness(runner) -> str:
     for fisher in ewc.fishers:
         for name, f in fisher.items():
             total[name] = total.get(name, 0) + f
+    k = runner.lr * ewc.lam
     worst = max(float(f.max()) for f in total.values())
-    return f"; EWC lr * lambda * max sum F = {runner.lr * ewc.lam * worst:.2f}"
+    medians = " / ".join(f"{k * float(f.median()):.2g}" for n, f in total.items() if f.dim() == 2)
+    return f"; EWC lr * lambda * sum F: max {k * worst:.3g}, median per weight matrix {medians}"
 
 
 def subset(d: Dataset, n: int | None) -> Dataset:
@@ -159,13 +162,17 @@ def scenario(args) -> Scenario:
 
 
 def plugins_for(method: str, args) -> list[Plugin]:
+    """The method's plugins, after :class:`Freeze` unless ``--no-freeze`` (HLOP freezes by itself)."""
+    freeze = [Freeze()] if args.freeze and method != "hlop" else []
     if method == "baseline":
-        return []
+        return freeze
     if method == "ewc":
-        return [EWC(lam=args.ewc_lambda, samples=args.ewc_samples)]
+        options = {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
+                                     ("form", args.ewc_form)) if v is not None}
+        return freeze + [EWC(**options)]
     if method == "metaplasticity":
-        return [Metaplasticity(m=args.meta_m, projections=list(pmnist.LAYERS))]
-    return [pmnist.hlop()]
+        return freeze + [Metaplasticity(**({} if args.meta_m is None else {"m": args.meta_m}))]
+    return [pmnist.hlop(freeze_after_first_task=args.freeze)]
 
 
 def run_method(method: str, scen: Scenario, args) -> dict:
@@ -208,9 +215,13 @@ def main() -> None:
     ap.add_argument("--test-subset", type=int, default=None, help="first N test samples of each task")
     ap.add_argument("--seed", type=int, default=0, help="network initialisation, permutations and sample order")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--ewc-lambda", type=float, default=EWC_LAMBDA)
-    ap.add_argument("--ewc-samples", type=int, default=200, help="training samples for each task's Fisher")
-    ap.add_argument("--meta-m", type=float, default=META_M)
+    ap.add_argument("--no-freeze", dest="freeze", action="store_false",
+                    help="let thresholds learn after task 0 (the paper's scripts freeze them for every method)")
+    ap.add_argument("--ewc-lambda", type=float, default=None, help="default: the plugin's")
+    ap.add_argument("--ewc-samples", type=int, default=None, help="training samples for each task's Fisher "
+                    "(default: the plugin's)")
+    ap.add_argument("--ewc-form", choices=FORMS, default=None, help="default: the plugin's")
+    ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--eval-unseen", action="store_true",
                     help="also evaluate tasks not trained yet (and the untrained network), for FWT")
     ap.add_argument("--out", default=None, help="write the results as JSON to this file")
@@ -221,10 +232,14 @@ def main() -> None:
 
     scen = scenario(args)
     n_train, n_test = len(scen.tasks[0].train.y), len(scen.tasks[0].test.y)
+    ewc = next(p for p in plugins_for("ewc", args) if isinstance(p, EWC))
+    meta = next(p for p in plugins_for("metaplasticity", args) if isinstance(p, Metaplasticity))
     print(f"permuted MNIST, {args.tasks} tasks, {n_train} training / {n_test} test samples per task; "
           f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
-          f"{pmnist.EPOCHS} epoch per task; seed {args.seed}; EWC lambda {args.ewc_lambda:g}, "
-          f"metaplasticity m {args.meta_m:g}; torch {torch.__version__}, {args.threads} thread(s); "
+          f"{pmnist.EPOCHS} epoch per task; seed {args.seed}; thresholds "
+          f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP)'}; "
+          f"EWC lambda {ewc.lam:g}, {ewc.samples} samples, {ewc.form} form; metaplasticity m {meta.m:g} "
+          f"(scale {meta.scale}); torch {torch.__version__}, {args.threads} thread(s); "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []
     for method in args.methods:

@@ -28,6 +28,8 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 
 from .errors import NeurosimError
+from .neurons import Population
+from .projections import Delayed
 
 ENTRY_POINT_GROUP = "neurosim.plugins"
 
@@ -85,6 +87,28 @@ def learnable_projections(network) -> dict:
     """The network's projections whose weight is trained, by connection name."""
     return {name: c.projection for name, c in network.connections.items()
             if getattr(c.projection, "weight", None) is not None and c.projection.weight.requires_grad}
+
+
+def freeze_all_but_weights(network) -> None:
+    """Let only the projections' weights learn: modules with running statistics (batch
+    normalisation) go to eval mode and stop learning, as do neuron populations (thresholds, time
+    constants) and the positions of delayed projections; every other 1-D parameter (biases, norm
+    affines; not projection weights, which are 1-D in Sparse) stops learning. Done by
+    ``requires_grad = False``, so an optimiser built afterwards leaves them out; call it again
+    after anything that puts the network back in training mode."""
+    weights = {id(c.projection.weight) for c in network.connections.values()
+               if getattr(c.projection, "weight", None) is not None}
+    for module in network.modules():
+        if isinstance(module, Delayed) and module.positions is not None:
+            module.positions.requires_grad_(False)
+        stats = getattr(module, "running_mean", None) is not None
+        if stats:
+            module.eval()
+        if stats or isinstance(module, Population):
+            module.requires_grad_(False)
+    for p in network.parameters():
+        if p.dim() <= 1 and id(p) not in weights:
+            p.requires_grad_(False)
 
 
 def trained_parameters(network) -> dict:

@@ -75,8 +75,8 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.neurons import Population, weighted_rate
-from neurosim.plugin import Plugin
+from neurosim.neurons import weighted_rate
+from neurosim.plugin import Plugin, freeze_all_but_weights
 from neurosim.projections import Chain, Conv2d, Delayed, Dense, Sparse
 
 FORMS = ("input", "gradient")
@@ -474,19 +474,7 @@ class HLOP(Plugin):
         self._detach()
 
     def _freeze(self, network) -> None:
-        weights = {id(c.projection.weight) for c in network.connections.values()
-                   if getattr(c.projection, "weight", None) is not None}
-        for module in network.modules():
-            if isinstance(module, Delayed) and module.positions is not None:
-                module.positions.requires_grad_(False)
-            stats = getattr(module, "running_mean", None) is not None
-            if stats:
-                module.eval()
-            if stats or isinstance(module, Population):
-                module.requires_grad_(False)
-        for p in network.parameters():
-            if p.dim() <= 1 and id(p) not in weights:
-                p.requires_grad_(False)
+        freeze_all_but_weights(network)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
