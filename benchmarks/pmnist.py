@@ -8,50 +8,37 @@ task of plain SGD (lr 0.1, no momentum, batch 64), the optimiser rebuilt at ever
 permutations. Every method starts from the same network (``build_pmnist(seed)``) and sees the
 same samples in the same order (runner seed).
 
+**Protocol** (the HLOP paper's scripts, for every method): from task 1 on only the weights learn.
+The authors' script fixes the thresholds (and batch norms) at the start of every later task and
+builds its optimiser without 1-D parameters, for the baseline and every other method it runs;
+here :class:`~neurosim.plugins.freeze.Freeze` does the same for the baseline, EWC and
+metaplasticity, and HLOP freezes by itself. ``--no-freeze`` lets the thresholds learn throughout
+(except under HLOP), the protocol of earlier versions of this script.
+
 Methods:
 
-- ``baseline``: no plugin;
-- ``ewc``: :class:`~neurosim.plugins.ewc.EWC`, one Fisher and anchor per task (not online), the
-  diagonal empirical Fisher on 200 training samples of the task, every trained parameter
-  protected (the three weight matrices and the two populations' thresholds; a DSR threshold
-  has a gradient only from saturated neurons, so its Fisher is zero or nearly);
-- ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with m = 1.35 on
-  the three projections (Laborieux et al.'s ten-task setting), acting on the SGD updates;
+- ``baseline``: no protection;
+- ``ewc``: :class:`~neurosim.plugins.ewc.EWC` with its defaults: one Fisher and anchor per task
+  (not online), the diagonal empirical Fisher on 1,000 training samples of the task, the
+  proximal form; every parameter still trained is protected (the three weight matrices; the
+  thresholds are frozen when the Fisher of task 0 is taken, so its entries for them are never
+  used);
+- ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with its defaults
+  (m = 1.35 relative to each projection's initial weight RMS) on the three projections, acting
+  on the SGD updates;
 - ``hlop``: :func:`neurosim.models.pmnist.hlop` (Hebbian rates 0.001 / 0.01 / 0.01 on weighted
   firing rates, rows 80 / 200 / 100 at task 0 then 70, 50, 30, 10, gradient-form projection,
   thresholds frozen after task 0).
 
-**How the tuned values were chosen.**
+**EWC in the HLOP authors' code.** Their public repository runs the baseline, HLOP and replay,
+but holds no EWC; the settings of their EWC row (lambda, the Fisher's estimate) are not
+published with it. Common EWC code disagrees on them: Laborieux et al.'s (used for their
+comparisons) takes the empirical Fisher from 5,000 single examples and lambda 5,000 with Adam;
+the HAT repository's (Serra et al.) squares mini-batch gradients over the whole training set
+(batches of 20, times the batch size), averages the Fishers of the tasks seen and uses lambda
+5,000 with SGD and gradient clipping. Here the defaults of the plugin are used as they are.
 
-- EWC lambda = 30 (``--ewc-lambda``), the only value tuned, by trials on reduced problems: the
-  first 20,000 training and 2,000 test samples of each task, seed 0, one run per value (ACC / BWT
-  in %, this script with ``--train-subset 20000 --test-subset 2000``):
-
-  ============ ================== ================== ========================================
-  lambda       3 tasks            5 tasks            lr * lambda * max sum F after task 4
-  ============ ================== ================== ========================================
-  0 (baseline)                    85.08 / -8.56
-  3            89.72 / -1.08
-  10           89.72 / -1.05
-  30           90.50 / +0.12      **89.28 / -1.58**  0.59
-  50                              88.75 / -1.81      0.92
-  100          90.58 / +0.38      88.58 / -1.65      1.76
-  1000         diverges (task 1)                     (3.35 after task 0)
-  ============ ================== ================== ========================================
-
-  Kept: the best ACC over 5 tasks. Lambda is bounded by stability, not only by the trade-off:
-  plain SGD on the penalty multiplies a weight's distance to its anchor by
-  ``1 - lr * lambda * sum_s F_s`` per step, so the run oscillates and diverges once that exceeds
-  2 for any weight (the largest Fisher entries are in the output layer; F is the mean squared
-  gradient of single-sample losses, so lambda is on that scale). The sum grows with every task:
-  at lambda = 100 it reached 1.76 after five tasks and would pass 2 before ten; at 30 it
-  extrapolates to about 1.2. Each task's row prints this number for EWC.
-- metaplasticity m = 1.35 is taken from Laborieux et al. (their ten-task permuted MNIST), not
-  tuned. Their weights are the hidden weights of a binarised network, of order 1; here the
-  real-valued weights have a mean magnitude of about 0.02 (at most about 0.13), where
-  ``1 - tanh^2(1.35 |W|)`` is within 0.1 % of 1 (3 % at the largest), so at this m the rule
-  barely attenuates anything (``--meta-m`` sets another value).
-- HLOP: the paper's settings as :func:`~neurosim.models.pmnist.hlop` gives them, not tuned.
+EWC_TUNING
 
 Published figures (HLOP paper, Table 2, PMNIST, ACC / BWT in %): baseline 70.61 / -28.88,
 EWC 91.45 / -3.20, HLOP 95.15 / -1.30. The table has no metaplasticity row.

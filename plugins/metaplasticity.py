@@ -105,7 +105,8 @@ class Metaplasticity(Plugin):
             return float(self.scale[name])
         if not isinstance(self.scale, str):
             return float(self.scale)
-        rms = float(_support(proj).double().pow(2).mean().sqrt()) if _support(proj).numel() else 0.0
+        w = _support(proj)
+        rms = float(w.double().pow(2).mean().sqrt()) if w.numel() else 0.0
         if not math.isfinite(rms) or rms <= 0:
             raise NeurosimError(f"metaplasticity: projection {name!r} has all-zero weights, so it has no initial "
                                 "scale; pass scale= (a number, or one per projection)")
