@@ -73,7 +73,7 @@ from neurosim.datasets import Dataset
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
 from neurosim.plugin import Plugin
-from neurosim.plugins.ewc import EWC, FORMS
+from neurosim.plugins.ewc import EWC, FISHERS, FORMS
 from neurosim.plugins.freeze import Freeze
 from neurosim.plugins.metaplasticity import Metaplasticity
 from neurosim.scenarios import Scenario, Task
@@ -155,7 +155,7 @@ def plugins_for(method: str, args) -> list[Plugin]:
         return freeze
     if method == "ewc":
         options = {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
-                                     ("form", args.ewc_form)) if v is not None}
+                                     ("fisher", args.ewc_fisher), ("form", args.ewc_form)) if v is not None}
         return freeze + [EWC(**options)]
     if method == "metaplasticity":
         return freeze + [Metaplasticity(**({} if args.meta_m is None else {"m": args.meta_m}))]
@@ -207,6 +207,7 @@ def main() -> None:
     ap.add_argument("--ewc-lambda", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--ewc-samples", type=int, default=None, help="training samples for each task's Fisher "
                     "(default: the plugin's)")
+    ap.add_argument("--ewc-fisher", choices=FISHERS, default=None, help="default: the plugin's")
     ap.add_argument("--ewc-form", choices=FORMS, default=None, help="default: the plugin's")
     ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--eval-unseen", action="store_true",
@@ -225,7 +226,7 @@ def main() -> None:
           f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
           f"{pmnist.EPOCHS} epoch per task; seed {args.seed}; thresholds "
           f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP)'}; "
-          f"EWC lambda {ewc.lam:g}, {ewc.samples} samples, {ewc.form} form; metaplasticity m {meta.m:g} "
+          f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; metaplasticity m {meta.m:g} "
           f"(scale {meta.scale}); torch {torch.__version__}, {args.threads} thread(s); "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     results = []

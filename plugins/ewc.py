@@ -1,12 +1,18 @@
 r"""Elastic weight consolidation (Kirkpatrick et al. 2017), separate or online.
 
-After task ``s`` the diagonal empirical Fisher
+After task ``s`` the diagonal Fisher
 
-.. math:: F_{s,i} = \frac{1}{N} \sum_{n=1}^{N} \big(\partial_i \log p(y_n | x_n)\big)^2
+.. math:: F_{s,i} = \frac{1}{N} \sum_{n=1}^{N} \big(\partial_i \log p(\hat y_n | x_n)\big)^2
 
-is estimated on ``samples`` training examples of the task, one at a time (the gradient of each
-example's own loss at its true label, squared: not the square of a batch's mean gradient), and
-the anchor :math:`\theta^*_s` stored. Later tasks minimise
+is estimated on ``samples`` training examples of the task, one at a time (each example's own
+gradient, squared: not the square of a batch's mean gradient), and the anchor
+:math:`\theta^*_s` stored. ``fisher="empirical"`` takes :math:`\hat y_n` the example's label;
+``fisher="true"`` draws it from the network's own prediction :math:`p(\cdot | x_n)` (one draw per
+example: a Monte Carlo estimate of Kirkpatrick et al.'s Fisher, the expectation over the model's
+labels). The two differ on examples the network gets wrong: there the empirical Fisher holds the
+squared error gradient (for the output layer's logits :math:`\lVert p - e_y \rVert^2`, up to 2),
+the true one only the network's uncertainty (in expectation :math:`1 - \lVert p \rVert^2`).
+Later tasks minimise
 
 .. math:: L + \frac{\lambda}{2} \sum_s \sum_i F_{s,i} (\theta_i - \theta^*_{s,i})^2 .
 
@@ -46,37 +52,45 @@ from neurosim.errors import NeurosimError, check_choice, check_positive
 from neurosim.plugin import Plugin, trained_parameters
 
 FORMS = ("proximal", "penalty")
+FISHERS = ("empirical", "true")
 
 
 class EWC(Plugin):
-    """``EWC(lam=1000.0, online=False, gamma=1.0, samples=1000, form="proximal", seed=0)``; see the module docstring."""
+    """``EWC(lam=1000.0, online=False, gamma=1.0, samples=1000, fisher="empirical", form="proximal", seed=0)``;
+    see the module docstring."""
 
     name = "ewc"
 
     def __init__(self, lam: float = 1000.0, online: bool = False, gamma: float = 1.0, samples: int = 1000,
-                 form: str = "proximal", seed: int = 0):
+                 fisher: str = "empirical", form: str = "proximal", seed: int = 0):
         check_positive("lam", lam, allow_zero=True)
         check_positive("gamma", gamma, allow_zero=True)
         if not isinstance(samples, int) or samples < 1:
             raise NeurosimError(f"samples must be a positive integer, got {samples!r}")
+        check_choice("EWC fisher", fisher, FISHERS)
         check_choice("EWC form", form, FORMS)
         self.lam, self.online, self.gamma, self.samples = float(lam), online, float(gamma), samples
-        self.form, self.seed = form, seed
+        self.kind, self.form, self.seed = fisher, form, seed
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
         self._totals: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def fisher(self, runner, task) -> dict[str, torch.Tensor]:
-        """The diagonal empirical Fisher of ``task`` at the network's current parameters."""
+        """The diagonal Fisher of ``task`` at the network's current parameters (module docstring)."""
         params = trained_parameters(runner.network)
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         n = min(self.samples, len(task.train.y))
         seed = int(np.random.SeedSequence([self.seed, task.index]).generate_state(1)[0])
-        idx = torch.randperm(len(task.train.y), generator=torch.Generator().manual_seed(seed))[:n].numpy()
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(task.train.y), generator=gen)[:n].numpy()
         for i in idx:
             x = torch.as_tensor(task.train.x[i:i + 1])
-            y = torch.as_tensor(task.train.y[i:i + 1])
-            loss = F.cross_entropy(runner.scores(x, task), y)
+            scores = runner.scores(x, task)
+            if self.kind == "true":
+                y = torch.multinomial(torch.softmax(scores.detach().double(), 1), 1, generator=gen)[:, 0]
+            else:
+                y = torch.as_tensor(task.train.y[i:i + 1])
+            loss = F.cross_entropy(scores, y)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
             for (name, _), g in zip(params.items(), grads):
                 if g is not None:

@@ -169,3 +169,29 @@ def test_stiff_weights_converge_in_proximal_form_and_oscillate_as_a_penalty():
         distances[form] = w.detach() / start
     assert torch.allclose(distances["proximal"], torch.full((2, 3), 11.0 ** -3, dtype=torch.float64))
     assert torch.allclose(distances["penalty"], torch.full((2, 3), -729.0, dtype=torch.float64))
+
+
+def test_true_fisher_converges_to_the_expectation_over_the_model_labels():
+    """On copies of one input the network gets wrong: the true Fisher (labels drawn from the
+    prediction) tends to sum_c p_c ((p - e_c) x^T)^2 = p_0 p_1 x^2, a third of the empirical one."""
+    n, x = 2000, np.array([1.0, -0.5, 2.0])
+    d = Dataset(np.tile(x, (n, 1)), np.ones(n, dtype=np.int64), (3,))
+    sc = permuted(Split(d, d), 1)
+    net = linear_readout()
+    with torch.no_grad():
+        net.connections["x_to_o"].projection.weight.copy_(torch.tensor([[0.2, 0.0, 0.4], [0.0, 0.6, 0.1]]))
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    W = net.connections["x_to_o"].projection.weight.detach().numpy()
+    p = softmax(W @ x)
+    assert 0.7 < p[0] < 0.8  # mostly wrong: the label is 1
+    exact = sum(p[c] * np.outer(p - np.eye(2)[c], x) ** 2 for c in range(2))
+    empirical = np.outer(p - np.eye(2)[1], x) ** 2
+    name = "projections.x_to_o.weight"
+    true = EWC(samples=n, fisher="true").fisher(runner, sc.tasks[0])[name].numpy()
+    emp = EWC(samples=10).fisher(runner, sc.tasks[0])[name].numpy()
+    assert np.allclose(emp, empirical, rtol=1e-9)
+    # the fraction of draws of label 1 has relative standard error sqrt(p_0 / (n p_1)), 0.039 here
+    assert np.allclose(true, exact, rtol=4 * np.sqrt(p[0] / (n * p[1])))
+    assert (true < 0.5 * emp).all()
+    with pytest.raises(ns.NeurosimError, match="unknown EWC fisher 'exact'"):
+        EWC(fisher="exact")
