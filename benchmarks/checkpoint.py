@@ -23,11 +23,11 @@ import time
 
 import torch
 
-from neurosim.continual import Continual
-from neurosim.datasets import generated
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import generated
 from neurosim.models import pmnist
-from neurosim.scenarios import permuted
-from neurosim.store import RunStore
+from neurosim.continual.scenarios import permuted
+from neurosim.storage.store import RunStore
 
 
 def runner_at_last_task(store=None) -> tuple[Continual, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""CUBA (Brette et al. 2007; REFERENCE.md section 7): 4000 LIF neurons, 1 s simulated at dt 0.1 ms.
+"""CUBA (Brette et al. 2007): 4000 LIF neurons, 1 s simulated at dt 0.1 ms.
 
 neurosim's compiled loop and its torch event-driven loop against Brian2 2.9 with the cython
 runtime and in C++ standalone mode, all on the same synapses and initial voltages, side by side
@@ -19,10 +19,10 @@ import time
 
 import torch
 
-import neurosim.compiled
+import neurosim.kernels.compiled
 from neurosim.models.cuba import (TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_RESET, V_TH, W_EXC, W_INH,
                                   build_cuba, connectivity, initial_voltage)
-from neurosim.reservoir import spike_events
+from neurosim.reservoirs.builders import spike_events
 
 N = 4000
 DT = 0.1  # ms
@@ -53,7 +53,7 @@ def neurosim_rows(reps: int, torch_reps: int) -> list[tuple[str, float, int | No
         name = "float64" if dtype == torch.float64 else "float32"
         with torch.no_grad():
             if dtype == torch.float64:
-                kernel = neurosim.compiled._lif_kernel
+                kernel = neurosim.kernels.compiled._lif_kernel
                 misses = sum(kernel.stats.cache_misses.values())
                 first = timed(lambda: net.run(steps=STEPS))
                 how = "compile" if sum(kernel.stats.cache_misses.values()) > misses else "cache load"
@@ -65,7 +65,7 @@ def neurosim_rows(reps: int, torch_reps: int) -> list[tuple[str, float, int | No
                 pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
                 state = net.initial_state(1)["neurons"]
                 no_drive = (torch.zeros(N, dtype=dtype).expand(STEPS, 1, N), None)
-                loop = median_time(lambda: neurosim.compiled.try_run_compiled(pop, projections, no_drive, state, [],
+                loop = median_time(lambda: neurosim.kernels.lookup("loop", pop)(pop, projections, no_drive, state, [],
                                                                               False, False), reps)
                 rows.append((f"neurosim compiled loop alone (drive not allocated), {name}", loop, spikes))
                 if torch_reps:

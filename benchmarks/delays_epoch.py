@@ -120,11 +120,11 @@ def epoch(forward, opts, batches, after_step=None) -> tuple[float, float]:
 
 def load(args):
     if args.data == "lag":
-        from neurosim.temporal_tasks import lag_task
+        from neurosim.datasets.temporal_tasks import lag_task
 
         train, _, _ = lag_task(10, 64, 60, n_train=args.samples, n_test=10, steps=80, noise_rate=0.1, dt=args.dt)
         return train
-    from neurosim.event_datasets import fsdd
+    from neurosim.datasets.event_sets import fsdd
 
     train = fsdd(args.root, channels=64, dt=args.dt, cache=args.cache).train
     return train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[: args.samples].numpy())

@@ -1,6 +1,6 @@
 r"""Inference with integer delays: the event-driven path against the dense kernel and the shifted matmuls.
 
-The delay network of the spoken-digit task (REFERENCE.md section 5): inputs (140 grouped SHD
+The delay network of the spoken-digit task (Hammouamri et al. 2024): inputs (140 grouped SHD
 channels, or 64 cochlea channels for spoken digits) -> 256 -> 256 -> classes, every projection a
 :class:`~neurosim.projections.Delayed` with ``D = 25``, ``T = 100`` steps, batch 256, positions
 drawn as at initialisation and rounded (integer mode). Each layer gets its own input:
@@ -54,7 +54,7 @@ def counts(steps: int, batch: int, n: int, density: float, seed: int, dtype, top
 
 
 def fsdd_batch(batch: int, data: str | None, cache: str | None, dtype) -> torch.Tensor:
-    from neurosim.event_datasets import fsdd
+    from neurosim.datasets.event_sets import fsdd
     test = fsdd(None if data is None else os.path.join(data, "fsdd"), channels=64, cache=cache).test
     x, _, _ = test.batch(range(min(batch, len(test))))
     return x.to(dtype)

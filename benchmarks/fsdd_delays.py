@@ -1,7 +1,7 @@
 r"""Spoken digits with learnable delays, fixed random delays and no delays (Hammouamri et al. 2024).
 
 The Free Spoken Digit Dataset on its official split (2,700 training / 300 test recordings) through
-the gammatone cochlea and spike encoder of :mod:`neurosim.audio` (``--channels`` channels, counts per
+the gammatone cochlea and spike encoder of :mod:`neurosim.datasets.audio` (``--channels`` channels, counts per
 ``--dt`` bin; ``--cache`` keeps the events so the cochlea runs once). The network of
 :mod:`neurosim.models.delays` (``channels`` -> ``hidden`` LIF -> 10, delay kernels of ``--max-delay``
 steps, BatchNorm1d, dropout per sequence) is trained by :class:`~neurosim.models.delays.DelayTrainer`
@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from neurosim.event_datasets import fsdd
+from neurosim.datasets.event_sets import fsdd
 from neurosim.models.delays import DelayTrainer, build_delay_net
 
 MODES = ("learnable", "random", "none")

@@ -47,12 +47,12 @@ from collections import defaultdict
 
 import torch
 
-from neurosim.continual import Continual
-from neurosim.datasets import Dataset, Split, generated
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import Dataset, Split, generated
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
 from neurosim.plugins.hlop import HLOP
-from neurosim.scenarios import permuted
+from neurosim.continual.scenarios import permuted
 
 N_TASKS = 10
 VARIANTS = ("without", "gradient", "input", "cheaper")

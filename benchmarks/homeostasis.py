@@ -1,6 +1,6 @@
 r"""Memory capacity and Mackey-Glass prediction of an E/I LIF reservoir, globally tuned against E/I homeostasis.
 
-The reservoir: :func:`neurosim.reservoir.lif_reservoir` with ``--n`` neurons (80 % excitatory),
+The reservoir: :func:`neurosim.reservoirs.builders.lif_reservoir` with ``--n`` neurons (80 % excitatory),
 about 50 inputs per neuron of each kind together (``p = 50 / n``), the CUBA weights scaled by
 ``--w-scale`` (``w_exc = 1.62 s`` mV, ``w_inh = -9 g s`` mV; at ``s = 1`` the recurrence is so
 strong that its chaos drowns the input), excitatory weights multiplied by lognormal factors of mean 1
@@ -12,14 +12,14 @@ which neuron i receives ``bias + w_i u`` (``--bias``; ``w_i ~ U(-3, 3)`` for a r
 ``--input-fraction`` of the neurons, 0 for the others); features are spike traces of
 several time constants (``--taus``) read at the end of each sample; ridge readout whose penalty is
 chosen per output among ``--alphas`` on the last quarter of the training samples
-(:mod:`neurosim.reservoir_tasks`).
+(:mod:`neurosim.reservoirs.tasks`).
 
 Tasks: memory capacity (i.i.d. U(-1, 1) input, delays 1..``--max-delay``) and Mackey-Glass
 (tau 17, sampled every 3 time units, standardised) predicted ``--horizon`` samples ahead (NRMSE).
 
 Globally tuned ("global"): one inhibition scale ``g`` for all synapses, chosen per task by a sweep
 (``--scales``) on a validation seed not used for testing. Homeostasis: the same reservoir at
-``g = 1`` adapted by :func:`neurosim.homeostasis.adapt` on ``--adapt-samples`` samples of an
+``g = 1`` adapted by :func:`neurosim.learning.homeostasis.adapt` on ``--adapt-samples`` samples of an
 independent signal of the task's own kind (windows of 1 s, rate trace 3 s, ``delta = --delta s``),
 its Beta(2, 2) target range chosen per task by a sweep (``--targets``) on the same validation
 seed; weights frozen afterwards. With ``--relative-targets`` the range is a fraction of each
@@ -40,9 +40,9 @@ import time
 import numpy as np
 import torch
 
-from neurosim.homeostasis import EIHomeostasis, HomeostasisParameters, adapt, target_rates, window_rates
-from neurosim.reservoir import lif_reservoir
-from neurosim.reservoir_tasks import (input_weights, mackey_glass, memory_capacity, prediction_nrmse,
+from neurosim.learning.homeostasis import EIHomeostasis, HomeostasisParameters, adapt, target_rates, window_rates
+from neurosim.reservoirs.builders import lif_reservoir
+from neurosim.reservoirs.tasks import (input_weights, mackey_glass, memory_capacity, prediction_nrmse,
                                       reservoir_states)
 
 DT = 1.0  # ms

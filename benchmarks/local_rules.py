@@ -2,9 +2,9 @@ r"""A training step with a local rule against a BPTT step, through :meth:`Contin
 
 Network: input ``--inputs`` -> recurrent LIF layer ``--hidden`` -> leaky readout of 10, ``--steps``
 time steps, batch ``--batch``, current encoding, plain SGD. Learners, each on its own network built
-from the same seed: :class:`~neurosim.continual.BPTT` (the anchor: autograd through the whole
-run), :class:`~neurosim.continual.EPropLearner` (input, recurrent and readout weights) and
-:class:`~neurosim.continual.ThreeFactorLearner` (the readout only; the other weights are frozen
+from the same seed: :class:`~neurosim.continual.runner.BPTT` (the anchor: autograd through the whole
+run), :class:`~neurosim.continual.runner.EPropLearner` (input, recurrent and readout weights) and
+:class:`~neurosim.continual.runner.ThreeFactorLearner` (the readout only; the other weights are frozen
 in its network, which therefore also runs the recurrent loop without gradients). The learners take
 turns in rounds; each round times ``--batches`` consecutive batches after ``--warmup`` untimed ones;
 the figures are medians over all timed batches, with the ratio to BPTT's median.
@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual
-from neurosim.learners import BPTT, EPropLearner, ThreeFactorLearner
-from neurosim.datasets import generated
-from neurosim.scenarios import permuted
+from neurosim.continual.runner import Continual
+from neurosim.continual.learners import BPTT, EPropLearner, ThreeFactorLearner
+from neurosim.datasets.images import generated
+from neurosim.continual.scenarios import permuted
 
 LEARNERS = {"bptt": BPTT, "eprop": EPropLearner, "three_factor": ThreeFactorLearner}
 

@@ -13,7 +13,7 @@ second moment, theirs before it: a difference of order epsilon in the step.
 
 After each task every task trained so far is tested with its own saved batch-norm parameters (the
 current ones for the current task), filling one row of ``R``; ACC and BWT as in
-:mod:`neurosim.metrics`. Every epoch appends a line to the log and, with ``--checkpoint``, saves
+:mod:`neurosim.continual.metrics`. Every epoch appends a line to the log and, with ``--checkpoint``, saves
 the whole state (network, optimiser, saved batch norms, ``R``, random states), so ``--resume``
 continues an interrupted run where it stopped, to the same numbers.
 
@@ -47,11 +47,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from neurosim.datasets import idx_dataset
-from neurosim.metrics import acc, bwt
+from neurosim.datasets.images import idx_dataset
+from neurosim.continual.metrics import acc, bwt
 from neurosim.models import binarized
 from neurosim.plugins.metaplasticity import metaplastic_update
-from neurosim.scenarios import Scenario, Task, permuted
+from neurosim.continual.scenarios import Scenario, Task, permuted
 
 
 def evaluate(net: binarized.BinarizedMLP, task: Task) -> float:

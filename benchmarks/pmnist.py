@@ -4,7 +4,7 @@ The network and settings of :mod:`neurosim.models.pmnist` (Xiao et al., ICLR 202
 spiking MLP 784-800-800-10 without biases, one shared head, pixels standardised and fed as a
 constant current for 20 steps, scores from :func:`~neurosim.models.pmnist.readout`; one epoch per
 task of plain SGD (lr 0.1, no momentum, batch 64), the optimiser rebuilt at every task by
-:class:`~neurosim.continual.Continual`. Task 0 is unpermuted MNIST, tasks 1-9 fixed pixel
+:class:`~neurosim.continual.runner.Continual`. Task 0 is unpermuted MNIST, tasks 1-9 fixed pixel
 permutations. Every method starts from the same network (``build_pmnist(seed)``) and sees the
 same samples in the same order (runner seed).
 
@@ -96,15 +96,15 @@ import time
 import numpy as np
 import torch
 
-from neurosim.continual import Continual
-from neurosim.datasets import Dataset
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import Dataset
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
-from neurosim.plugin import Plugin
+from neurosim.continual.plugin import Plugin
 from neurosim.plugins.ewc import EWC, FISHERS, FORMS
 from neurosim.plugins.freeze import Freeze
 from neurosim.plugins.metaplasticity import Metaplasticity
-from neurosim.scenarios import Scenario, Task
+from neurosim.continual.scenarios import Scenario, Task
 
 METHODS = ("baseline", "ewc", "metaplasticity", "hlop")
 #: HLOP paper, Table 2, PMNIST: ACC / BWT in %.

@@ -1,11 +1,11 @@
 """Cost of recording every spike of a 10,000-neuron reservoir into a run store.
 
-An E/I LIF reservoir (:func:`neurosim.reservoir.lif_reservoir`, 10,000 neurons, p 0.02, CUBA's
+An E/I LIF reservoir (:func:`neurosim.reservoirs.builders.lif_reservoir`, 10,000 neurons, p 0.02, CUBA's
 weights scaled by 4000 / n as in ``scaling.py``, a few Hz) runs 100,000 steps (10 s at dt 0.1 ms)
 from a warmed-up state on one thread:
 
 - bare: one ``Network.run`` call, nothing recorded;
-- recorded: :func:`neurosim.recording.record_run` into a fresh :class:`~neurosim.store.RunStore`,
+- recorded: :func:`neurosim.storage.recording.record_run` into a fresh :class:`~neurosim.storage.store.RunStore`,
   in chunks of ``--chunk`` steps, every spike streamed to disk as events (closing the file included).
 
 Then: memory growth while recording (peak RSS above the level before, sampled every 5 ms, and the
@@ -30,9 +30,9 @@ import h5py
 import numpy as np
 import torch
 
-from neurosim.recording import SPIKE_CHUNK, record_run
-from neurosim.reservoir import lif_reservoir
-from neurosim.store import RunStore
+from neurosim.storage.recording import SPIKE_CHUNK, record_run
+from neurosim.reservoirs.builders import lif_reservoir
+from neurosim.storage.store import RunStore
 
 DT = 0.1  # ms
 

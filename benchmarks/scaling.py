@@ -1,6 +1,6 @@
 """Time per simulated step against network size: an E/I LIF reservoir at connection probability 0.02.
 
-CUBA's neurons and synapses (:func:`neurosim.reservoir.lif_reservoir`, float32, dt 0.1 ms) at
+CUBA's neurons and synapses (:func:`neurosim.reservoirs.builders.lif_reservoir`, float32, dt 0.1 ms) at
 1k, 4k, 16k and 64k neurons; weights are scaled by 4000 / n so that the mean input per neuron,
 and so the firing rate, stay near CUBA's. After a warm-up from the initial state, a timed
 continuation runs without recording in the compiled loop, through ``Network.run`` and alone
@@ -17,8 +17,8 @@ import time
 
 import torch
 
-import neurosim.compiled
-from neurosim.reservoir import lif_reservoir
+import neurosim.kernels.compiled
+from neurosim.reservoirs.builders import lif_reservoir
 
 P = 0.02
 DT = 0.1  # ms
@@ -60,7 +60,7 @@ def main() -> None:
             compiled = per_step(lambda: net.run(state=state, steps=args.steps), args.steps, args.reps)
             pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
             no_drive = (torch.zeros(n, dtype=pop.dtype).expand(args.steps, 1, n), None)
-            alone = per_step(lambda: neurosim.compiled.try_run_compiled(pop, projections, no_drive, state["neurons"],
+            alone = per_step(lambda: neurosim.kernels.lookup("loop", pop)(pop, projections, no_drive, state["neurons"],
                                                                         [], False, False), args.steps, args.reps)
             torch_time = float("nan")
             if args.torch_steps:

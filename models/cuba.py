@@ -17,7 +17,7 @@ import torch
 
 from neurosim.errors import NeurosimError, check_positive
 from neurosim.network import Network
-from neurosim.reservoir import ei_sizes, lif_reservoir, spike_events
+from neurosim.reservoirs.builders import ei_sizes, lif_reservoir, spike_events
 
 #: The benchmark's constants (mV, ms).
 TAU_MEM, TAU_EXC, TAU_INH = 20.0, 5.0, 10.0

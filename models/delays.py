@@ -1,4 +1,4 @@
-r"""The learnable-delay network of Hammouamri et al. (ICLR 2024) and its training (REFERENCE.md section 5).
+r"""The learnable-delay network of Hammouamri et al. (ICLR 2024) and its training.
 
 **Network** (:func:`build_delay_net`): input ``"x"`` (event counts per step), hidden LIF
 populations ``"h1"``, ``"h2"``, ... and a readout ``"out"``. Every projection is a
@@ -52,12 +52,12 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.event_datasets import EventSet
+from neurosim.datasets.event_sets import EventSet
 from neurosim.network import Network
 from neurosim.neurons import LI, LIF, LIFParameters
 from neurosim.projections import Chain, Delayed, Dense, integer_delays, sigma_schedule
 from neurosim.projections.delayed import SIGMA_FINAL
-from neurosim.surrogate import surrogate
+from neurosim.neurons.surrogate import surrogate
 
 #: Neuron settings of the paper: tau in steps, threshold, ATan surrogate scale.
 TAU_STEPS, V_TH, ALPHA = 1.005, 1.0, 5.0

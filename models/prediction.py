@@ -6,7 +6,7 @@ cue's onset, on readout ``readout`` (the "what"). The event is the readouts' tar
 pulse :math:`f_i[t] = \exp(-(t - t_{cue} - L)^2 / 2\sigma^2)` on its readout and zero elsewhere;
 without an event the target is zero throughout. Trials draw their cue uniformly.
 
-**Reservoir** (:class:`CueReservoir`). An E/I Izhikevich network (REFERENCE.md section 6:
+**Reservoir** (:class:`CueReservoir`). An E/I Izhikevich network (Izhikevich 2003:
 per-neuron :math:`r \sim U(0, 1)`, E: :math:`a = 0.02, b = 0.2, c = -65 + 15 r^2, d = 8 - 6 r^2`;
 I: :math:`a = 0.02 + 0.08 r, b = 0.25 - 0.05 r, c = -65, d = 2`; all-to-all synapses
 :math:`(w_{exc}/n) U(0, 1)` from E and :math:`(w_{inh}/n) U(0, 1)` from I) in a tonic regime:
@@ -60,7 +60,7 @@ from neurosim.learning import FORCE, FORCEParameters, ThreeFactor, ThreeFactorPa
 from neurosim.network import Network
 from neurosim.neurons import LI
 from neurosim.projections import Dense, random_connectivity
-from neurosim.reservoir import ei_sizes, izhikevich_reservoir
+from neurosim.reservoirs.builders import ei_sizes, izhikevich_reservoir
 
 DT = 1.0  # ms: the Izhikevich scheme of section 6
 

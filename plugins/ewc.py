@@ -18,9 +18,11 @@ Later tasks minimise
 
 Online EWC keeps one Fisher, :math:`F \leftarrow \gamma F + F_{new}`, and the latest anchor.
 Every trained parameter of the network is protected; parameters frozen since (e.g. thresholds
-after the first task) cannot drift and are skipped. The examples are drawn with a generator of
-their own (from ``seed`` and the task), so the runner's sample order is the same with and
-without EWC.
+after the first task) cannot drift and are skipped. The examples (and, for the true Fisher, one
+uniform number per example that picks its label) are drawn with a generator of their own (from
+``seed`` and the task), so the runner's sample order is the same with and without EWC. Under data
+parallelism each rank estimates the Fisher on its share of the samples and the sums are
+all-reduced; the draws are the same on every rank.
 
 **How the penalty is applied** (``form``):
 
@@ -53,7 +55,8 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.plugin import Plugin, trained_parameters
+from neurosim.continual import distributed
+from neurosim.continual.plugin import Plugin, trained_parameters
 
 FORMS = ("proximal", "penalty")
 FISHERS = ("empirical", "true")
@@ -87,11 +90,16 @@ class EWC(Plugin):
         seed = int(np.random.SeedSequence([self.seed, task.index]).generate_state(1)[0])
         gen = torch.Generator().manual_seed(seed)
         idx = torch.randperm(len(task.train.y), generator=gen)[:n].numpy()
-        for i in idx:
-            x = torch.as_tensor(task.train.x[i:i + 1])
-            scores = runner.scores(x, task)
-            if self.kind == "true":
-                y = torch.multinomial(torch.softmax(scores.detach().double(), 1), 1, generator=gen)[:, 0]
+        draws = torch.rand(n, generator=gen, dtype=torch.float64)
+        mine = distributed.shard(n)
+        for k, i in enumerate(idx):
+            seq = runner.encode(torch.as_tensor(task.train.x[i:i + 1]))  # every rank encodes every sample
+            if not mine.start <= k < mine.stop:
+                continue
+            scores = runner.sequence_scores(seq, task)
+            if self.kind == "true":  # the label whose cumulative probability first exceeds the draw
+                cdf = torch.softmax(scores.detach().double(), 1).cumsum(1)
+                y = torch.searchsorted(cdf, draws[k:k + 1, None])[:, 0].clamp(max=scores.shape[1] - 1)
             else:
                 y = torch.as_tensor(task.train.y[i:i + 1])
             loss = F.cross_entropy(scores, y)
@@ -99,6 +107,7 @@ class EWC(Plugin):
             for (name, _), g in zip(params.items(), grads):
                 if g is not None:
                     fisher[name] += g.detach() ** 2 / n
+        distributed.all_reduce_many(fisher.values())
         return fisher
 
     def after_task(self, runner, task: int) -> None:
@@ -146,6 +155,16 @@ class EWC(Plugin):
                     s, a = self._totals[name]
                     k = rates[id(p)] * self.lam
                     p.copy_((p + k * a) / (1 + k * s))
+
+    def health(self, runner) -> dict[str, float]:
+        """``penalty_share``: the penalty's part of the last batch's loss plus penalty (0 before the
+        first Fisher); in the proximal form the penalty is not in the loss but is computed alike."""
+        if not self.fishers or runner.loss is None:
+            return {"penalty_share": 0.0}
+        with torch.no_grad():
+            penalty = float(self.penalty(runner.network))
+            total = runner.loss.item() + (penalty if self.form == "proximal" else 0.0)
+        return {"penalty_share": penalty / total if total else 0.0}
 
     def state_dict(self) -> dict:
         return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors]}

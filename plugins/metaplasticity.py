@@ -26,7 +26,8 @@ factor as :math:`m = 1.35` gives a binarised network's hidden weight of magnitud
 ``scale=1.0`` is Laborieux et al.'s form, :math:`m` acting on the raw :math:`|W|`.
 
 ``m`` is one number or one per projection name (0 = plain training; a projection missing from
-the table is not attenuated).
+the table is not attenuated). Under data parallelism the step comes from the all-reduced gradient,
+the same on every rank.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import math
 import torch
 
 from neurosim.errors import NeurosimError, check_positive
-from neurosim.plugin import Plugin, learnable_projections
+from neurosim.continual.plugin import Plugin, learnable_projections
 
 SCALES = ("initial",)
 

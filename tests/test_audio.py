@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from neurosim import NeurosimError
-from neurosim.audio import Cochlea, audio_events, erb, erb_number, read_wav, spike_encode
-from neurosim.event_datasets import (EventSet, bin_events, collate, fsdd, heidelberg, read_heidelberg)
+from neurosim.datasets.audio import Cochlea, audio_events, erb, erb_number, read_wav, spike_encode
+from neurosim.datasets.event_sets import (EventSet, bin_events, collate, fsdd, heidelberg, read_heidelberg)
 
 FS = 8000
 

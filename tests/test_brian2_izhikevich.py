@@ -3,9 +3,16 @@
 Brian2 integrates ``v`` with two Euler half steps of dt/2 holding ``u``, then ``u`` with one step of
 dt using the new ``v`` (a ``run_regularly`` block in the neuron update slot), fires on ``v >= 30`` and
 resets ``v = c; u += d``. The block is written one arithmetic operation per statement, in the order
-``izhikevich_step`` evaluates it: Brian2 would otherwise reorder the sums, and the scheme amplifies
-such last-digit differences (the overshoot of ``v`` in a spike step feeds ``u``) into different spike
-steps within a few hundred milliseconds. In the same order the two agree bit for bit.
+``izhikevich_step`` evaluates it: Brian2 would otherwise reorder the sums (how depends on how the
+expression is written), and the scheme amplifies such last-digit differences (the overshoot of
+``v`` in a spike step feeds ``u``) into different spike steps within a few hundred milliseconds.
+In the same order the two agree bit for bit.
+
+``schedule="update_first"`` is Brian2's default schedule (update, threshold, reset) with
+``(0.04 v) v``; ``schedule="threshold_first"`` is the order of Izhikevich's ``net.m`` (threshold on
+the previous step's state, reset, update), which Brian2 runs with the network schedule
+``thresholds, resets, groups``, and its update is ``net.m``'s ``0.04*v^2 + 5*v + 140 - u + I``
+left to right, ``v^2`` first (Brian2 generates ``0.04 * (v ** 2)`` for it).
 """
 import numpy as np
 import pytest
@@ -32,17 +39,29 @@ q = q + I_in(t, i)
 q = h * q
 v = v + q
 """
-_STEP = _HALF_STEP + _HALF_STEP + """
+_NETM_HALF_STEP = """
+q = 0.04 * v**2
+q = q + 5.0 * v
+q = q + 140.0
+q = q - u
+q = q + I_in(t, i)
+q = h * q
+v = v + q
+"""
+_U_STEP = """
 g = dt_ms * a
 s = b * v
 s = s - u
 s = g * s
 u = u + s
 """
+STEPS = {"update_first": _HALF_STEP + _HALF_STEP + _U_STEP, "threshold_first": _NETM_HALF_STEP * 2 + _U_STEP}
+SCHEDULES = {"update_first": None, "threshold_first": ["start", "thresholds", "resets", "groups", "synapses", "end"]}
 
 
-def brian2_izhikevich(a, b, c, d, current, dt):
-    """Brian2 run of per-neuron ``a, b, c, d`` on ``current`` ``[T, N]``; returns end-of-step v, u and spikes."""
+def brian2_izhikevich(a, b, c, d, current, dt, schedule="update_first"):
+    """Brian2 run of per-neuron ``a, b, c, d`` on ``current`` ``[T, N]`` with neurosim's ``schedule``;
+    returns end-of-step v, u and spikes."""
     steps, n = current.shape
     clock = b2.Clock(dt=dt * ms)
     group = b2.NeuronGroup(
@@ -52,10 +71,13 @@ def brian2_izhikevich(a, b, c, d, current, dt):
     group.a, group.b, group.c, group.d = a, b, c, d
     group.v = -65.0
     group.u = b * -65.0
-    group.run_regularly(_STEP, when="groups")
+    group.run_regularly(STEPS[schedule], when="groups")
     state = b2.StateMonitor(group, ["v", "u"], record=True, when="end")
     spikes = b2.SpikeMonitor(group)
-    b2.Network(group, state, spikes).run(steps * dt * ms, namespace={})
+    net = b2.Network(group, state, spikes)
+    if SCHEDULES[schedule] is not None:
+        net.schedule = SCHEDULES[schedule]
+    net.run(steps * dt * ms, namespace={})
     raster = np.zeros((steps, n), dtype=bool)
     raster[np.round(spikes.t / (dt * ms)).astype(int), spikes.i[:]] = True
     return state.v[:].T, state.u[:].T, raster
@@ -127,6 +149,36 @@ def test_heterogeneous_population_matches_brian2(dt):
 
     assert spikes.sum() >= 200
     assert (spikes.sum(0) > 0).mean() > 0.9
+    np.testing.assert_array_equal(spikes, ref_spikes)
+    np.testing.assert_array_equal(v, ref_v)
+    np.testing.assert_array_equal(u, ref_u)
+
+
+def ramp_and_pulses(dt, duration=1000.0):
+    """Two neurons: a slow ramp from 0 at 100 ms to 15 at 1000 ms, and 5 ms pulses of 12 every 50 ms from 100 ms."""
+    t = np.arange(int(duration / dt)) * dt
+    current = np.zeros((t.size, 2))
+    current[:, 0] = np.clip((t - 100.0) / 900.0, 0.0, None) * 15.0
+    current[:, 1] = np.where((t % 50.0 < 5.0) & (t >= 100.0), 12.0, 0.0)
+    return current
+
+
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+@pytest.mark.parametrize("cell_type", list(IZHIKEVICH_TYPES))
+def test_threshold_first_schedule_matches_brian2(cell_type, dt):
+    """Each cell type under a slow ramp and a pulse train with net.m's schedule (threshold on the
+    previous step's state, reset, update with net.m's 0.04*v**2): identical spike steps (reported in
+    the step that detects them) and bit-identical v, u as Brian2 running that schedule. (With
+    neurosim's default (0.04 v) v instead, most of these runs part in their spike steps.)"""
+    current = ramp_and_pulses(dt)
+    n = current.shape[1]
+    a, b, c, d = (np.full(n, value) for value in IZHIKEVICH_TYPES[cell_type])
+    ref_v, ref_u, ref_spikes = brian2_izhikevich(a, b, c, d, current, dt, schedule="threshold_first")
+    model = Izhikevich(n, cell_type=cell_type, schedule="threshold_first", dt=dt, dtype=torch.float64)
+    v, u, spikes = neurosim_izhikevich(model, current)
+
+    assert (spikes.sum(0) >= 14).all()
+    assert v.max() >= 30  # the state keeps the peak until the next step's reset
     np.testing.assert_array_equal(spikes, ref_spikes)
     np.testing.assert_array_equal(v, ref_v)
     np.testing.assert_array_equal(u, ref_u)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-import neurosim.compiled
+import neurosim.kernels.compiled
 from neurosim import ALIF, LIF, Dense, Izhikevich, Network, Sparse
 
 
@@ -11,14 +11,14 @@ from neurosim import ALIF, LIF, Dense, Izhikevich, Network, Sparse
 def compiled_calls(monkeypatch):
     """Counts the loops that really ran compiled."""
     calls = []
-    original = neurosim.compiled.try_run_compiled
+    original = neurosim.kernels.compiled.try_run_compiled
 
     def spy(*args):
         done = original(*args)
         calls.append(done is not None)
         return done
 
-    monkeypatch.setattr(neurosim.compiled, "try_run_compiled", spy)
+    monkeypatch.setattr(neurosim.kernels.compiled, "try_run_compiled", spy)
     return calls
 
 
@@ -237,7 +237,28 @@ def test_unsupported_configurations_run_on_torch(compiled_calls):
     net.add("c", LIF(20))
     net.connect("c", "c", Dense(20, 20, bias=True))
     ref, out = run_both(net, {k: torch.rand(10, 1, 20) for k in "abc"}, outputs=["a", "b", "c"])
-    assert compiled_calls == [False, False, False]
+    assert compiled_calls == [False, False]  # ALIF registers no compiled loop: not even tried
+    assert_same(ref, out)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LIF(30, method="euler", tau_mem=20.0, v_th=1.0),
+    lambda: LIF(30, tau_ref=torch.linspace(0.0, 3.0, 30), v_th=1.0),
+    lambda: LIF(30, tau_syn_exc=torch.full((30,), 5.0), v_th=1.0),
+    lambda: Izhikevich(30, schedule="threshold_first"),
+], ids=["lif_euler", "lif_per_neuron_refractory", "lif_per_neuron_synapse", "izhikevich_threshold_first"])
+def test_configurations_the_kernels_do_not_compute_run_on_torch(make, compiled_calls):
+    """An integration method, schedule or per-neuron parameter outside the compiled kernel's runs the
+    torch step loop (the kernel would compute a different model)."""
+    pop = make()
+    net = Network(dt=0.5)
+    net.add("r", pop)
+    net.connect("r", "r", Sparse(30, 30, p=0.2, weight=0.5, seed=0))
+    scale = 20.0 if isinstance(pop, Izhikevich) else 3.0
+    ref, out = run_both(net, {"r": scale * torch.rand(200, 1, 30, generator=torch.Generator().manual_seed(0))},
+                        outputs=["r"])
+    assert compiled_calls == []  # not even tried
+    assert ref.outputs["r"].sum() > 0
     assert_same(ref, out)
 
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual
-from neurosim.datasets import generated
-from neurosim.plugin import create_plugin
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import generated
+from neurosim.continual.plugin import create_plugin
 from neurosim.plugins.ewc import EWC
 from neurosim.plugins.metaplasticity import Metaplasticity
 from neurosim.plugins.replay import Replay
 from neurosim.plugins.si import SI
-from neurosim.scenarios import permuted, split
+from neurosim.continual.scenarios import permuted, split
 
 N_IN, N_HID, N_OUT = 30, 80, 4
 

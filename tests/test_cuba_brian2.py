@@ -13,7 +13,7 @@ from brian2 import mV, ms  # noqa: E402
 
 from neurosim.models.cuba import (EXC_FRACTION, TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK,  # noqa: E402
                                   V_RESET, V_TH, W_EXC, W_INH, build_cuba, connectivity, initial_voltage)
-from neurosim.reservoir import spike_events  # noqa: E402
+from neurosim.reservoirs.builders import spike_events  # noqa: E402
 
 b2.prefs.codegen.target = "numpy"
 

@@ -8,9 +8,9 @@ import torch
 from neurosim import Chain, Delayed, Dense, NeurosimError
 from neurosim.models.delays import (DelayTrainer, build_delay_net, delay_loss, evaluate, lif_parameters,
                                     padded_batches, predict)
-from neurosim.plugin import learnable_projections
+from neurosim.continual.plugin import learnable_projections
 from neurosim.projections import integer_delays, sigma_schedule
-from neurosim.temporal_tasks import lag_patterns, lag_task
+from neurosim.datasets.temporal_tasks import lag_patterns, lag_task
 
 TAU = 1.005
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 
 from neurosim import NeurosimError
-from neurosim.cli import main
-from neurosim.continual import Continual
-from neurosim.event_datasets import EventSet, as_dataset, as_split
-from neurosim.experiment import build, resume, start
-from neurosim.plots import checkpoint_delays
-from neurosim.scenarios import permuted
-from neurosim.store import RunStore
-from neurosim.temporal_tasks import lag_task
+from neurosim.cli.main import main
+from neurosim.continual.runner import Continual
+from neurosim.datasets.event_sets import EventSet, as_dataset, as_split
+from neurosim.runs.experiment import build, resume, start
+from neurosim.cli.plots import checkpoint_delays
+from neurosim.continual.scenarios import permuted
+from neurosim.storage.store import RunStore
+from neurosim.datasets.temporal_tasks import lag_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -58,7 +58,7 @@ def test_sequences_are_fed_cut_after_the_last_event_and_padded_to_steps():
 
 
 def test_features_encoded_shorter_than_the_longest_delay_are_refused():
-    from neurosim.datasets import digits, standardised
+    from neurosim.datasets.images import digits, standardised
     from neurosim.models.delays import build_delay_net
     net = build_delay_net(64, 10, hidden=[16], max_delay=13)
     with pytest.raises(NeurosimError, match="steps=5 is shorter than the network accepts \\(13"):
@@ -98,8 +98,8 @@ def test_delay_experiment_writes_resumes_and_plots(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, data, message", [
-    ({"width": 3}, "lags", "scenario options for 'lags'.*width"),
-    ({"n_train": 10}, "digits", "scenario options are for the event data sets"),
+    ({"width": 3}, "lags", "unknown scenario.options parameter 'width'"),
+    ({"size": 10}, "digits", r"unknown scenario.options \(digits\) key 'size'; known: n_train, n_test"),
 ])
 def test_bad_scenario_options(options, data, message):
     config = dict(CONFIG, scenario=dict(CONFIG["scenario"], data=data, options=options))

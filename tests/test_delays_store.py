@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from neurosim import LI, LIF, Delayed, Network, NeurosimError
-from neurosim.cli import main
-from neurosim.continual import Continual
-from neurosim.datasets import digits, standardised
-from neurosim.plots import checkpoint_delays
-from neurosim.scenarios import permuted
-from neurosim.store import RunStore
+from neurosim.cli.main import main
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import digits, standardised
+from neurosim.cli.plots import checkpoint_delays
+from neurosim.continual.scenarios import permuted
+from neurosim.storage.store import RunStore
 
 
 def delay_net(max_delay=6, seed=0):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from neurosim import LIF, Dense, Izhikevich, Network, NeurosimError, Sparse
-from neurosim.cli import main
+from neurosim.cli.main import main
 
 
 def small_net():

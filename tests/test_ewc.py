@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual
-from neurosim.datasets import Dataset, Split
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import Dataset, Split
 from neurosim.plugins.ewc import EWC
-from neurosim.scenarios import permuted
+from neurosim.continual.scenarios import permuted
 
 
 def linear_readout(n_in=3, n_out=2, seed=0):

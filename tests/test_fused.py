@@ -1,4 +1,4 @@
-"""The fused sequence path (neurosim.fused) against the step-by-step autograd loop.
+"""The fused sequence path (neurosim.kernels.fused) against the step-by-step autograd loop.
 
 Spikes and membranes must be identical; gradients (with respect to the input sequence and the
 initial membrane, through a loss on spikes, membranes and the final state) within 1e-6 of the
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neurosim import LI, LIF, NeurosimError
-from neurosim.fused import SURROGATES, lif_sequence, lif_supported
+from neurosim.kernels.fused import SURROGATES, lif_sequence, lif_supported
 from neurosim.neurons.base import Population
 
 T, B, N = 40, 3, 50
@@ -28,10 +28,10 @@ def inputs(dtype, scale=1.0, seed=0):
 
 def run(pop, x, v0, cz, cv, fused: bool):
     """Outputs and gradients of ``pop`` over ``x`` from membrane ``v0``, by ``LIF.forward`` (fused
-    when supported) or by the step loop of ``Population.forward``."""
+    when supported) or by the step loop of ``Population.steps``."""
     x, v0 = x.clone().requires_grad_(), v0.clone().requires_grad_()
     state = pop.initial_state(B)._replace(v=v0)
-    zs, state = pop(x, state) if fused else Population.forward(pop, x, state)
+    zs, state = pop(x, state) if fused else Population.steps(pop, x, state)
     ((zs * cz).sum() + (state.v * cv).sum()).backward()
     return zs.detach(), state, x.grad, v0.grad
 
@@ -110,7 +110,7 @@ def test_lif_without_gradients_and_across_calls():
         z_all, s_all = pop(x)
         z1, s1 = pop(x[:15])
         z2, s2 = pop(x[15:], s1)
-        z_ref, s_ref = Population.forward(pop, x)
+        z_ref, s_ref = Population.steps(pop, x)
     assert torch.equal(z_all, z_ref) and torch.equal(s_all.v, s_ref.v)
     assert torch.equal(torch.cat([z1, z2]), z_all) and torch.equal(s2.v, s_all.v)
 
@@ -151,6 +151,20 @@ def test_lif_falls_back_to_the_step_loop(option):
     assert_same(run(pop, x, v0, cz, cv, True), run(pop, x, v0, cz, cv, False))
 
 
+@pytest.mark.parametrize("option", [dict(method="euler"), dict(tau_ref=torch.full((N,), 2.0)),
+                                    dict(method="euler", input_mode="current")])
+def test_lif_outside_the_fused_kernel_runs_the_step_loop(option):
+    """Forward Euler and per-neuron refractory periods, which the fused kernel does not compute, run
+    the step loop (the fused kernel would give the exact method's spikes)."""
+    x, v0, cz, cv = inputs(torch.float64, scale=2.0)
+    pop = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **option)
+    assert not pop.kernel_supported
+    assert_same(run(pop, x, v0, cz, cv, True), run(pop, x, v0, cz, cv, False))
+    if "method" in option:
+        exact = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **{k: v for k, v in option.items() if k != "method"})
+        assert not torch.equal(run(pop, x, v0, cz, cv, True)[0], run(exact, x, v0, cz, cv, True)[0])
+
+
 @pytest.mark.parametrize("dtype, mode", list(itertools.product([torch.float32, torch.float64], ["jump", "current"])))
 def test_li_fused_equals_step_loop(dtype, mode):
     g = torch.Generator().manual_seed(4)
@@ -160,7 +174,7 @@ def test_li_fused_equals_step_loop(dtype, mode):
     for fused in (True, False):
         xs, v = x.clone().requires_grad_(), v0.clone().requires_grad_()
         state = pop.initial_state(B)._replace(v=v)
-        vs, state = pop(xs, state) if fused else Population.forward(pop, xs, state)
+        vs, state = pop(xs, state) if fused else Population.steps(pop, xs, state)
         ((vs * cz).sum() + (state.v * cv).sum()).backward()
         res.append((vs.detach(), state.v.detach(), xs.grad, v.grad))
     (vs, v_end, gx, gv0), (vs_ref, v_end_ref, gx_ref, gv0_ref) = res

@@ -8,9 +8,9 @@ import torch
 from scipy import stats
 
 from neurosim import LIF, Dense, Network, NeurosimError, Sparse
-from neurosim.homeostasis import (EIHomeostasis, HomeostasisParameters, adapt, inhibitory_update, target_rates,
+from neurosim.learning.homeostasis import (EIHomeostasis, HomeostasisParameters, adapt, inhibitory_update, target_rates,
                                   window_rates)
-from neurosim.reservoir import izhikevich_reservoir, lif_reservoir
+from neurosim.reservoirs.builders import izhikevich_reservoir, lif_reservoir
 
 
 def small_net(inh_projection) -> Network:

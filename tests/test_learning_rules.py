@@ -148,81 +148,116 @@ def test_three_factor_rejects_bad_input():
 
 # -- STDP against Brian2 ------------------------------------------------------------------------
 
-def brian2_stdp(pre, post, w0, p, dt):
-    """The same model in Brian2 (numpy target, float64): event-driven traces whose increments arrive
-    one step after the spike (a pathway delay of dt), so the weight code of step t reads x[t-1] and
-    y[t-1]; the trace pathways run first in the synapses slot, the weight updates next, the clipping
-    last (once per step, as in our rule)."""
-    from brian2 import Network, SpikeGeneratorGroup, Synapses, defaultclock, ms, prefs, start_scope
+def brian2_stdp(pre, post, w0, synapses, p, dt):
+    """Brian2's standard STDP synapse (numpy target, float64) between spike generators: event-driven
+    traces, ``on_pre: apre += Apre; w = clip(w + apost, wmin, wmax)``, ``on_post: apost += Apost;
+    w = clip(w + apre, wmin, wmax)``, Brian2's own order of the two pathways. ``synapses`` = (post, pre)
+    index arrays, ``w0`` their initial weights; returns the final weights in the same order."""
+    from brian2 import Clock, Network, SpikeGeneratorGroup, Synapses, ms, prefs, start_scope
 
     prefs.codegen.target = "numpy"
     start_scope()
-    defaultclock.dt = dt * ms
+    clock = Clock(dt=dt * ms)
     T, n_in = pre.shape
-    n_out = post.shape[1]
     t_pre, i_pre = np.nonzero(pre)
     t_post, i_post = np.nonzero(post)
-    g_pre = SpikeGeneratorGroup(n_in, i_pre, t_pre * dt * ms)
-    g_post = SpikeGeneratorGroup(n_out, i_post, t_post * dt * ms)
-    bounded = p.w_min is not None
-    on_pre = {"pre_trace": "apre += 1", "pre": "w += -Am * apost"}
-    on_post = {"post_trace": "apost += 1", "post": "w += Ap * apre"}
-    if bounded:
-        on_pre["pre_clip"] = "w = clip(w, wmin, wmax)"
-        on_post["post_clip"] = "w = clip(w, wmin, wmax)"
+    g_pre = SpikeGeneratorGroup(n_in, i_pre, t_pre * dt * ms, clock=clock)
+    g_post = SpikeGeneratorGroup(post.shape[1], i_post, t_post * dt * ms, clock=clock)
     S = Synapses(g_pre, g_post, model="""w : 1
         dapre/dt = -apre / taupre : 1 (event-driven)
         dapost/dt = -apost / taupost : 1 (event-driven)""",
-                 on_pre=on_pre, on_post=on_post, delay={"pre_trace": dt * ms, "post_trace": dt * ms},
-                 namespace=dict(taupre=p.tau_pre * ms, taupost=p.tau_post * ms, Ap=p.a_plus, Am=p.a_minus,
+                 on_pre="apre += Apre\nw = clip(w + apost, wmin, wmax)",
+                 on_post="apost += Apost\nw = clip(w + apre, wmin, wmax)", clock=clock,
+                 namespace=dict(taupre=p.tau_pre * ms, taupost=p.tau_post * ms, Apre=p.a_plus, Apost=-p.a_minus,
                                 wmin=p.w_min, wmax=p.w_max))
-    S.connect()
-    S.w = w0[S.j[:], S.i[:]]
-    S.pre_trace.order = S.post_trace.order = -1
-    if bounded:
-        S.pre_clip.order = S.post_clip.order = 1
-    net = Network(g_pre, g_post, S)
-    net.run(T * dt * ms)
-    w = np.empty_like(w0)
-    w[S.j[:], S.i[:]] = S.w[:]
-    return w
+    post_idx, pre_idx = synapses
+    S.connect(i=pre_idx, j=post_idx)
+    assert (S.i[:] == pre_idx).all() and (S.j[:] == post_idx).all()
+    S.w = w0
+    Network(g_pre, g_post, S).run(T * dt * ms)
+    return np.asarray(S.w[:])
 
 
 def random_trains(T, n, rate, rng):
     return (rng.random((T, n)) < rate).astype(np.float64)
 
 
-@pytest.mark.parametrize("bounds", [(None, None), (0.0, 0.2)])
-def test_stdp_matches_brian2(bounds):
-    rng = np.random.default_rng(11)
-    T, n_in, n_out, dt = 400, 5, 4, 0.5
-    pre, post = random_trains(T, n_in, 0.08, rng), random_trains(T, n_out, 0.08, rng)
-    post[::37, :] = 1.0  # volleys that coincide with presynaptic spikes
-    pre[::37, ::2] = 1.0
-    assert (pre.sum(1)[:, None] * post).sum() > 50  # many coincident pre/post pairs
-    p = STDPParameters(tau_pre=8.0, tau_post=12.0, a_plus=0.01, a_minus=0.013, w_min=bounds[0], w_max=bounds[1])
-    w0 = rng.uniform(0.05, 0.15, size=(n_out, n_in))
-    expected = brian2_stdp(pre, post, w0, p, dt)
+STDP_CASES = {
+    "symmetric": (STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.01, a_minus=0.0105, w_min=0.0, w_max=0.05), 0.5),
+    "asymmetric": (STDPParameters(tau_pre=8.0, tau_post=15.0, a_plus=0.02, a_minus=0.012, w_min=0.01, w_max=0.08), 1.0),
+}
 
-    proj = ns.Dense(n_in, n_out, weight=w0, dtype=torch.float64)
+
+def run_stdp(proj, p, dt, pre, post):
     rule = STDP(proj, p, dt=dt)
-    opt = torch.optim.SGD(proj.parameters(), lr=1.0)
-    state = rule.initial_state(1)
-    for t in range(T):
-        state = rule.step(torch.from_numpy(pre[t : t + 1]), torch.from_numpy(post[t : t + 1]), state)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        rule.clip()
-    w = proj.weight.detach().numpy()
-    assert np.abs(w - w0).max() > 0.05  # the weights moved
-    if bounds[0] is not None:
-        assert (w == bounds[1]).any() or (w == bounds[0]).any()  # the bounds were reached
-    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-6)
+    state = rule.initial_state(pre.shape[1])
+    for t in range(pre.shape[0]):
+        state = rule.step(torch.from_numpy(pre[t]), torch.from_numpy(post[t]), state)
+    return proj
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("case", list(STDP_CASES))
+def test_stdp_matches_brian2(case, kind):
+    """Random pre/post trains with volleys that put many pre/post pairs in the same step, weights that
+    hit both bounds: the final weights equal Brian2's standard STDP synapse to 1e-9, on a Dense
+    (all-to-all) and a Sparse projection."""
+    p, dt = STDP_CASES[case]
+    rng = np.random.default_rng(11)
+    T, n_in, n_out = 2000, 6, 5
+    pre, post = random_trains(T, n_in, 0.02, rng), random_trains(T, n_out, 0.02, rng)
+    post[::53, :] = 1.0
+    pre[::53, ::2] = 1.0
+    assert (pre.sum(1)[:, None] * post).sum() > 100  # same-step pre/post pairs
+    keep = np.ones((n_out, n_in), dtype=bool) if kind == "dense" else rng.random((n_out, n_in)) < 0.5
+    post_idx, pre_idx = np.nonzero(keep.T)[::-1]
+    order = np.lexsort((post_idx, pre_idx))  # neurosim's Sparse order: by pre, then post
+    post_idx, pre_idx = post_idx[order], pre_idx[order]
+    w0 = rng.uniform(p.w_min, p.w_max, post_idx.size)
+    expected = brian2_stdp(pre, post, w0, (post_idx, pre_idx), p, dt)
+
+    if kind == "dense":
+        weight = np.zeros((n_out, n_in))
+        weight[post_idx, pre_idx] = w0
+        proj = run_stdp(ns.Dense(n_in, n_out, weight=weight, dtype=torch.float64), p, dt, pre[:, None], post[:, None])
+        w = proj.weight.detach().numpy()[post_idx, pre_idx]
+    else:
+        proj = ns.Sparse(n_in, n_out, pre=pre_idx, post=post_idx, weight=w0, dtype=torch.float64)
+        assert (proj.pre.numpy() == pre_idx).all() and (proj.post.numpy() == post_idx).all()
+        w = run_stdp(proj, p, dt, pre[:, None], post[:, None]).weight.detach().numpy()
+    assert np.abs(w - w0).max() > 0.03  # the weights moved
+    assert (w == p.w_min).any() and (w == p.w_max).any()  # both bounds reached
+    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-9)
+
+
+def test_stdp_dense_mask_and_batch_mean():
+    """A Dense mask keeps absent synapses untouched (even outside the bounds), and a batch of identical
+    samples changes the weights as one sample does; two different samples move them by the mean."""
+    rng = np.random.default_rng(2)
+    T, n_in, n_out = 300, 4, 3
+    p = STDPParameters(tau_pre=10.0, tau_post=10.0, a_plus=0.02, a_minus=0.02, w_min=0.0, w_max=1.0)
+    pre, post = random_trains(T, n_in, 0.1, rng), random_trains(T, n_out, 0.1, rng)
+    mask = rng.random((n_out, n_in)) < 0.6
+    w0 = np.where(mask, 0.5, 7.0)  # absent synapses hold a value outside the bounds
+    one = run_stdp(ns.Dense(n_in, n_out, weight=w0, mask=mask, dtype=torch.float64), p, 1.0, pre[:, None], post[:, None])
+    w = one.weight.detach().numpy()
+    assert (w[~mask] == 7.0).all() and (w[mask] != 0.5).all()
+    three = run_stdp(ns.Dense(n_in, n_out, weight=w0, mask=mask, dtype=torch.float64), p, 1.0,
+                     np.repeat(pre[:, None], 3, 1), np.repeat(post[:, None], 3, 1))
+    np.testing.assert_allclose(three.weight.detach().numpy(), w, rtol=0, atol=1e-15)
+    # unbounded, the change of a batch of two is the mean of the two samples' changes
+    free = STDPParameters(tau_pre=10.0, tau_post=10.0, a_plus=0.02, a_minus=0.02)
+    pre2, post2 = random_trains(T, n_in, 0.1, rng), random_trains(T, n_out, 0.1, rng)
+    changes = [run_stdp(ns.Dense(n_in, n_out, weight=w0, dtype=torch.float64), free, 1.0, a[:, None], b[:, None])
+               .weight.detach().numpy() - w0 for a, b in ((pre, post), (pre2, post2))]
+    both = run_stdp(ns.Dense(n_in, n_out, weight=w0, dtype=torch.float64), free, 1.0,
+                    np.stack([pre, pre2], 1), np.stack([post, post2], 1)).weight.detach().numpy()
+    np.testing.assert_allclose(both - w0, (changes[0] + changes[1]) / 2, rtol=0, atol=1e-12)
 
 
 def test_stdp_pairing_window_closed_form():
-    """One pre and one post spike k steps apart: potentiation A+ l+^(k-1), depression A- l-^(k-1),
-    nothing in the same step."""
+    """One pre and one post spike k steps apart: potentiation A+ l+^k for k >= 0 (a pair in the same
+    step potentiates by A+), depression A- l-^(-k) for k < 0."""
     p = STDPParameters(tau_pre=5.0, tau_post=9.0, a_plus=0.3, a_minus=0.2)
     dt, T = 1.0, 12
     for k in range(-5, 6):
@@ -231,17 +266,14 @@ def test_stdp_pairing_window_closed_form():
         pre[6, 0, 0] = 1.0
         post[6 + k, 0, 0] = 1.0
         state = STDPState(torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64))
-        total = 0.0
+        w = torch.zeros(1, 1, dtype=torch.float64)
         for t in range(T):
-            state, dw = stdp_step(pre[t], post[t], state, p, dt)
-            total += dw.item()
-        if k > 0:
-            expected = p.a_plus * math.exp(-dt / p.tau_pre) ** (k - 1)
-        elif k < 0:
-            expected = -p.a_minus * math.exp(-dt / p.tau_post) ** (-k - 1)
+            state, w = stdp_step(pre[t], post[t], state, p, dt, w)
+        if k >= 0:
+            expected = p.a_plus * math.exp(-dt / p.tau_pre) ** k
         else:
-            expected = 0.0
-        assert total == pytest.approx(expected, rel=1e-12, abs=0.0)
+            expected = -p.a_minus * math.exp(-dt / p.tau_post) ** (-k)
+        assert w.item() == pytest.approx(expected, rel=1e-12, abs=0.0)
 
 
 def test_stdp_rejects_bad_parameters():
@@ -252,3 +284,9 @@ def test_stdp_rejects_bad_parameters():
     rule = STDP(ns.Dense(3, 2))
     with pytest.raises(NeurosimError, match="post"):
         rule.step(torch.zeros(1, 3), torch.zeros(1, 3), rule.initial_state(1))
+    with pytest.raises(NeurosimError, match="pre must hold spikes"):
+        rule.step(torch.full((1, 3), 0.5), torch.zeros(1, 2), rule.initial_state(1))
+    with pytest.raises(NeurosimError, match="Dale"):
+        STDP(ns.Sparse(4, 3, p=0.5, dale="exc"))
+    with pytest.raises(NeurosimError, match="needs a Dense or Sparse projection"):
+        STDP(ns.Conv2d((1, 5, 5), 1, 3))

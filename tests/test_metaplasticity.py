@@ -5,12 +5,12 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.continual import Continual
-from neurosim.datasets import generated
-from neurosim.experiment import resume, start
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import generated
+from neurosim.runs.experiment import resume, start
 from neurosim.plugins.metaplasticity import Metaplasticity, f_meta, metaplastic_update
-from neurosim.scenarios import permuted
-from neurosim.store import RunStore
+from neurosim.continual.scenarios import permuted
+from neurosim.storage.store import RunStore
 
 
 def reference_f(w, m):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from neurosim import NeurosimError
-from neurosim.metrics import acc, bwt, fwt
+from neurosim.continual.metrics import acc, bwt, fwt
 
 NAN = float("nan")
 R3 = np.array([[0.90, 0.20, 0.15],

@@ -3,7 +3,7 @@ import torch
 
 from neurosim import LI, LIF, Conv2d, Dense, Network, Sparse
 from neurosim.neurons import lif_step
-from neurosim.surrogate import surrogate
+from neurosim.neurons.surrogate import surrogate
 
 
 def test_plan_orders_components_topologically():

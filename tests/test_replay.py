@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from neurosim import NeurosimError, experiment
-from neurosim.cli import main
-from neurosim.replay import replay
+from neurosim import NeurosimError
+from neurosim.runs import experiment
+from neurosim.cli.main import main
+from neurosim.runs.replay import replay
 
 CONFIG = {
     "name": "replay-test",
@@ -40,7 +41,7 @@ def test_replay_at_a_later_checkpoint_shows_the_change(run_file, capsys):
     out = capsys.readouterr().out
     assert "h1" in out and "identical" in out
     assert main(["replay", str(run_file), "--task", "7"]) == 2
-    assert "no recording of task 7" in capsys.readouterr().err
+    assert "run of 3 tasks (0-2); it has no task 7" in capsys.readouterr().err
 
 
 def test_recording_needs_spiking_populations():

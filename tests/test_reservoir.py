@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neurosim import NeurosimError
-from neurosim.reservoir import ei_sizes, izhikevich_reservoir, lif_reservoir, spike_events
+from neurosim.reservoirs.builders import ei_sizes, izhikevich_reservoir, lif_reservoir, spike_events
 
 
 def connection_counts_ok(count: int, trials: int, p: float) -> bool:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from neurosim import NeurosimError
-from neurosim.reservoir import lif_reservoir
-from neurosim.reservoir_tasks import (fit_ridge, input_weights, mackey_glass, memory_capacity, nrmse, predict,
+from neurosim.reservoirs.builders import lif_reservoir
+from neurosim.reservoirs.tasks import (fit_ridge, input_weights, mackey_glass, memory_capacity, nrmse, predict,
                                       prediction_nrmse, reservoir_states, select_alpha)
 
 

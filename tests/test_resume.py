@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurosim import experiment
-from neurosim.store import RunStore
+from neurosim.runs import experiment
+from neurosim.storage.store import RunStore
 
 CONFIG = {
     "name": "resume-test",
@@ -29,8 +29,8 @@ CHILD = textwrap.dedent("""
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from neurosim import experiment
-    from neurosim.store import RunStore
+    from neurosim.runs import experiment
+    from neurosim.storage.store import RunStore
     mode, path, die_in = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if die_in >= 0:
         commit = RunStore._commit

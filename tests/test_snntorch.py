@@ -45,8 +45,8 @@ from snntorch import surrogate as snn_surrogate  # noqa: E402
 from torch import nn  # noqa: E402
 
 from neurosim import LIF, Dense, Network  # noqa: E402
-from neurosim.fused import lif_sequence  # noqa: E402
-from neurosim.surrogate import surrogate  # noqa: E402
+from neurosim.kernels.fused import lif_sequence  # noqa: E402
+from neurosim.neurons.surrogate import surrogate  # noqa: E402
 
 T, B, N_IN, N = 50, 8, 120, 300
 DT, TAU = 1.0, 10.0

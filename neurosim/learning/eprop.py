@@ -14,8 +14,9 @@ input :math:`I_j[t] = \sum_i W^{in}_{ji} x_i[t] + \sum_i W^{rec}_{ji} z_i[t-1]`.
 :math:`z_j[t] = H(v'_j[t] - v_{th})`, and the reset gives :math:`v_j[t] = r_j[t] v'_j[t] + c` with
 :math:`r = 1` (``"subtract"``) or :math:`r = 1 - z` (``"zero"``), the reset's own dependence on
 :math:`z` not differentiated (``detach_reset``). LIF: :math:`p_{00} = e^{-dt/\tau_m}`, no ``w``;
-:math:`q_0 = 1` (``"jump"``) or :math:`1 - p_{00}` (``"current"``). ALIF: :math:`P` and
-:math:`q` are its exact propagator (:func:`~neurosim.neurons.alif.alif_propagator`).
+:math:`q_0 = 1` (``"jump"``) or :math:`1 - p_{00}` (``"current"``), :math:`p_{00} = 1 - dt/\tau_m`
+with ``method="euler"``. ALIF: :math:`P` and :math:`q` are its propagator of the population's
+method (:func:`~neurosim.neurons.alif.alif_propagator`). Parameters may be per neuron.
 
 **Eligibility.** For a weight :math:`W_{ji}` with presynaptic activity :math:`s_i[t]`
 (:math:`x_i[t]` or :math:`z_i[t-1]`), the eligibility vectors are the partial derivatives of
@@ -67,6 +68,7 @@ import torch
 from ..errors import NeurosimError, check_choice, check_finite, check_int, check_last_dim, check_positive
 from ..neurons import ALIF, LI, LIF
 from ..neurons.alif import alif_propagator
+from ..neurons.lif import decay
 from ..projections import Dense
 from .three_factor import deposit
 
@@ -89,14 +91,14 @@ class EPropParameters:
 
 
 class Coefficients(NamedTuple):
-    """The hidden neuron's own-state propagator (module docstring); LIF's may be per-neuron ``[N]``."""
+    """The hidden neuron's own-state propagator (module docstring); numbers or per-neuron ``[N]``."""
 
     p00: float | torch.Tensor
-    p01: float
-    p10: float
-    p11: float
+    p01: float | torch.Tensor
+    p10: float | torch.Tensor
+    p11: float | torch.Tensor
     q0: float | torch.Tensor
-    q1: float
+    q1: float | torch.Tensor
     zero_reset: bool
 
 
@@ -129,7 +131,7 @@ def eligibility_step(s: torch.Tensor, r: torch.Tensor, eps_v: torch.Tensor, eps_
     v = _col(c.p00) * ev + _col(c.q0) * s
     if eps_w is None:
         return v, None
-    return v + c.p01 * eps_w, c.p10 * ev + c.p11 * eps_w + c.q1 * s
+    return v + _col(c.p01) * eps_w, _col(c.p10) * ev + _col(c.p11) * eps_w + _col(c.q1) * s
 
 
 def _add_gradient(weight: torch.Tensor, g: torch.Tensor) -> None:
@@ -210,7 +212,7 @@ class EProp:
     @staticmethod
     def _coefficients(pop, dt: float) -> Coefficients:
         p = pop.params
-        if p.tau_ref > 0:
+        if bool(torch.as_tensor(p.tau_ref).gt(0).any()):
             raise NeurosimError("e-prop here does not model the refractory period: use tau_ref=0")
         zero = p.reset == "zero"
         if not p.detach_reset:
@@ -218,10 +220,9 @@ class EProp:
         if isinstance(pop, LIF):
             if p.tau_syn_exc is not None:
                 raise NeurosimError("e-prop here does not model synaptic currents: leave tau_syn_exc unset")
-            tau = p.tau_mem
-            beta = torch.exp(-dt / tau) if isinstance(tau, torch.Tensor) else math.exp(-dt / tau)
+            beta = decay(dt, p.tau_mem, p.method)
             return Coefficients(beta, 0.0, 0.0, 0.0, 1.0 if p.input_mode == "jump" else 1 - beta, 0.0, zero)
-        p00, p01, p10, p11, q0, q1 = alif_propagator(float(p.tau_mem), float(p.tau_adapt), float(p.a), dt)
+        p00, p01, p10, p11, q0, q1 = alif_propagator(p.tau_mem, p.tau_adapt, p.a, dt, p.method)
         if p.input_mode == "jump":
             q0, q1 = 1.0, 0.0
         return Coefficients(p00, p01, p10, p11, q0, q1, zero)

@@ -32,7 +32,7 @@ import torch
 
 from ..errors import NeurosimError, check_finite, check_last_dim, check_positive
 from ..projections import Dense
-from .three_factor import bound_dense, deposit
+from .three_factor import bound_projection, deposit
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class FORCE:
     """
 
     def __init__(self, projection: Dense, params: FORCEParameters | None = None):
-        self.projection = bound_dense(projection, "FORCE")
+        self.projection = bound_projection(projection, "FORCE")
         if projection.mask is not None:
             raise NeurosimError("FORCE needs a Dense projection without a mask: its least-squares update is for z = W r")
         self.params = params if params is not None else FORCEParameters()

@@ -108,10 +108,12 @@ def deposit(weight: torch.Tensor, dw: torch.Tensor) -> None:
     weight.grad.sub_(dw.to(weight.grad.dtype))
 
 
-def bound_dense(projection, rule: str) -> Dense:
-    """``projection`` if a rule may write its weight's ``.grad``; a clear error otherwise."""
-    if not isinstance(projection, Dense):
-        raise NeurosimError(f"{rule} needs a Dense projection, got {type(projection).__name__}")
+def bound_projection(projection, rule: str, accepts: tuple = (Dense,)):
+    """``projection`` if a rule may change its weight (one of the types ``accepts``, without Dale's
+    law); a clear error otherwise."""
+    if not isinstance(projection, accepts):
+        kinds = " or ".join(k.__name__ for k in accepts)
+        raise NeurosimError(f"{rule} needs a {kinds} projection, got {type(projection).__name__}")
     if projection.signs is not None:
         raise NeurosimError(f"{rule} cannot act on a projection under Dale's law: its effective weight is |W| "
                             "times signs, not the weight the rule changes")
@@ -127,15 +129,17 @@ def check_activity(name: str, x: torch.Tensor, batch: int | None, n: int) -> Non
     check_finite(name, x)
 
 
-class DenseRule:
-    """A local rule bound to a :class:`~neurosim.projections.Dense` projection: validated
-    parameters (of type ``Params``) and ``dt``, activity checks, and the deposit of its change
-    ``dW`` (inside the connectivity mask) into ``weight.grad`` as :math:`-\\Delta W`."""
+class LocalRule:
+    """A local rule bound to a projection of one of the types ``accepts``: validated parameters (of
+    type ``Params``) and ``dt``, and activity checks. :meth:`_deposit` puts a change ``dW`` of a
+    :class:`~neurosim.projections.Dense` weight (inside its connectivity mask) into
+    ``weight.grad`` as :math:`-\\Delta W`."""
 
     Params: type
+    accepts: tuple = (Dense,)
 
-    def __init__(self, projection: Dense, params=None, dt: float = 1.0):
-        self.projection = bound_dense(projection, type(self).__name__)
+    def __init__(self, projection, params=None, dt: float = 1.0):
+        self.projection = bound_projection(projection, type(self).__name__, self.accepts)
         params = self.Params() if params is None else params
         if not isinstance(params, self.Params):
             raise NeurosimError(f"params must be {self.Params.__name__}, got {type(params).__name__}")
@@ -155,7 +159,7 @@ class DenseRule:
         deposit(proj.weight, dw if proj.mask is None else dw * proj.mask)
 
 
-class ThreeFactor(DenseRule):
+class ThreeFactor(LocalRule):
     """The three-factor rule bound to a :class:`~neurosim.projections.Dense` projection.
 
     ``rule = ThreeFactor(projection, params, dt=1.0)``; ``state = rule.initial_state(batch)``;

@@ -7,8 +7,9 @@ Forward, the spiking dynamics (no leak potential; ``dt`` and :math:`\tau` in ms)
     v_t = \beta v_{t-1} + (1 - \beta) x_t, \quad \beta = e^{-dt/\tau}; \qquad
     z_t = H(v_t - \alpha\theta); \qquad v_t \leftarrow v_t - \theta z_t
 
-with threshold :math:`\theta` (one learnable value per population, kept at or above
-``v_th_floor``), firing fraction :math:`\alpha` and output spikes of amplitude :math:`\theta / dt`.
+with threshold :math:`\theta` (one learnable value per population, or per neuron when ``v_th`` is
+given per neuron, kept at or above ``v_th_floor``), firing fraction :math:`\alpha` and output
+spikes of amplitude :math:`\theta / dt`. ``tau_mem``, ``alpha`` and ``v_th_floor`` may be per neuron.
 
 Backward, through the spike representation instead of the time steps: with the weighted
 average :math:`\hat a = \sum_i w_i a_i / \sum_i w_i`, :math:`w_i = e^{-(T - i)\,dt/\tau}`, of a
@@ -25,32 +26,36 @@ The gradient needs the whole sequence, so it exists in :meth:`DSR.forward` only;
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
 from ..errors import NeurosimError, check_positive
-from .base import Population, params_from_kwargs
+from .base import NeuronParameters, Population, params_from_kwargs
+from .lif import decay
 
 
 @dataclass(frozen=True)
-class DSRParameters:
-    """``tau_mem`` (ms), initial threshold ``v_th``, its floor, and the firing fraction ``alpha``."""
+class DSRParameters(NeuronParameters):
+    """``tau_mem`` (ms), initial threshold ``v_th``, its floor, and the firing fraction ``alpha``;
+    each a number or per neuron (a per-neuron ``v_th`` makes the learnt threshold one per neuron)."""
 
-    tau_mem: float = 1.0
-    v_th: float = 0.3
-    v_th_floor: float = 5e-4
-    alpha: float = 0.3
+    per_neuron: ClassVar[tuple[str, ...]] = ("tau_mem", "v_th", "v_th_floor", "alpha")
+
+    tau_mem: float | torch.Tensor = 1.0
+    v_th: float | torch.Tensor = 0.3
+    v_th_floor: float | torch.Tensor = 5e-4
+    alpha: float | torch.Tensor = 0.3
     learn_threshold: bool = True
 
-    def __post_init__(self):
+    def validate(self):
         check_positive("tau_mem", self.tau_mem)
         check_positive("v_th", self.v_th)
         check_positive("v_th_floor", self.v_th_floor, allow_zero=True)
-        if not 0 < self.alpha <= 1:
+        alpha = torch.as_tensor(self.alpha)
+        if bool(((alpha <= 0) | (alpha > 1)).any()):
             raise NeurosimError(f"alpha must be in (0, 1], got {self.alpha!r}")
 
 
@@ -60,16 +65,22 @@ class DSRState(NamedTuple):
 
 def dsr_step(x: torch.Tensor, state: DSRState, p: DSRParameters, dt: float, theta: torch.Tensor):
     """One forward step; returns ``(z * theta / dt, state)``. No gradient flows through ``z``."""
-    beta = math.exp(-dt / p.tau_mem)
+    beta = decay(dt, p.tau_mem)
     v = beta * state.v + (1 - beta) * x
     z = (v >= p.alpha * theta).to(x.dtype)
     return z * (theta / dt), DSRState(v - theta * z)
 
 
-def weighted_rate(xs: torch.Tensor, tau: float, dt: float) -> torch.Tensor:
-    r"""The weighted average :math:`\hat a` of ``xs`` (``[T, ...]``) over time (module docstring)."""
+def weighted_rate(xs: torch.Tensor, tau, dt: float) -> torch.Tensor:
+    r"""The weighted average :math:`\hat a` of ``xs`` (``[T, ..., n]``) over time (module docstring);
+    ``tau`` a number or one value per neuron (the last dimension)."""
     T = xs.shape[0]
-    w = torch.exp(-(T - torch.arange(1, T + 1, dtype=xs.dtype, device=xs.device)) * (dt / tau))
+    lag = T - torch.arange(1, T + 1, dtype=xs.dtype, device=xs.device)
+    if isinstance(tau, torch.Tensor) and tau.dim() > 0:
+        w = torch.exp(-lag[:, None] * (dt / tau))
+        w = w / w.sum(0)
+        return (w.view(T, *([1] * (xs.dim() - 2)), -1) * xs).sum(0)
+    w = torch.exp(-lag * (dt / tau))
     return torch.tensordot(w / w.sum(), xs, dims=1)
 
 
@@ -92,7 +103,7 @@ class _DSRFunction(torch.autograd.Function):
         top = theta * p.tau_mem / dt
         inside = (x_hat > 0) & (x_hat < top)
         gx = torch.where(inside, g_hat, torch.zeros_like(g_hat)) / (p.tau_mem * T)
-        g_theta = (g_hat * (x_hat > top)).sum() * dt if ctx.needs_input_grad[1] else None
+        g_theta = (g_hat * (x_hat > top)).sum_to_size(theta.shape) * dt if ctx.needs_input_grad[1] else None
         return gx.unsqueeze(0).expand_as(g), g_theta, None, None, None
 
 
@@ -106,7 +117,7 @@ class DSR(Population):
     def __init__(self, n: int, params: DSRParameters | None = None, *, dt: float | None = None,
                  dtype: torch.dtype = torch.float32, **kwargs):
         super().__init__(n, params_from_kwargs(DSRParameters, params, kwargs), dt, "straight_through", dtype)
-        self.threshold = nn.Parameter(torch.tensor(self._params.v_th, dtype=dtype),
+        self.threshold = nn.Parameter(torch.as_tensor(self.params.v_th, dtype=dtype).clone(),
                                       requires_grad=self._params.learn_threshold)
 
     def initial_state(self, batch: int, device=None) -> DSRState:
@@ -114,14 +125,14 @@ class DSR(Population):
 
     def _theta(self) -> torch.Tensor:
         with torch.no_grad():
-            self.threshold.clamp_(min=self._params.v_th_floor)
+            self.threshold.clamp_(min=self.params.v_th_floor)
         return self.threshold
 
     def step(self, x: torch.Tensor, state: DSRState | None = None):
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         with torch.no_grad():
-            return dsr_step(x.to(self.dtype), state, self._params, self.dt, self._theta())
+            return dsr_step(x.to(self.dtype), state, self.params, self.dt, self._theta())
 
     def forward(self, xs: torch.Tensor, state: DSRState | None = None):
         """Run over ``xs`` (``[T, B, n]``); returns ``(spikes [T, B, n], state)`` with the DSR gradient."""
@@ -129,5 +140,5 @@ class DSR(Population):
         xs = xs.to(self.dtype)
         if state is None:
             state = self.initial_state(xs.shape[1], xs.device)
-        out, v = _DSRFunction.apply(xs, self._theta(), state.v.detach(), self._params, self.dt)
+        out, v = _DSRFunction.apply(xs, self._theta(), state.v.detach(), self.params, self.dt)
         return out, DSRState(v)

@@ -3,21 +3,41 @@ r"""Izhikevich (2003) neuron with the two-half-step scheme of the original netwo
 .. math::
     \dot v = 0.04 v^2 + 5 v + 140 - u + I, \qquad \dot u = a (b v - u)
 
-One step of ``dt`` ms: two Euler half steps of ``dt/2`` for ``v`` holding ``u``, then one step of
-``dt`` for ``u`` using the new ``v``; a spike is :math:`z = H(v - v_{peak})` and resets
-:math:`v \leftarrow c`, :math:`u \leftarrow u + d`. ``a, b, c, d`` may be per-neuron tensors.
-The input ``x`` is the current ``I`` of the step.
+The update of one step of ``dt`` ms: two Euler half steps of ``dt/2`` for ``v`` holding ``u``,
+then one step of ``dt`` for ``u`` using the new ``v``; a spike :math:`z = H(v - v_{peak})` resets
+:math:`v \leftarrow c`, :math:`u \leftarrow u + d`. The input ``x`` is the current ``I`` of the step.
+``a, b, c, d, v_peak`` may be per-neuron tensors. ``schedule`` orders a step:
+
+- ``"update_first"`` (default; Brian2's schedule): update, then threshold and reset. A spike is
+  reported in the step whose update crossed ``v_peak``, and the state after a step is reset.
+  The update evaluates ``(0.04 v) v + 5 v + 140 - u + I`` left to right (as the compiled
+  no-gradient loop does).
+- ``"threshold_first"`` (Izhikevich's published ``net.m``): threshold on the state the previous
+  step left, reset, then update; a spike is reported in the step that detects it, as ``net.m``
+  records it, so the state after a step may hold ``v`` above ``v_peak`` until the next step
+  resets it. The update is ``net.m``'s ``v + h (0.04 v^2 + 5 v + 140 - u + I)``, with
+  :math:`v^2` squared first and the sum taken left to right.
+
+With the same arithmetic the two schedules would give the same trajectories, each spike
+reported one step later under ``"threshold_first"`` (when the input of a step does not depend on
+the spikes of the same step); the two roundings of ``0.04 v^2`` differ in the last bit, which the
+overshoot of ``v`` in a spike step amplifies into different spike steps within some hundred
+steps at ``dt = 1``. Inside a recurrent loop of a Network, which delivers the spikes of the
+previous step, ``"threshold_first"`` adds one step to the recurrent delay, while
+``"update_first"`` has ``net.m``'s order (its spikes delivered in the step that detects them).
+``net.m`` tests ``v >= 30``, neurosim ``v > v_peak``: they differ only when ``v`` lands exactly on
+the peak.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 
-from ..errors import NeurosimError
-from ..surrogate import Surrogate, surrogate
-from .base import Population, as_param, params_from_kwargs
+from ..errors import NeurosimError, check_choice
+from .surrogate import Surrogate, surrogate
+from .base import NeuronParameters, Population, params_from_kwargs
 
 #: (a, b, c, d) of the seven cell types of Izhikevich (2003).
 IZHIKEVICH_TYPES: dict[str, tuple[float, float, float, float]] = {
@@ -30,30 +50,54 @@ IZHIKEVICH_TYPES: dict[str, tuple[float, float, float, float]] = {
     "RZ": (0.1, 0.26, -65.0, 2.0),
 }
 
+SCHEDULES = ("update_first", "threshold_first")
+
 
 @dataclass(frozen=True)
-class IzhikevichParameters:
+class IzhikevichParameters(NeuronParameters):
+    """``a`` (1/ms), ``b``, ``c`` (mV), ``d`` (mV), ``v_peak`` (mV), each a number or per neuron; ``schedule``."""
+
+    per_neuron: ClassVar[tuple[str, ...]] = ("a", "b", "c", "d", "v_peak")
+
     a: float | torch.Tensor = 0.02
     b: float | torch.Tensor = 0.2
     c: float | torch.Tensor = -65.0
     d: float | torch.Tensor = 8.0
-    v_peak: float = 30.0
+    v_peak: float | torch.Tensor = 30.0
+    schedule: str = "update_first"
 
-    def __post_init__(self):
-        for name in ("a", "b", "c", "d"):
-            object.__setattr__(self, name, as_param(getattr(self, name)))
+    def validate(self):
+        check_choice("schedule", self.schedule, SCHEDULES)
 
     @classmethod
-    def of_type(cls, name: str) -> "IzhikevichParameters":
-        """Parameters of a named cell type: RS, IB, CH, FS, LTS, TC or RZ."""
+    def of_type(cls, name: str, **kwargs) -> "IzhikevichParameters":
+        """Parameters of a named cell type: RS, IB, CH, FS, LTS, TC or RZ (``kwargs``: the other fields)."""
         if name not in IZHIKEVICH_TYPES:
             raise NeurosimError(f"unknown Izhikevich type {name!r}; expected one of: {', '.join(IZHIKEVICH_TYPES)}")
-        return cls(*IZHIKEVICH_TYPES[name])
+        return cls(*IZHIKEVICH_TYPES[name], **kwargs)
 
 
 class IzhikevichState(NamedTuple):
     v: torch.Tensor
     u: torch.Tensor
+
+
+def _update(x: torch.Tensor, v: torch.Tensor, u: torch.Tensor, p: IzhikevichParameters, dt: float):
+    """The two half steps of ``v`` and the step of ``u`` (module docstring for the arithmetic)."""
+    h = 0.5 * dt
+    if p.schedule == "threshold_first":
+        v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
+        v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
+    else:
+        v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
+        v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
+    return v, u + dt * p.a * (p.b * v - u)
+
+
+def _fire(v: torch.Tensor, u: torch.Tensor, p: IzhikevichParameters, spike_fn: Surrogate):
+    z = spike_fn(v - p.v_peak)
+    zd = z.detach()
+    return z, v * (1 - zd) + zd * p.c, u + zd * p.d  # v exactly c on a spike
 
 
 def izhikevich_step(
@@ -65,21 +109,18 @@ def izhikevich_step(
 ) -> tuple[torch.Tensor, IzhikevichState]:
     """Advance by one step of ``dt`` ms on input current ``x``; returns ``(z, state)``."""
     v, u = state
-    h = 0.5 * dt
-    v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
-    v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
-    u = u + dt * p.a * (p.b * v - u)
-    z = spike_fn(v - p.v_peak)
-    zd = z.detach()
-    v = v * (1 - zd) + zd * p.c  # exactly c on a spike
-    u = u + zd * p.d
+    if p.schedule == "threshold_first":
+        z, v, u = _fire(v, u, p, spike_fn)
+        return z, IzhikevichState(*_update(x, v, u, p, dt))
+    v, u = _update(x, v, u, p, dt)
+    z, v, u = _fire(v, u, p, spike_fn)
     return z, IzhikevichState(v, u)
 
 
 class Izhikevich(Population):
     """A population of Izhikevich neurons. ``Izhikevich(100, cell_type="FS")`` or per-neuron ``a=..., b=...``.
 
-    Initial state: ``v0`` (default -65 mV) and ``u0 = b v0``.
+    Initial state: ``v0`` (default -65 mV, a number or per neuron) and ``u0 = b v0``.
     """
 
     step_fn = staticmethod(izhikevich_step)
@@ -93,9 +134,13 @@ class Izhikevich(Population):
                 raise NeurosimError("give either params or cell_type, not both")
             params = IzhikevichParameters.of_type(cell_type)
         super().__init__(n, params_from_kwargs(IzhikevichParameters, params, kwargs), dt, spike_fn, dtype)
-        self.v0 = as_param(v0, dtype)
+        self.v0 = self.per_neuron_value("v0", v0)
+
+    @property
+    def kernel_supported(self) -> bool:
+        """The compiled loop computes the ``"update_first"`` schedule."""
+        return self._params.schedule == "update_first"
 
     def initial_state(self, batch: int, device=None) -> IzhikevichState:
-        zeros = torch.zeros(batch, self.n, dtype=self.dtype, device=device)
-        v = zeros + self.v0
+        v = self.filled(self.v0, batch, device)
         return IzhikevichState(v, self.params.b * v)

@@ -1,32 +1,34 @@
 r"""Non-spiking leaky integrator, the usual readout of a spiking network.
 
 :math:`v \leftarrow v_L + (v - v_L)\beta + x` with :math:`\beta = e^{-dt/\tau_m}`
-(``input_mode="jump"``) or :math:`v \leftarrow v_L + x + (v - v_L - x)\beta`
-(``input_mode="current"``). The output of a step is ``v`` itself.
+(``input_mode="jump"``) or :math:`v \leftarrow v_L + (v - v_L)\beta + (1 - \beta) x`
+(``input_mode="current"``). The output of a step is ``v`` itself. ``tau_mem`` and ``v_leak``
+may be per-neuron tensors.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 
 from ..errors import check_choice, check_positive
-from ..surrogate import Surrogate
-from .base import Population, as_param, params_from_kwargs
-from .lif import INPUT_MODES
+from .surrogate import Surrogate
+from .base import NeuronParameters, Population, params_from_kwargs
+from .lif import INPUT_MODES, decay
 
 
 @dataclass(frozen=True)
-class LIParameters:
+class LIParameters(NeuronParameters):
+    """``tau_mem`` (ms) and ``v_leak`` (mV), each a number or per neuron; ``input_mode``."""
+
+    per_neuron: ClassVar[tuple[str, ...]] = ("tau_mem", "v_leak")
+
     tau_mem: float | torch.Tensor = 10.0
     v_leak: float | torch.Tensor = 0.0
     input_mode: str = "jump"
 
-    def __post_init__(self):
-        object.__setattr__(self, "tau_mem", as_param(self.tau_mem))
-        object.__setattr__(self, "v_leak", as_param(self.v_leak))
+    def validate(self):
         check_positive("tau_mem", self.tau_mem)
         check_choice("input_mode", self.input_mode, INPUT_MODES)
 
@@ -37,7 +39,7 @@ class LIState(NamedTuple):
 
 def li_step(x: torch.Tensor, state: LIState, p: LIParameters, dt: float, spike_fn: Surrogate | None = None):
     """Advance by one step; returns ``(v, state)``."""
-    beta = torch.exp(-dt / p.tau_mem) if isinstance(p.tau_mem, torch.Tensor) else math.exp(-dt / p.tau_mem)
+    beta = decay(dt, p.tau_mem)
     drive = x if p.input_mode == "jump" else (1 - beta) * x
     v = p.v_leak + (state.v - p.v_leak) * beta + drive
     return v, LIState(v)
@@ -59,23 +61,4 @@ class LI(Population):
         return ("v",)
 
     def initial_state(self, batch: int, device=None) -> LIState:
-        return LIState(torch.zeros(batch, self.n, dtype=self.dtype, device=device) + self.params.v_leak)
-
-    def forward(self, xs: torch.Tensor, state: LIState | None = None):
-        """Run over ``xs`` of shape ``[T, B, n]``; returns ``(vs [T, B, n], state)``.
-
-        With constant parameters on CPU the recurrence and its backpropagation through time run
-        fused in one call (:func:`neurosim.fused.li_sequence`), with the results of the
-        step-by-step loop; otherwise the step-by-step loop of :meth:`Population.forward`.
-        """
-        from ..fused import li_sequence, li_supported
-
-        self.check_input(xs, ndim=3)
-        xs = xs.to(self.dtype)
-        if state is None:
-            state = self.initial_state(xs.shape[1], xs.device)
-        p = self.params
-        if not li_supported(p, xs, state.v):
-            return super().forward(xs, state)
-        vs = li_sequence(xs, state.v, p, self.dt)
-        return vs, LIState(vs[-1])
+        return LIState(self.filled(self.params.v_leak, batch, device))

@@ -1,4 +1,5 @@
-"""Projections: dense, sparse (fixed random CSR), convolutional; recurrent when pre is post."""
+"""Projections: dense, sparse (fixed random CSR), convolutional, delayed, chained with dropout and batch
+norm; recurrent when pre is post."""
 from .base import Projection, dale_signs
 from .chain import Chain
 from .conv import Conv2d
@@ -6,6 +7,5 @@ from .delayed import Delayed, integer_delays, sigma_schedule
 from .dense import Dense
 from .sparse import Sparse, random_connectivity
 
-__all__ = ["Projection", "Dense", "Sparse", "Conv2d", "dale_signs", "random_connectivity"]
-__all__ += ["Delayed", "integer_delays", "sigma_schedule"]
-__all__ += ["Chain"]
+__all__ = ["Projection", "Dense", "Sparse", "Conv2d", "dale_signs", "random_connectivity", "Delayed",
+           "integer_delays", "sigma_schedule", "Chain"]

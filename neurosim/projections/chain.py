@@ -22,7 +22,7 @@ batch together (all ``T B`` rows, zero-padded steps included):
     \sigma_i^2 = \frac{1}{TB}\sum_{t,b} (y_{t,b,i} - \mu_i)^2
 
 (running estimates in evaluation mode). With a :class:`~neurosim.projections.Delayed` projection this
-is the block of the learnable-delay network (Hammouamri et al. 2024, REFERENCE.md section 5):
+is the block of the learnable-delay network (Hammouamri et al. 2024):
 delay-conv, BatchNorm1d, then the postsynaptic neurons.
 
 Both operations need the whole sequence, so a chain cannot sit inside a recurrent loop. The

@@ -1,4 +1,4 @@
-r"""Delayed projection: one weight and one learnable delay per synapse (DCLS, REFERENCE.md section 5).
+r"""Delayed projection: one weight and one learnable delay per synapse (DCLS, Hammouamri et al. 2024).
 
 Each synapse :math:`i \leftarrow j` has a weight :math:`w_{ij}` and a real position
 :math:`p_{ij}`; one width :math:`\sigma` (not learned, scheduled) is shared. The synapse is a

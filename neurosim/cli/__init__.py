@@ -1,0 +1,4 @@
+"""The ``neurosim`` command."""
+from .main import main
+
+__all__ = ["main"]

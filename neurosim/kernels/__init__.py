@@ -1,0 +1,9 @@
+"""Fast paths below the network: fused sequence functions for the gradient path, compiled
+event-driven loops for the no-gradient path, and the registry through which a model declares them.
+
+Only the registry is imported here: the kernels import the models they run, and the models look
+their kernels up in the registry, so the kernels are imported (and register) with :mod:`neurosim`.
+"""
+from .registry import lookup, register
+
+__all__ = ["lookup", "register"]

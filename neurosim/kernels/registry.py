@@ -1,0 +1,45 @@
+"""Fast paths by model: where a neuron model or a projection declares the kernels that run it faster
+than its step-by-step torch code, and where populations and the network find them.
+
+Three kinds, each looked up by the exact type of the object (a subclass that changes the dynamics
+registers its own, or gets the torch path):
+
+- **sequence** ``fn(population, xs, state) -> (outputs, state) | None``: a whole ``[T, B, n]``
+  sequence, differentiable (for example the fused LIF recurrence and its backward pass), with the
+  results of the step loop. :meth:`Population.forward <neurosim.neurons.base.Population.forward>`
+  calls it.
+- **loop** ``fn(population, projections, drive, state, probes, keep_output, progress) -> ((state,
+  last spikes), outputs | None) | None``: a population and its recurrent projections over all
+  steps without gradients (the compiled event-driven loops); the network calls it.
+- **synapses** ``fn(projection, dtype) -> (indptr, post, weight) | None``: the projection as CSR
+  arrays over presynaptic neurons, as the compiled loops read it.
+
+A kernel returns ``None`` for a configuration it does not support; the caller then takes the torch
+path, so a kernel never has to cover every case.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..errors import NeurosimError
+
+_KINDS = ("sequence", "loop", "synapses")
+_TABLES: dict[str, dict[type, Callable]] = {kind: {} for kind in _KINDS}
+
+
+def register(kind: str, model: type, fn: Callable) -> None:
+    """Declare ``fn`` as the ``kind`` fast path (``"sequence"``, ``"loop"`` or ``"synapses"``) of ``model``."""
+    if kind not in _TABLES:
+        raise NeurosimError(f"unknown kind of fast path {kind!r}; expected one of: {', '.join(_KINDS)}")
+    if not isinstance(model, type) or not callable(fn):
+        raise NeurosimError(f"register({kind!r}, model, fn) needs a class and a function, got {model!r}, {fn!r}")
+    _TABLES[kind][model] = fn
+
+
+def lookup(kind: str, obj) -> Callable | None:
+    """The ``kind`` fast path registered for ``type(obj)``, or None; also None when ``obj`` declares
+    that its configuration is outside what its kernels compute (``obj.kernel_supported`` False: an
+    integration method, schedule or per-neuron parameter they do not implement)."""
+    if not getattr(obj, "kernel_supported", True):
+        return None
+    return _TABLES[kind].get(type(obj))
