@@ -3,30 +3,82 @@ r"""Metaplasticity (Laborieux et al. 2021): updates that shrink a weight's magni
 For every weight :math:`W` of a protected projection, an optimiser update :math:`\Delta W` that
 moves it toward zero (:math:`\mathrm{sign}(W)\,\Delta W < 0`) is scaled by
 
-.. math:: f_{meta} = 1 - \tanh^2(m\,|W|)
+.. math:: f_{meta} = 1 - \tanh^2(m_{eff}\,|W|), \qquad m_{eff} = m / s
 
-and updates away from zero are applied unchanged. For plain SGD the condition is
-:math:`\mathrm{sign}(W)\, g > 0`; for Adam it is :math:`\mathrm{sign}(W)\, m_t > 0` (first
-moment); both are the sign of the step the optimiser takes, which is what is tested here, so one
-rule serves any optimiser. ``m`` is one number or one per projection name (0 = plain training).
-Under data parallelism the step comes from the all-reduced gradient, the same on every rank.
+and updates away from zero (and at :math:`W = 0`) are applied unchanged. For plain SGD the
+condition is :math:`\mathrm{sign}(W)\, g > 0`; for Adam it is :math:`\mathrm{sign}(W)\, m_t > 0`
+(first moment), where Laborieux et al. scale :math:`m_t` in the step
+:math:`-\eta\, m_t / (\sqrt{v_t} + \epsilon)` without storing the scaled moment. Both are the sign
+of the step the optimiser takes, and the attenuated step is :math:`f_{meta}` times the step
+taken, so the rule is applied after any optimiser's step, to the change it made
+(:func:`metaplastic_update`, the pure step).
+
+**Scale** :math:`s`. Laborieux et al. act on the hidden weights of a binarised network, which
+grow to order 1, with :math:`m` up to about 1.5. Real-valued weights stay near their initial
+magnitude, of order :math:`1/\sqrt{\text{fan-in}}`, where :math:`\tanh^2(1.35\,|W|)` is nearly 0
+and the rule does nothing. By default (``scale="initial"``) :math:`s` is, per projection, the
+root mean square of its weight (over existing synapses when masked) when the plugin first
+attaches, before training; it is kept in ``state_dict``, so a resumed run uses the same value.
+A typical weight then has :math:`|W|/s` near 0.87 (uniform initialisation) and the default
+``m = 1.35`` attenuates its shrinking updates to :math:`f_{meta} \approx 0.32`, the same
+factor as :math:`m = 1.35` gives a binarised network's hidden weight of magnitude 0.87.
+``scale`` may instead be one number for every projection, or one per projection name;
+``scale=1.0`` is Laborieux et al.'s form, :math:`m` acting on the raw :math:`|W|`.
+
+``m`` is one number or one per projection name (0 = plain training; a projection missing from
+the table is not attenuated). Under data parallelism the step comes from the all-reduced gradient,
+the same on every rank.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
 from neurosim.errors import NeurosimError, check_positive
 from neurosim.continual.plugin import Plugin, learnable_projections
 
+SCALES = ("initial",)
+
+
+def f_meta(w: torch.Tensor, m) -> torch.Tensor:
+    r""":math:`1 - \tanh^2(m |w|)`, elementwise (``m`` a number or a tensor broadcast against ``w``)."""
+    return 1 - torch.tanh(m * w.abs()) ** 2
+
+
+def metaplastic_update(w_old: torch.Tensor, w_new: torch.Tensor, m) -> torch.Tensor:
+    r"""The weight after a metaplastic step: ``w_old + f * delta`` where the step ``delta = w_new -
+    w_old`` moves ``w_old`` toward zero (:math:`\mathrm{sign}(w_{old})\,\delta < 0`), with
+    ``f = f_meta(w_old, m)``; ``w_new`` elsewhere."""
+    delta = w_new - w_old
+    toward_zero = torch.sign(w_old) * delta < 0
+    return torch.where(toward_zero, w_old + f_meta(w_old, m) * delta, w_new)
+
+
+def _support(proj) -> torch.Tensor:
+    w = proj.weight.detach()
+    mask = getattr(proj, "mask", None)
+    return w[mask] if mask is not None else w
+
 
 class Metaplasticity(Plugin):
+    """``Metaplasticity(m=1.35, projections=None, scale="initial")``; see the module docstring."""
+
     name = "metaplasticity"
 
-    def __init__(self, m: float | dict[str, float] = 1.35, projections: list[str] | None = None):
-        values = m.values() if isinstance(m, dict) else [m]
-        for v in values:
+    def __init__(self, m: float | dict[str, float] = 1.35, projections: list[str] | None = None,
+                 scale: str | float | dict[str, float] = "initial"):
+        for v in (m.values() if isinstance(m, dict) else [m]):
             check_positive("m", v, allow_zero=True)
-        self.m, self.names = m, projections
+        if isinstance(scale, str):
+            if scale not in SCALES:
+                raise NeurosimError(f"unknown metaplasticity scale {scale!r}; expected 'initial', a number or "
+                                    "a table of numbers per projection")
+        else:
+            for v in (scale.values() if isinstance(scale, dict) else [scale]):
+                check_positive("scale", v)
+        self.m, self.names, self.scale = m, projections, scale
+        self.scales: dict[str, float] = {}
         self._before: dict[str, torch.Tensor] = {}
 
     def targets(self, network) -> dict:
@@ -37,17 +89,40 @@ class Metaplasticity(Plugin):
                 raise NeurosimError(f"metaplasticity: the network has no projection {n!r}")
             if n not in found:
                 raise NeurosimError(f"metaplasticity cannot act on projection {n!r}: its weights are not trained")
-        if isinstance(self.m, dict):
-            unknown = set(self.m) - set(names)
-            if unknown:
-                raise NeurosimError(f"metaplasticity: m given for unknown projection {sorted(unknown)[0]!r}")
+        for what, table in (("m", self.m), ("scale", self.scale)):
+            if isinstance(table, dict):
+                unknown = set(table) - set(names)
+                if unknown:
+                    raise NeurosimError(f"metaplasticity: {what} given for unknown projection {sorted(unknown)[0]!r}")
         return {n: found[n] for n in names}
 
     def _m(self, name: str) -> float:
         return float(self.m.get(name, 0.0)) if isinstance(self.m, dict) else float(self.m)
 
+    def _scale(self, name: str, proj) -> float:
+        if isinstance(self.scale, dict):
+            if name not in self.scale:
+                raise NeurosimError(f"metaplasticity: scale table has no value for projection {name!r}")
+            return float(self.scale[name])
+        if not isinstance(self.scale, str):
+            return float(self.scale)
+        w = _support(proj)
+        rms = float(w.double().pow(2).mean().sqrt()) if w.numel() else 0.0
+        if not math.isfinite(rms) or rms <= 0:
+            raise NeurosimError(f"metaplasticity: projection {name!r} has all-zero weights, so it has no initial "
+                                "scale; pass scale= (a number, or one per projection)")
+        return rms
+
+    def m_effective(self, name: str) -> float:
+        """``m / s`` for projection ``name`` (known once the plugin has attached)."""
+        if name not in self.scales:
+            raise NeurosimError(f"metaplasticity: no scale for projection {name!r} yet (it attaches in before_training)")
+        return self._m(name) / self.scales[name]
+
     def before_training(self, runner) -> None:
-        self.targets(runner.network)
+        for n, proj in self.targets(runner.network).items():
+            if n not in self.scales:  # a resumed run keeps the scale it started with
+                self.scales[n] = self._scale(n, proj)
 
     def before_update(self, runner) -> None:
         self._before = {n: p.weight.detach().clone() for n, p in self.targets(runner.network).items()}
@@ -55,8 +130,10 @@ class Metaplasticity(Plugin):
     def after_update(self, runner) -> None:
         with torch.no_grad():
             for n, proj in self.targets(runner.network).items():
-                w_old = self._before[n]
-                delta = proj.weight - w_old
-                toward_zero = torch.sign(w_old) * delta < 0
-                f = 1 - torch.tanh(self._m(n) * w_old.abs()) ** 2
-                proj.weight.copy_(w_old + torch.where(toward_zero, f * delta, delta))
+                proj.weight.copy_(metaplastic_update(self._before[n], proj.weight, self.m_effective(n)))
+
+    def state_dict(self) -> dict:
+        return {"scales": dict(self.scales)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scales = {str(k): float(v) for k, v in state["scales"].items()}

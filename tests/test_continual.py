@@ -91,7 +91,7 @@ def test_plugins_attach_unchanged_and_reduce_forgetting(build, lam):
     """The same plugin classes find their targets through the network; lam suits the Fisher's scale."""
     base = run(build(), []).bwt
     assert base < -0.04, "the two tasks must interfere for the test to mean anything"
-    for plugin in (EWC(lam=lam, samples=50), Metaplasticity(m=15.0)):
+    for plugin in (EWC(lam=lam, samples=50), Metaplasticity(m=15.0, scale=1.0)):
         assert run(build(), [plugin]).bwt > base + 0.02, type(plugin).__name__
 
 
@@ -138,3 +138,37 @@ def test_bad_runner_configuration():
         Continual(feedforward_lif(), permuted(generated(n_features=64), 2), progress=False)
     with pytest.raises(ns.NeurosimError, match="unknown optimizer 'rmsprop'"):
         Continual(feedforward_lif(), two_tasks(), optimizer="rmsprop", progress=False)
+
+
+def test_freeze_lets_only_weights_learn_after_the_first_task():
+    from neurosim.plugins.freeze import Freeze
+
+    torch.manual_seed(0)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", N_IN)
+    net.add("h", ns.LIF(N_HID, tau_mem=5.0))
+    net.add("o", ns.LI(N_OUT, tau_mem=5.0))
+    net.connect("x", "h", ns.Dense(N_IN, N_HID, scale=3.0, bias=True))
+    net.connect("h", "o", ns.Dense(N_HID, N_OUT))
+    weights = {n for n, p in net.named_parameters() if n.endswith(".weight")}
+    others = {n for n, p in net.named_parameters() if n not in weights}
+    assert others == {"projections.x_to_h.bias"}
+
+    class Snapshot(ns.Plugin):
+        def __init__(self):
+            self.after = []
+
+        def after_task(self, runner, task):
+            self.after.append({n: p.detach().clone() for n, p in runner.network.named_parameters()})
+
+    start = {n: p.detach().clone() for n, p in net.named_parameters()}
+    snap = Snapshot()
+    Continual(net, two_tasks(), [Freeze(), snap], steps=4, epochs=2, lr=0.2, progress=False).run()
+    bias = "projections.x_to_h.bias"
+    assert not torch.equal(snap.after[0][bias], start[bias])  # it learns in task 0
+    assert torch.equal(snap.after[1][bias], snap.after[0][bias])  # and not after it
+    assert all(not torch.equal(snap.after[1][n], snap.after[0][n]) for n in weights)
+    assert {n for n, p in net.named_parameters() if p.requires_grad} == weights
+    assert isinstance(create_plugin("freeze", after=1), Freeze)
+    with pytest.raises(ns.NeurosimError, match="after must be an integer >= 0"):
+        Freeze(after=-1)

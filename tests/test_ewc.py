@@ -1,0 +1,197 @@
+"""EWC: the Fisher against one computed by hand, the proximal step and the penalty against their
+closed forms, online accumulation, state round trips, and the runner's sample order left alone."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+import neurosim as ns
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import Dataset, Split
+from neurosim.plugins.ewc import EWC
+from neurosim.continual.scenarios import permuted
+
+
+def linear_readout(n_in=3, n_out=2, seed=0):
+    """One step of a jump-input leaky integrator from rest: the scores are exactly ``W x``."""
+    g = torch.Generator().manual_seed(seed)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", n_in)
+    net.add("o", ns.LI(n_out, tau_mem=5.0, dtype=torch.float64))
+    net.connect("x", "o", ns.Dense(n_in, n_out, generator=g, dtype=torch.float64))
+    return net
+
+
+def tiny_scenario(n=7, n_in=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, n_in))
+    y = rng.integers(0, 2, size=n)
+    d = Dataset(x.astype(np.float64), y.astype(np.int64), (n_in,))
+    return permuted(Split(d, d), 2, seed=seed)
+
+
+def softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def test_fisher_equals_the_mean_of_per_sample_squared_log_likelihood_gradients():
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(samples=100)  # more than the task has: every sample is used
+    fisher = ewc.fisher(runner, sc.tasks[1])
+    assert set(fisher) == {"projections.x_to_o.weight"}
+    W = net.connections["x_to_o"].projection.weight.detach().numpy()
+    task = sc.tasks[1]
+    want = np.zeros_like(W)
+    for x, y in zip(task.train.x, task.train.y):
+        # d(-log softmax(W x)_y)/dW = (softmax(W x) - e_y) x^T
+        grad = np.outer(softmax(W @ x) - np.eye(2)[y], x)
+        want += grad ** 2 / len(task.train.y)
+    assert np.allclose(fisher["projections.x_to_o.weight"].numpy(), want, rtol=1e-10, atol=1e-14)
+
+
+def test_fisher_on_a_subset_uses_its_own_generator():
+    net, sc = linear_readout(), tiny_scenario(n=40)
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    state = runner.generator.get_state()
+    a = EWC(samples=5, seed=1).fisher(runner, sc.tasks[0])
+    assert torch.equal(runner.generator.get_state(), state)  # the runner's sample order is untouched
+    b = EWC(samples=5, seed=1).fisher(runner, sc.tasks[0])
+    c = EWC(samples=5, seed=2).fisher(runner, sc.tasks[0])
+    name = "projections.x_to_o.weight"
+    assert torch.equal(a[name], b[name]) and not torch.equal(a[name], c[name])
+
+
+def fake_runner(net, lr):
+    params = [p for p in net.parameters() if p.requires_grad]
+    return SimpleNamespace(network=net, optimizer=torch.optim.SGD(params, lr=lr))
+
+
+def test_proximal_step_is_the_closed_form_minimiser():
+    net = linear_readout()
+    w = net.connections["x_to_o"].projection.weight
+    name = "projections.x_to_o.weight"
+    g = torch.Generator().manual_seed(3)
+    f1, f2 = torch.rand(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64)
+    a1, a2 = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
+    ewc = EWC(lam=50.0)
+    ewc.load_state_dict({"fishers": [{name: f1}, {name: f2}], "anchors": [{name: a1}, {name: a2}]})
+    runner = fake_runner(net, lr=0.1)
+    theta = w.detach().clone()  # the optimiser step's result
+    ewc.after_update(runner)
+    # argmin_t (t - theta)^2 / (2 lr) + lam / 2 * sum_s F_s (t - a_s)^2, solved by hand
+    k = 0.1 * 50.0
+    want = (theta + k * (f1 * a1 + f2 * a2)) / (1 + k * (f1 + f2))
+    assert torch.allclose(w.detach(), want, rtol=1e-13)
+    # the objective's derivative vanishes there
+    grad = (w.detach() - theta) / 0.1 + 50.0 * (f1 * (w.detach() - a1) + f2 * (w.detach() - a2))
+    assert grad.abs().max() < 1e-10
+
+
+def test_penalty_form_adds_the_quadratic_and_proximal_form_leaves_the_loss():
+    net = linear_readout()
+    w = net.connections["x_to_o"].projection.weight
+    name = "projections.x_to_o.weight"
+    f, a = torch.full((2, 3), 0.5, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
+    state = {"fishers": [{name: f}], "anchors": [{name: a}]}
+    loss = torch.tensor(1.0, dtype=torch.float64)
+    runner = fake_runner(net, lr=0.1)
+    pen = EWC(lam=4.0, form="penalty")
+    pen.load_state_dict(state)
+    want = 1.0 + 0.5 * 4.0 * float((0.5 * w.detach() ** 2).sum())
+    assert float(pen.before_backward(runner, loss).detach()) == pytest.approx(want, rel=1e-12)
+    before = w.detach().clone()
+    pen.after_update(runner)
+    assert torch.equal(w.detach(), before)  # the penalty form has no proximal step
+    prox = EWC(lam=4.0)
+    prox.load_state_dict(state)
+    assert prox.before_backward(runner, loss) is loss
+
+
+def test_online_fisher_accumulates_with_gamma_and_keeps_the_latest_anchor():
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(online=True, gamma=0.5, samples=100)
+    name = "projections.x_to_o.weight"
+    ewc.after_task(runner, 0)
+    f0 = ewc.fishers[0][name].clone()
+    with torch.no_grad():
+        net.connections["x_to_o"].projection.weight.add_(0.3)
+    ewc.after_task(runner, 1)
+    f1 = ewc.fisher(runner, sc.tasks[1])[name]
+    assert len(ewc.fishers) == len(ewc.anchors) == 1
+    assert torch.allclose(ewc.fishers[0][name], 0.5 * f0 + f1)
+    assert torch.equal(ewc.anchors[0][name], net.connections["x_to_o"].projection.weight.detach())
+
+
+def test_state_round_trip_gives_the_same_proximal_step():
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(lam=200.0, samples=100)
+    for t in (0, 1):
+        ewc.after_task(runner, t)
+        with torch.no_grad():
+            net.connections["x_to_o"].projection.weight.mul_(1.5)
+    fresh = EWC(lam=200.0, samples=100)
+    fresh.load_state_dict(ewc.state_dict())
+    w = net.connections["x_to_o"].projection.weight
+    start = w.detach().clone()
+    steps = []
+    for plugin in (ewc, fresh):
+        with torch.no_grad():
+            w.copy_(start)
+        plugin.after_update(fake_runner(net, lr=0.1))
+        steps.append(w.detach().clone())
+    assert not torch.equal(steps[0], start) and torch.equal(steps[0], steps[1])
+
+
+def test_stiff_weights_converge_in_proximal_form_and_oscillate_as_a_penalty():
+    """lr * lambda * F = 10: the penalty's gradient step multiplies the distance to the anchor by
+    1 - 10 = -9, the proximal step by 1 / (1 + 10)."""
+    name = "projections.x_to_o.weight"
+    state = {"fishers": [{name: torch.ones(2, 3, dtype=torch.float64)}],
+             "anchors": [{name: torch.zeros(2, 3, dtype=torch.float64)}]}
+    distances = {}
+    for form in ("proximal", "penalty"):
+        net = linear_readout()
+        w = net.connections["x_to_o"].projection.weight
+        start = w.detach().clone()
+        ewc = EWC(lam=100.0, form=form)
+        ewc.load_state_dict(state)
+        runner = fake_runner(net, lr=0.1)
+        for _ in range(3):
+            runner.optimizer.zero_grad()
+            ewc.before_backward(runner, torch.zeros((), dtype=torch.float64, requires_grad=True)).backward()
+            runner.optimizer.step()
+            ewc.after_update(runner)
+        distances[form] = w.detach() / start
+    assert torch.allclose(distances["proximal"], torch.full((2, 3), 11.0 ** -3, dtype=torch.float64))
+    assert torch.allclose(distances["penalty"], torch.full((2, 3), -729.0, dtype=torch.float64))
+
+
+def test_true_fisher_converges_to_the_expectation_over_the_model_labels():
+    """On copies of one input the network gets wrong: the true Fisher (labels drawn from the
+    prediction) tends to sum_c p_c ((p - e_c) x^T)^2 = p_0 p_1 x^2, a third of the empirical one."""
+    n, x = 2000, np.array([1.0, -0.5, 2.0])
+    d = Dataset(np.tile(x, (n, 1)), np.ones(n, dtype=np.int64), (3,))
+    sc = permuted(Split(d, d), 1)
+    net = linear_readout()
+    with torch.no_grad():
+        net.connections["x_to_o"].projection.weight.copy_(torch.tensor([[0.2, 0.0, 0.4], [0.0, 0.6, 0.1]]))
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    W = net.connections["x_to_o"].projection.weight.detach().numpy()
+    p = softmax(W @ x)
+    assert 0.7 < p[0] < 0.8  # mostly wrong: the label is 1
+    exact = sum(p[c] * np.outer(p - np.eye(2)[c], x) ** 2 for c in range(2))
+    empirical = np.outer(p - np.eye(2)[1], x) ** 2
+    name = "projections.x_to_o.weight"
+    true = EWC(samples=n, fisher="true").fisher(runner, sc.tasks[0])[name].numpy()
+    emp = EWC(samples=10).fisher(runner, sc.tasks[0])[name].numpy()
+    assert np.allclose(emp, empirical, rtol=1e-9)
+    # the fraction of draws of label 1 has relative standard error sqrt(p_0 / (n p_1)), 0.039 here
+    assert np.allclose(true, exact, rtol=4 * np.sqrt(p[0] / (n * p[1])))
+    assert (true < 0.5 * emp).all()
+    with pytest.raises(ns.NeurosimError, match="unknown EWC fisher 'exact'"):
+        EWC(fisher="exact")

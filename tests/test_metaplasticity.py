@@ -1,0 +1,207 @@
+"""Metaplasticity: f_meta and the attenuation rule against closed forms (SGD and Adam, written here
+in float64 numpy), the default per-layer scale, and its survival across a resumed run."""
+import numpy as np
+import pytest
+import torch
+
+import neurosim as ns
+from neurosim.continual.runner import Continual
+from neurosim.datasets.images import generated
+from neurosim.runs.experiment import resume, start
+from neurosim.plugins.metaplasticity import Metaplasticity, f_meta, metaplastic_update
+from neurosim.continual.scenarios import permuted
+from neurosim.storage.store import RunStore
+
+
+def reference_f(w, m):
+    """1 - tanh^2 written as sech^2."""
+    return 1.0 / np.cosh(m * np.abs(w)) ** 2
+
+
+class Runner:
+    def __init__(self, net):
+        self.network = net
+
+
+def one_layer(n_in=40, n_out=30, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", n_in)
+    net.add("o", ns.LI(n_out, tau_mem=5.0, dtype=dtype))
+    net.connect("x", "o", ns.Dense(n_in, n_out, generator=g, dtype=dtype))
+    return net
+
+
+def test_f_meta_is_sech_squared():
+    w = torch.linspace(-3, 3, 101, dtype=torch.float64)
+    for m in (0.0, 0.5, 1.35, 4.0):
+        assert np.allclose(f_meta(w, m).numpy(), reference_f(w.numpy(), m), rtol=0, atol=1e-14)
+    assert float(f_meta(torch.zeros(1), 2.0)) == 1.0
+
+
+def test_update_rule_attenuates_only_steps_toward_zero():
+    w_old = torch.tensor([0.5, 0.5, -0.5, -0.5, 0.0, 0.0], dtype=torch.float64)
+    step = torch.tensor([-0.1, 0.1, 0.1, -0.1, 0.1, -0.1], dtype=torch.float64)
+    got = metaplastic_update(w_old, w_old + step, 2.0).numpy()
+    f = reference_f(0.5, 2.0)
+    want = [0.5 - 0.1 * f, 0.6, -0.5 + 0.1 * f, -0.6, 0.1, -0.1]
+    assert np.allclose(got, want, rtol=0, atol=1e-15)
+
+
+def test_sgd_step_matches_closed_form():
+    net = one_layer()
+    proj = net.connections["x_to_o"].projection
+    meta = Metaplasticity(m=1.35)
+    runner = Runner(net)
+    meta.before_training(runner)
+    w0 = proj.weight.detach().numpy().copy()
+    s = np.sqrt(np.mean(w0 ** 2))
+    assert meta.scales["x_to_o"] == pytest.approx(s, rel=1e-12)
+    opt = torch.optim.SGD([proj.weight], lr=0.05)
+    g = torch.randn(proj.weight.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    proj.weight.grad = g.clone()
+    meta.before_update(runner)
+    opt.step()
+    meta.after_update(runner)
+    g = g.numpy()
+    # SGD: a step -lr g moves W toward zero where sign(W) g > 0
+    factor = np.where(np.sign(w0) * g > 0, reference_f(w0, 1.35 / s), 1.0)
+    assert np.allclose(proj.weight.detach().numpy(), w0 - 0.05 * g * factor, rtol=0, atol=1e-14)
+    assert (np.sign(w0) * g > 0).mean() > 0.3 and (factor < 0.9).any()  # both branches exercised
+
+
+def test_adam_steps_match_laborieux_form():
+    """Adam with the step scaled where sign(W) * m_t > 0; the stored moments stay unscaled."""
+    net = one_layer()
+    proj = net.connections["x_to_o"].projection
+    meta = Metaplasticity(m=1.35)
+    runner = Runner(net)
+    meta.before_training(runner)
+    w = proj.weight.detach().numpy().copy()
+    m_eff = 1.35 / np.sqrt(np.mean(w ** 2))
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    opt = torch.optim.Adam([proj.weight], lr=lr, betas=(b1, b2), eps=eps)
+    mom, vel = np.zeros_like(w), np.zeros_like(w)
+    gen = torch.Generator().manual_seed(2)
+    disagree = 0
+    for t in range(1, 7):
+        g = torch.randn(proj.weight.shape, generator=gen, dtype=torch.float64)
+        proj.weight.grad = g.clone()
+        meta.before_update(runner)
+        opt.step()
+        meta.after_update(runner)
+        g = g.numpy()
+        mom = b1 * mom + (1 - b1) * g
+        vel = b2 * vel + (1 - b2) * g * g
+        step = lr * (mom / (1 - b1 ** t)) / (np.sqrt(vel / (1 - b2 ** t)) + eps)
+        decayed = np.where(np.sign(w) * mom > 0, reference_f(w, m_eff), 1.0)
+        w = w - decayed * step
+        disagree += int(((np.sign(w) * g > 0) != (np.sign(w) * mom > 0)).sum())
+        assert np.allclose(proj.weight.detach().numpy(), w, rtol=0, atol=1e-12), t
+    assert disagree > 0  # the condition follows the first moment, not the gradient
+
+
+def test_default_scale_attenuates_typical_updates_of_trained_real_valued_weights():
+    """Weights of scale 1/sqrt(fan-in), after training: the typical shrinking update is scaled by
+    a factor between 0.1 and 0.9 (m = 1.35 on the raw weights leaves it within 5 % of 1)."""
+    n_in, n_hid, n_out = 200, 100, 4
+    torch.manual_seed(0)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", n_in)
+    net.add("h", ns.LIF(n_hid, tau_mem=5.0))
+    net.add("o", ns.LI(n_out, tau_mem=5.0))
+    net.connect("x", "h", ns.Dense(n_in, n_hid, scale=3.0))
+    net.connect("h", "o", ns.Dense(n_hid, n_out))
+    initial = {n: c.projection.weight.detach().pow(2).mean().sqrt().item() for n, c in net.connections.items()}
+
+    class Ratios(ns.Plugin):
+        """The factor each toward-zero update was scaled by in the last batch, per projection."""
+
+        def before_update(self, runner):
+            self.before = {n: c.projection.weight.detach().clone() for n, c in runner.network.connections.items()}
+
+        def after_update(self, runner):
+            self.after = {n: c.projection.weight.detach().clone() for n, c in runner.network.connections.items()}
+
+    meta, ratios = Metaplasticity(), Ratios()
+    sc = permuted(generated(n_classes=n_out, n_features=n_in, n_train=400, n_test=100, spread=0.2), 1)
+    Continual(net, sc, [meta, ratios], steps=6, epochs=2, lr=0.05, progress=False).run()
+    for name, c in net.connections.items():
+        w = c.projection.weight.detach()
+        rms = w.pow(2).mean().sqrt().item()
+        assert 0.5 < rms / initial[name] < 2.0  # still of the initial scale (measured 1.0 and 1.4)
+        raw = c.projection.weight.grad * -0.05  # the SGD step of the last batch
+        applied = ratios.after[name] - ratios.before[name]
+        shrinking = (torch.sign(ratios.before[name]) * raw < 0) & (raw.abs() > 1e-12)
+        typical = (applied[shrinking] / raw[shrinking]).median().item()
+        assert 0.1 < typical < 0.9, (name, typical)  # measured 0.33 and 0.20
+        raw_form = f_meta(w, 1.35).median().item()  # Laborieux et al.'s m on the raw |W|
+        assert raw_form > 0.95, (name, raw_form)
+
+
+def test_scale_options_and_refusals():
+    net = one_layer()
+    runner = Runner(net)
+    fixed = Metaplasticity(m=2.0, scale=0.5)
+    fixed.before_training(runner)
+    assert fixed.m_effective("x_to_o") == pytest.approx(4.0)
+    table = Metaplasticity(m={"x_to_o": 1.0}, scale={"x_to_o": 0.25})
+    table.before_training(runner)
+    assert table.m_effective("x_to_o") == pytest.approx(4.0)
+    with pytest.raises(ns.NeurosimError, match="unknown metaplasticity scale 'fan_in'"):
+        Metaplasticity(scale="fan_in")
+    with pytest.raises(ns.NeurosimError, match="scale must be > 0"):
+        Metaplasticity(scale=0.0)
+    with pytest.raises(ns.NeurosimError, match="scale given for unknown projection 'nope'"):
+        Metaplasticity(scale={"nope": 1.0}).before_training(runner)
+    net.connections["x_to_o"].projection.weight.data.zero_()
+    with pytest.raises(ns.NeurosimError, match="'x_to_o' has all-zero weights.*pass scale="):
+        Metaplasticity().before_training(runner)
+
+
+def test_scale_is_kept_in_state_and_not_recomputed_after_loading():
+    net = one_layer()
+    meta = Metaplasticity()
+    meta.before_training(Runner(net))
+    state = meta.state_dict()
+    with torch.no_grad():
+        net.connections["x_to_o"].projection.weight.mul_(3.0)  # as if trained since
+    fresh = Metaplasticity()
+    fresh.load_state_dict(state)
+    fresh.before_training(Runner(net))
+    assert fresh.scales == meta.scales == state["scales"]
+
+
+CONFIG = {
+    "name": "meta-resume",
+    "model": {"name": "pmnist", "n_in": 64, "hidden": 32, "seed": 3},
+    "scenario": {"name": "permuted", "data": "digits", "tasks": 2, "seed": 1},
+    "training": {"steps": 6, "epochs": 2, "batch_size": 64, "lr": 0.1, "seed": 2, "checkpoint_every": 5},
+    "plugins": [{"name": "metaplasticity"}],
+}
+
+
+def test_interrupted_run_resumes_with_the_initial_scale(tmp_path, monkeypatch):
+    whole = start(CONFIG, tmp_path / "whole.h5", progress=False)
+    calls = {"n": 0}
+    original = Continual.train_batch
+
+    def dies(self, task, idx):
+        calls["n"] += 1
+        if calls["n"] == 52:  # inside task 1 (22 batches per epoch), after the checkpoint at batch 50
+            raise KeyboardInterrupt
+        return original(self, task, idx)
+
+    monkeypatch.setattr(Continual, "train_batch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        start(CONFIG, tmp_path / "cut.h5", progress=False)
+    monkeypatch.setattr(Continual, "train_batch", original)
+    resumed = resume(tmp_path / "cut.h5", progress=False)
+    assert np.array_equal(resumed.R, whole.R)
+    states = []
+    for name in ("whole.h5", "cut.h5"):
+        with RunStore.open(tmp_path / name) as store:
+            states.append(store.latest_checkpoint()[1])
+    assert states[0]["plugins"][0]["scales"] == states[1]["plugins"][0]["scales"]
+    for key, value in states[0]["network"].items():
+        assert torch.equal(value, states[1]["network"][key]), key
