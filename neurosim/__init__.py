@@ -12,17 +12,18 @@ the public API.
 from .errors import NeurosimError
 from .events import SpikeEvents
 from .kernels import compiled as _compiled, fused as _fused  # noqa: F401  (register the built-in fast paths)
-from .network import Network, Probe, RunResult
+from .network import GaussianNoise, Network, PoissonNoise, Probe, RunResult
 from .neurons import (ALIF, DSR, LI, LIF, AdaptiveThresholdLIF, AdaptiveThresholdLIFParameters, ALIFParameters,
                       Izhikevich, IzhikevichParameters, LIFParameters, LIParameters, Population, surrogate)
 from .projections import Chain, Conv2d, Delayed, Dense, Projection, Sparse
+from .projections.plasticity import STDPParameters
 from .continual import (BPTT, Continual, ContinualResult, EPropLearner, Plugin, Scenario, Task, ThreeFactorLearner,
                         available_plugins, create_plugin, permuted, split)
 from .storage import RunStore
 from .version import __version__
 
 __all__ = [
-    "NeurosimError", "SpikeEvents", "Network", "Probe", "RunResult", "Population", "LIF", "LIFParameters", "ALIF",
+    "NeurosimError", "SpikeEvents", "Network", "Probe", "RunResult", "GaussianNoise", "PoissonNoise", "STDPParameters", "Population", "LIF", "LIFParameters", "ALIF",
     "ALIFParameters", "AdaptiveThresholdLIF", "AdaptiveThresholdLIFParameters", "DSR", "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "surrogate", "Projection",
     "Dense", "Sparse", "Conv2d", "Delayed", "Chain", "BPTT", "ThreeFactorLearner", "EPropLearner", "Continual",
     "ContinualResult", "Plugin", "available_plugins", "create_plugin", "Scenario", "Task", "permuted", "split",
