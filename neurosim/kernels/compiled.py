@@ -775,7 +775,9 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
     empty = np.zeros(0, dtype)
     if any(p is not None for p in plastic):
         none_int = np.zeros(0, np.int64)
-        stdp_args = tuple(tuple(empty if p is None else getattr(p, f) for p in plastic) for f in ("prm", "x", "y"))
+        stdp_args = (tuple(empty if p is None else p.prm for p in plastic),
+                     tuple(np.zeros((2, 0), dtype) if p is None else p.x for p in plastic),
+                     tuple(empty if p is None else p.y for p in plastic))
         stdp_args += (tuple(none_int if p is None else p.colptr for p in plastic),
                       tuple(none_int if p is None else p.colsyn for p in plastic),
                       tuple(np.zeros(0, np.int32) if p is None else p.pre for p in plastic),
