@@ -33,11 +33,11 @@ probe) is removed at compile time, and a parameter is a scalar shared by all neu
 per-neuron array. Compiled code is cached on disk (``cache=True``), so only the first run of a
 configuration ever pays for compilation.
 
-A model joins by a :class:`LoopKernel`: a ``NamedTuple`` class of its parameter arguments, an
-njit function ``fn(states, b, lo, hi, src_exc, src_inh, zb, *args)`` that steps neurons
-``lo <= i < hi`` of sample ``b`` (input ``src_exc[i]`` and ``src_inh[i]``, which it sets to
-zero; spike ``zb[i]``), registered with :func:`register_update`; the ``loop`` fast paths of
-LIF and Izhikevich and the ``synapses`` layouts of Sparse and Dense in
+A model joins by a :class:`LoopKernel`: the time loop compiled around its njit update
+``update(args, states, b, lo, hi, src_exc, src_inh, zb)``, which steps neurons ``lo <= i < hi``
+of sample ``b`` (input ``src_exc[i]`` and ``src_inh[i]``, which it sets to zero; spike
+``zb[i]``) with the parameter arguments ``args`` (:func:`loop_kernels`); the ``loop`` fast paths
+of LIF and Izhikevich and the ``synapses`` layouts of Sparse and Dense in
 :mod:`neurosim.kernels.registry` are built so.
 """
 from __future__ import annotations
@@ -51,8 +51,6 @@ import numba
 import numpy as np
 import torch
 from numba import literal_unroll, njit, prange
-from numba.core import types
-from numba.extending import overload
 from tqdm.auto import tqdm
 
 from ..events import SpikeEvents
@@ -62,7 +60,7 @@ from ..projections.dense import Dense
 from ..projections.plasticity import STDPParameters, stdp_bounds
 from ..projections.sparse import Sparse
 from .noise import noise_value
-from .per_neuron import at
+from .per_neuron import at, part
 from .registry import lookup, register
 
 #: Populations (neurons times samples) from this size on run on several threads.
@@ -96,8 +94,9 @@ def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, cols
     ``prm``: ``lambda_pre, lambda_post, A+, A-, low, high``; ``sgn``: the presynaptic signs, the
     weight being ``sgn[j] * magnitude`` (all 1 without Dale's law)."""
     lam_post, a_minus, low, high = prm[1], prm[3], prm[4], prm[5]
-    for i in range(lo, hi):
-        y[i] = lam_post * y[i]
+    own = y[lo:hi]
+    for i in range(hi - lo):
+        own[i] = lam_post * own[i]
     for rr in range(count.size):
         base = bounds[rr]
         for s in range(count[rr]):
@@ -123,29 +122,31 @@ def _fold(drive, t, b, rows, rec, dst, lo, hi, keys, step, kind, p1, p2):
     left to right; clears those rows. ``drive`` is ``[T or 1, B or 1, n]`` (broadcast over time /
     samples) or ``None``; the noise (``keys`` not None) is rounded to the dtype before it is added."""
     n = dst.size
+    out = dst[lo:hi]
     first = 0
     if keys is not None:
-        key = keys[b]
-        for i in range(lo, hi):
-            dst[i] = noise_value(kind, key, step * n + i, p1, p2, i)
+        key, base = keys[b], step * n + lo
+        p1, p2 = part(p1, lo, hi), part(p2, lo, hi)
+        for i in range(hi - lo):
+            out[i] = noise_value(kind, key, base + i, p1, p2, i)
     if drive is not None:
-        src = drive[t if drive.shape[0] > 1 else 0, b if drive.shape[1] > 1 else 0]
+        src = drive[t if drive.shape[0] > 1 else 0, b if drive.shape[1] > 1 else 0, lo:hi]
         if keys is not None:
-            for i in range(lo, hi):
-                dst[i] = src[i] + dst[i]
+            for i in range(hi - lo):
+                out[i] = src[i] + out[i]
         else:
-            for i in range(lo, hi):
-                dst[i] = src[i]
+            for i in range(hi - lo):
+                out[i] = src[i]
     elif keys is None:
-        row = rec[rows[0]]
-        for i in range(lo, hi):
-            dst[i] = row[i]
+        row = rec[rows[0], lo:hi]
+        for i in range(hi - lo):
+            out[i] = row[i]
             row[i] = 0
         first = 1
     for r in rows[first:]:
-        row = rec[r]
-        for i in range(lo, hi):
-            dst[i] = dst[i] + row[i]
+        row = rec[r, lo:hi]
+        for i in range(hi - lo):
+            out[i] = out[i] + row[i]
             row[i] = 0
 
 
@@ -153,8 +154,9 @@ def _fold(drive, t, b, rows, rec, dst, lo, hi, keys, step, kind, p1, p2):
 def _traces(lo, hi, zb, prm, x, out):
     """The presynaptic STDP trace after the step's spikes: ``out = lambda_pre x + A+ s``."""
     lam_pre, a_plus = prm[0], prm[2]
-    for i in range(lo, hi):
-        out[i] = lam_pre * x[i] + a_plus if zb[i] else lam_pre * x[i]
+    x, out, z = x[lo:hi], out[lo:hi], zb[lo:hi]
+    for i in range(hi - lo):
+        out[i] = lam_pre * x[i] + a_plus if z[i] else lam_pre * x[i]
 
 
 @njit(cache=True)
@@ -173,29 +175,6 @@ def _spiked(zb, zw, lo, hi, out):
 
 # -- model updates ----------------------------------------------------------------------------
 
-_UPDATES: dict[type, Callable] = {}
-
-
-def update(args, states, b, lo, hi, src_exc, src_inh, zb):
-    """Steps neurons ``lo <= i < hi`` of sample ``b``; inside numba code, the update registered for
-    the type of ``args`` (:func:`register_update`)."""
-    raise TypeError("update is called from compiled code only")
-
-
-def register_update(args_type: type, fn) -> None:
-    """Declare the njit ``fn(args, states, b, lo, hi, src_exc, src_inh, zb)`` as the update of the
-    models whose loop takes parameter arguments of the ``NamedTuple`` class ``args_type``."""
-    _UPDATES[args_type] = fn
-
-
-@overload(update)
-def _update_impl(args, states, b, lo, hi, src_exc, src_inh, zb):
-    if isinstance(args, types.BaseNamedTuple) and args.instance_class in _UPDATES:
-        fn = _UPDATES[args.instance_class]
-        return lambda args, states, b, lo, hi, src_exc, src_inh, zb: fn(args, states, b, lo, hi, src_exc, src_inh, zb)
-    return None
-
-
 class LIFArgs(NamedTuple):
     """Parameter arguments of :func:`lif_range` (see :func:`_lif_args`)."""
 
@@ -213,10 +192,10 @@ class LIFArgs(NamedTuple):
 
 
 @njit(cache=True)
-def lif_range(states, b, lo, hi, src_exc, src_inh, zb, v_leak, beta, one_minus_beta, kappa_exc, kappa_inh,
+def lif_range(v, i_exc, i_inh, refrac, src_exc, src_inh, zb, v_leak, beta, one_minus_beta, kappa_exc, kappa_inh,
               decay_exc, decay_inh, v_th, n_ref, subtract, v_after):
-    """LIF step of neurons ``lo <= i < hi`` of sample ``b`` (see :mod:`neurosim.neurons.lif`); state
-    ``(v, i_exc, i_inh, refrac)`` ``[B, n]`` updated in place.
+    """LIF step of the neurons of the rows ``v, i_exc, i_inh, refrac`` (updated in place; see
+    :mod:`neurosim.neurons.lif`), per-neuron parameters cut to the same neurons.
 
     Membrane: ``v_leak + (v - v_leak) beta + x`` (jump input), ``+ one_minus_beta x`` (current
     input) or, with synapses, ``+ i_exc kappa_exc (+ i_inh kappa_inh)`` after the input was
@@ -224,11 +203,10 @@ def lif_range(states, b, lo, hi, src_exc, src_inh, zb, v_leak, beta, one_minus_b
     spike holds the membrane ``n_ref - 1`` steps. Spike ``v - v_th > 0``; reset ``v - v_after``
     with ``subtract`` (``v_after = v_th - v_reset``), else ``v = v_after`` (``v_reset``).
     """
-    vb, ieb, iib, rb = states[0][b], states[1][b], states[2][b], states[3][b]
-    for i in range(lo, hi):
+    for i in range(v.size):
         x = src_exc[i]
         src_exc[i] = 0
-        vo = vb[i]
+        vo = v[i]
         vl = at(v_leak, i)
         if kappa_exc is None:
             if one_minus_beta is None:
@@ -236,28 +214,28 @@ def lif_range(states, b, lo, hi, src_exc, src_inh, zb, v_leak, beta, one_minus_b
             else:
                 vn = vl + (vo - vl) * at(beta, i) + at(one_minus_beta, i) * x
         else:
-            ie = ieb[i] + x
+            ie = i_exc[i] + x
             if kappa_inh is None:
                 syn = ie * at(kappa_exc, i)
             else:
-                ii = iib[i] + src_inh[i]
+                ii = i_inh[i] + src_inh[i]
                 src_inh[i] = 0
                 syn = ie * at(kappa_exc, i) + ii * at(kappa_inh, i)
-                iib[i] = ii * decay_inh
+                i_inh[i] = ii * decay_inh
             vn = vl + (vo - vl) * at(beta, i) + syn
-            ieb[i] = ie * decay_exc
+            i_exc[i] = ie * decay_exc
         if n_ref is None:
             s = vn - at(v_th, i) > 0
         else:
-            r = max(rb[i] - 1, 0)
+            r = max(refrac[i] - 1, 0)
             active = r == 0
             vn = vn if active else vo
             s = (vn - at(v_th, i) > 0) & active
-            rb[i] = n_ref if s else r
+            refrac[i] = n_ref if s else r
         if subtract is None:
-            vb[i] = at(v_after, i) if s else vn
+            v[i] = at(v_after, i) if s else vn
         else:
-            vb[i] = vn - at(v_after, i) if s else vn
+            v[i] = vn - at(v_after, i) if s else vn
         zb[i] = s
 
 
@@ -277,21 +255,19 @@ class IzhikevichArgs(NamedTuple):
 
 
 @njit(cache=True)
-def izhikevich_range(states, b, lo, hi, src_exc, src_inh, zb, h, k_sq, k_lin, k_const, dt_a, b_, c, d, v_peak,
-                     threshold_first):
-    """Izhikevich step of neurons ``lo <= i < hi`` of sample ``b`` (see
-    :mod:`neurosim.neurons.izhikevich`); state ``(v, u)`` updated in place.
+def izhikevich_range(v, u, src_exc, zb, h, k_sq, k_lin, k_const, dt_a, b, c, d, v_peak, threshold_first):
+    """Izhikevich step of the neurons of the rows ``v, u`` (updated in place; see
+    :mod:`neurosim.neurons.izhikevich`), per-neuron parameters cut to the same neurons.
 
     Two half steps ``v += h (k_sq (v v) + k_lin v + k_const - u + x)``, then
     ``u += dt_a (b v - u)``; a spike ``v - v_peak > 0`` sets ``v = c`` and ``u += d``: after the
     update, or with ``threshold_first`` on the state before it.
     """
-    vb, ub = states[0][b], states[1][b]
-    for i in range(lo, hi):
+    for i in range(v.size):
         x = src_exc[i]
         src_exc[i] = 0
-        vo = vb[i]
-        uo = ub[i]
+        vo = v[i]
+        uo = u[i]
         if threshold_first is not None:
             s = vo - at(v_peak, i) > 0
             if s:
@@ -299,39 +275,48 @@ def izhikevich_range(states, b, lo, hi, src_exc, src_inh, zb, h, k_sq, k_lin, k_
                 uo = uo + at(d, i)
         vv = vo + h * (k_sq * (vo * vo) + k_lin * vo + k_const - uo + x)
         vv = vv + h * (k_sq * (vv * vv) + k_lin * vv + k_const - uo + x)
-        uu = uo + at(dt_a, i) * (at(b_, i) * vv - uo)
+        uu = uo + at(dt_a, i) * (at(b, i) * vv - uo)
         if threshold_first is None:
             s = vv - at(v_peak, i) > 0
-            vb[i] = at(c, i) if s else vv
-            ub[i] = uu + at(d, i) if s else uu
+            v[i] = at(c, i) if s else vv
+            u[i] = uu + at(d, i) if s else uu
         else:
-            vb[i] = vv
-            ub[i] = uu
+            v[i] = vv
+            u[i] = uu
         zb[i] = s
 
 
 @njit(cache=True)
 def _lif_update(a, states, b, lo, hi, src_exc, src_inh, zb):
-    lif_range(states, b, lo, hi, src_exc, src_inh, zb, a.v_leak, a.beta, a.one_minus_beta, a.kappa_exc, a.kappa_inh,
-              a.decay_exc, a.decay_inh, a.v_th, a.n_ref, a.subtract, a.v_after)
+    """:func:`lif_range` on neurons ``lo <= i < hi`` of sample ``b``. The rows are cut to the range
+    and indexed from 0, which lets the compiler drop numba's negative-index checks and vectorise."""
+    lif_range(states[0][b, lo:hi], states[1][b, lo:hi], states[2][b, lo:hi], states[3][b, lo:hi], src_exc[lo:hi],
+              part(src_inh, lo, hi), zb[lo:hi], part(a.v_leak, lo, hi), part(a.beta, lo, hi), part(a.one_minus_beta, lo, hi),
+              part(a.kappa_exc, lo, hi), part(a.kappa_inh, lo, hi), a.decay_exc, a.decay_inh, part(a.v_th, lo, hi),
+              a.n_ref, a.subtract, part(a.v_after, lo, hi))
 
 
 @njit(cache=True)
 def _izhikevich_update(a, states, b, lo, hi, src_exc, src_inh, zb):
-    izhikevich_range(states, b, lo, hi, src_exc, src_inh, zb, a.h, a.k_sq, a.k_lin, a.k_const, a.dt_a, a.b, a.c, a.d,
-                     a.v_peak, a.threshold_first)
-
-
-register_update(LIFArgs, _lif_update)
-register_update(IzhikevichArgs, _izhikevich_update)
+    """:func:`izhikevich_range` on neurons ``lo <= i < hi`` of sample ``b`` (as :func:`_lif_update`)."""
+    izhikevich_range(states[0][b, lo:hi], states[1][b, lo:hi], src_exc[lo:hi], zb[lo:hi], a.h, a.k_sq, a.k_lin,
+                     a.k_const, part(a.dt_a, lo, hi), part(a.b, lo, hi), part(a.c, lo, hi), part(a.d, lo, hi),
+                     part(a.v_peak, lo, hi), a.threshold_first)
 
 
 # -- the time loop ----------------------------------------------------------------------------
 
+def update(args, states, b, lo, hi, src_exc, src_inh, zb):
+    """The model update that :func:`_steps` calls: each model's copy of it binds its own
+    (:func:`loop_kernels`)."""
+    raise NotImplementedError("a model's update is bound by loop_kernels")
+
+
 def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_inh, src_inh,
            keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, pre, sgn,
            spk, count, zb, zw, bounds, ev_idx, ev_ptr):
-    """Steps ``t0 <= t < t1`` (module docstring). ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
+    """Steps ``t0 <= t < t1`` (module docstring) with the model's ``update``, a global name bound
+    per model by :func:`loop_kernels`. ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
     the spikes of step ``t`` by range; ``stdp[k]`` (None without plasticity) holds the parameters
     of projection ``k`` (empty when it is not plastic), ``x_tr[k][t % 2]`` its presynaptic trace
     after step ``t`` (read by the other threads during step ``t + 1``), ``y_tr[k]`` its
@@ -381,16 +366,21 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
     return t1
 
 
-def _variant(fn, name: str):
-    """A copy of ``fn`` under another name (numba caches compiled code by function name)."""
-    copy = pytypes.FunctionType(fn.__code__, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+def _variant(fn, name: str, **names):
+    """A copy of ``fn`` under another name (numba caches compiled code by function name) whose
+    global ``names`` are bound to the given objects."""
+    copy = pytypes.FunctionType(fn.__code__, {**fn.__globals__, **names}, name, fn.__defaults__, fn.__closure__)
     copy.__qualname__ = name
     copy.__doc__ = fn.__doc__
     return copy
 
 
-_serial_steps = njit(cache=True)(_variant(_steps, "_serial_steps"))
-_parallel_steps = njit(cache=True, parallel=True)(_variant(_steps, "_parallel_steps"))
+def loop_kernels(update, name: str) -> tuple:
+    """The serial and the parallel time loop (:func:`_steps`) of a model whose njit ``update(args,
+    states, b, lo, hi, src_exc, src_inh, zb)`` steps neurons ``lo <= i < hi`` of sample ``b``;
+    ``name`` (an identifier) names their compiled code in numba's cache."""
+    return (njit(cache=True)(_variant(_steps, f"_{name}_serial_steps", update=update)),
+            njit(cache=True, parallel=True)(_variant(_steps, f"_{name}_parallel_steps", update=update)))
 
 
 # -- arguments from the torch objects ---------------------------------------------------------
@@ -688,11 +678,12 @@ def _events_to_dense(ev_idx, ev_ptr, steps: int, batch: int, n: int, dtype: torc
 
 
 class LoopKernel(NamedTuple):
-    """A model's compiled loop: the state ``fields`` its update changes in place, the function
-    giving its parameter arguments (a ``NamedTuple`` registered with :func:`register_update`;
-    it raises :class:`_Unsupported` for a configuration the update does not compute), and whether
-    it takes an inhibitory channel."""
+    """A model's compiled loop: its serial and parallel ``kernels`` (:func:`loop_kernels`), the state
+    ``fields`` its update changes in place, the function giving its parameter arguments (it raises
+    :class:`_Unsupported` for a configuration the update does not compute), and whether it takes
+    an inhibitory channel."""
 
+    kernels: tuple
     fields: tuple
     params: Callable
     inh_channel: bool
@@ -806,7 +797,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             recordings[f] = (g, np.empty((-(-steps // g), batch, n), a.dtype))
             items.append((a, recordings[f][1], g))
 
-    kernel = _serial_steps if count_ranges == 1 else _parallel_steps
+    kernel = spec.kernels[0 if count_ranges == 1 else 1]
     bar = tqdm(total=steps, desc="simulating", unit="step", leave=False) if progress else None
     chunk = max(1, steps // 100) if progress else steps
     previous_threads = numba.get_num_threads()
@@ -856,8 +847,8 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
     return (new_state, z), out, traces
 
 
-LIF_LOOP = LoopKernel(("v", "i_exc", "i_inh", "refrac"), _lif_args, True)
-IZHIKEVICH_LOOP = LoopKernel(("v", "u"), _izhikevich_args, False)
+LIF_LOOP = LoopKernel(loop_kernels(_lif_update, "lif"), ("v", "i_exc", "i_inh", "refrac"), _lif_args, True)
+IZHIKEVICH_LOOP = LoopKernel(loop_kernels(_izhikevich_update, "izhikevich"), ("v", "u"), _izhikevich_args, False)
 
 
 def lif_loop(population: LIF, *args, **kwargs):

@@ -17,3 +17,17 @@ def _at_impl(p, i):
     if isinstance(p, types.Array):
         return lambda p, i: p[i]
     return lambda p, i: p
+
+
+def part(p, lo, hi):
+    """``p[lo:hi]`` for a per-neuron array, ``p`` for a value shared by all neurons. Loops over a
+    range of neurons index the parts from 0, which lets the compiler drop numba's negative-index
+    check and vectorise (an index ``lo + k`` of unknown sign keeps it in the loop)."""
+    return p[lo:hi] if isinstance(p, np.ndarray) else p
+
+
+@overload(part, inline="always")
+def _part_impl(p, lo, hi):
+    if isinstance(p, types.Array):
+        return lambda p, lo, hi: p[lo:hi]
+    return lambda p, lo, hi: p
