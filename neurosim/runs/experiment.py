@@ -9,7 +9,9 @@
      "plugins": [{"name": "hlop", "rows_per_task": [...], ...}]}
 
 ``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
-network; ``delays``: the learnable-delay network). ``scenario``: ``permuted`` or ``split`` (with
+network; ``delays``: the learnable-delay network), or a network builder of one's own named
+``"module:function"`` with its scores function as ``readout = "module:function"`` (the module
+importable, e.g. a network of a neuron model defined outside neurosim). ``scenario``: ``permuted`` or ``split`` (with
 ``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files),
 standardised with the training set's mean and deviation; or event data fed as sequences of
 counts, ``lags`` (generated: classes that differ only in the lags between channels) or ``fsdd``
@@ -110,6 +112,20 @@ def scenario_from(spec: dict) -> Scenario:
     return split(d, tasks, spec.get("mode", "task"))
 
 
+def _reference(ref, what: str):
+    """The object a ``"module:function"`` reference names."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise NeurosimError(f"{what} must be 'module:function', got {ref!r}")
+    module, attribute = ref.split(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as e:
+        raise NeurosimError(f"{what} {ref!r} cannot be imported: {e}") from None
+    if not callable(found):
+        raise NeurosimError(f"{what} {ref!r} is not a function")
+    return found
+
+
 def build(config: dict, progress: bool = True, store: RunStore | None = None) -> Continual:
     """A :class:`~neurosim.continual.runner.Continual` runner for ``config`` (module docstring)."""
     if not isinstance(config, dict):
@@ -117,12 +133,16 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     check_known("experiment", config, SECTIONS)
     model = _section(config, "model")
     name = model.pop("name", None)
-    if name not in MODELS:
-        raise NeurosimError(f"unknown model {name!r}; expected one of: {', '.join(MODELS)}")
-    module, builder, readout = MODELS[name]
-    mod = importlib.import_module(module)
+    if isinstance(name, str) and ":" in name:
+        build_network, readout = _reference(name, "model name"), _reference(model.pop("readout", None), "model readout")
+    elif name in MODELS:
+        module, builder, readout = MODELS[name]
+        mod = importlib.import_module(module)
+        build_network, readout = getattr(mod, builder), getattr(mod, readout)
+    else:
+        raise NeurosimError(f"unknown model {name!r}; expected one of: {', '.join(MODELS)}, or 'module:function'")
     try:
-        network = getattr(mod, builder)(**model)
+        network = build_network(**model)
     except TypeError as e:
         raise NeurosimError(f"model {name!r}: {e}") from None
     plugins = []
@@ -142,7 +162,7 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
         raise NeurosimError(f"unknown learning {learning!r}; expected one of: {', '.join(LEARNERS)}")
     training["learning"] = LEARNERS[learning]()
     return Continual(network, scenario_from(_section(config, "scenario")), plugins,
-                     readout=getattr(mod, readout), progress=progress, store=store, record=config.get("record"),
+                     readout=readout, progress=progress, store=store, record=config.get("record"),
                      **training)
 
 
