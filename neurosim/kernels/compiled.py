@@ -86,11 +86,12 @@ def _deliver(rec, post, w, split, spk, count, bounds, r):
 
 
 @njit(cache=True)
-def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, colsyn, pre, sgn):
+def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, colsyn, colpre, sgn):
     """The pathways of one plastic projection for the spikes listed in ``spk`` (as :func:`_deliver`),
     on the synapses onto neurons ``lo <= i < hi``: decay of the postsynaptic trace ``y``, the
     presynaptic pathway (``w += y[i]``, clipped), the postsynaptic spikes into ``y``, the
-    postsynaptic pathway (``w += x[j]``, clipped; synapses onto ``i`` listed by ``colsyn``).
+    postsynaptic pathway (``w += x[j]``, clipped; the synapses onto ``i`` listed by ``colsyn``, their
+    presynaptic neurons by ``colpre``, so that only the weights are read out of order).
     ``prm``: ``lambda_pre, lambda_post, A+, A-, low, high``; ``sgn``: the presynaptic signs, the
     weight being ``sgn[j] * magnitude`` (all 1 without Dale's law)."""
     lam_post, a_minus, low, high = prm[1], prm[3], prm[4], prm[5]
@@ -110,9 +111,9 @@ def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, cols
         i = spk[base + s]
         y[i] = y[i] - a_minus
         for p in range(colptr[i], colptr[i + 1]):
-            q = colsyn[p]
-            g = sgn[pre[q]]
-            m = w[q] * g + x[pre[q]]
+            q, j = colsyn[p], colpre[p]
+            g = sgn[j]
+            m = w[q] * g + x[j]
             w[q] = min(max(m, low), high) * g
 
 
@@ -313,7 +314,7 @@ def update(args, states, b, lo, hi, src_exc, src_inh, zb):
 
 
 def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_inh, src_inh,
-           keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, pre, sgn,
+           keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, colpre, sgn,
            spk, count, zb, zw, bounds, ev_idx, ev_ptr):
     """Steps ``t0 <= t < t1`` (module docstring) with the model's ``update``, a global name bound
     per model by :func:`loop_kernels`. ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
@@ -339,7 +340,7 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
                     for k in range(len(w)):
                         if stdp[k].size:
                             _stdp(lo, hi, r, spk_prev, count_prev, bounds, post[k], w[k], split[k], stdp[k],
-                                  x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], pre[k], sgn[k])
+                                  x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], colpre[k], sgn[k])
                 if fold_exc is not None:
                     _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
                 if fold_inh is not None:
@@ -589,15 +590,17 @@ def threads_for(n: int, batch: int, threads: int | None) -> int:
 
 class _Plastic(NamedTuple):
     """STDP arguments of one projection: parameters, traces (numpy, in place; ``x`` ``[2, n_in]``
-    alternating by step), CSC and signs."""
+    alternating by step), the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``),
+    presynaptic signs, and each synapse's presynaptic neuron ``pre``."""
 
     prm: np.ndarray
     x: np.ndarray
     y: np.ndarray
     colptr: np.ndarray
     colsyn: np.ndarray
-    pre: np.ndarray
+    colpre: np.ndarray
     sgn: np.ndarray
+    pre: np.ndarray
 
 
 def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dtype) -> _Plastic:
@@ -616,13 +619,13 @@ def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dt
         colsyn = np.argsort(syn.post, kind="stable").astype(np.int64)
         colptr = np.zeros(proj.n_out + 1, np.int64)
         np.cumsum(np.bincount(syn.post, minlength=proj.n_out), out=colptr[1:])
-        return colptr, colsyn, pre
+        return colptr, colsyn, pre[colsyn], pre
 
-    colptr, colsyn, pre = _derived(proj, ("csc",), csc)
+    colptr, colsyn, colpre, pre = _derived(proj, ("csc",), csc)
     sgn = np.ones(proj.n_in, dtype) if proj.signs is None else _cpu(proj.signs).numpy().astype(dtype)
     both = np.empty((2, proj.n_in), dtype)
     both[1] = x.numpy()[0]  # the trace after step -1, which step 0 reads
-    return _Plastic(prm, both, np.array(y.numpy()[0]), colptr, colsyn, pre, sgn)
+    return _Plastic(prm, both, np.array(y.numpy()[0]), colptr, colsyn, colpre, sgn, pre)
 
 
 def _write_back(proj, syn: _Synapses, plastic: _Plastic) -> None:
@@ -771,7 +774,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
                      tuple(empty if p is None else p.y for p in plastic))
         stdp_args += (tuple(none_int if p is None else p.colptr for p in plastic),
                       tuple(none_int if p is None else p.colsyn for p in plastic),
-                      tuple(np.zeros(0, np.int32) if p is None else p.pre for p in plastic),
+                      tuple(np.zeros(0, np.int32) if p is None else p.colpre for p in plastic),
                       tuple(empty if p is None else p.sgn for p in plastic))
     else:
         stdp_args = (None,) * 7
