@@ -8,8 +8,9 @@ sample, the thread of a range:
 
 1. propagates the spikes of the previous step event-driven into its range: for every neuron that
    spiked (in ascending order), the outgoing weights whose targets lie in the range (CSR over
-   presynaptic neurons sorted by target, int32 targets; a Dense projection is a CSR holding every
-   synapse of its mask) are added to that projection's input row;
+   presynaptic neurons sorted by target; a Dense projection is a CSR holding every synapse of its
+   mask) are added to that projection's input row. Synapse indices and targets are unsigned, so
+   that numba reads them without its negative-index check;
 2. runs the STDP pathways of plastic projections for those spikes, on the synapses onto its range
    (:mod:`neurosim.projections.plasticity`; the weights delivered in step 1 are those before the
    change, as Brian2's ``on_pre`` delivers before it changes ``w``);
@@ -465,7 +466,7 @@ _packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Synapses(NamedTuple):
-    """A projection as the loop reads it: CSR ``indptr`` (int64), targets ``post`` (int32), effective
+    """A projection as the loop reads it: CSR ``indptr`` (int64), targets ``post`` (uint32), effective
     ``weight``, and for scattering weights back ``rows`` / ``cols``, the synapses' positions in
     the projection's own weight (None for a per-synapse weight)."""
 
@@ -520,7 +521,7 @@ def _weight_sources(proj) -> tuple:
 def sparse_synapses(proj: Sparse, dtype):
     """A Sparse projection's own CSR, with its effective weights (Dale's signs applied)."""
     def index():
-        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.int32), None
+        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.uint32), None
 
     return _csr(proj, dtype, (proj.indptr, proj.post), _weight_sources(proj), index, lambda w: w)
 
@@ -534,12 +535,12 @@ def dense_synapses(proj: Dense, dtype):
     def index():
         if proj.mask is None:
             return (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
-                    np.tile(np.arange(proj.n_out, dtype=np.int32), proj.n_in),
+                    np.tile(np.arange(proj.n_out, dtype=np.uint32), proj.n_in),
                     None)
         pre, post = np.nonzero(_cpu(proj.mask).t().numpy())
         indptr = np.zeros(proj.n_in + 1, np.int64)
         np.cumsum(np.bincount(pre, minlength=proj.n_in), out=indptr[1:])
-        return indptr, post.astype(np.int32), (torch.from_numpy(post), torch.from_numpy(pre))
+        return indptr, post.astype(np.uint32), (torch.from_numpy(post), torch.from_numpy(pre))
 
     def weight(w):
         return w.t().reshape(-1) if proj.mask is None else w.t()[_cpu(proj.mask).t()]
@@ -559,7 +560,7 @@ def _synapses(proj, dtype) -> _Synapses:
 def _split_rows(indptr, post, bounds):
     """``out[j, r]``: the first synapse of neuron ``j`` onto range ``r`` (targets sorted within rows)."""
     n_pre, ranges = indptr.size - 1, bounds.size - 1
-    out = np.empty((n_pre, ranges + 1), np.int64)
+    out = np.empty((n_pre, ranges + 1), np.uint64)
     for j in range(n_pre):
         q, end = indptr[j], indptr[j + 1]
         out[j, 0] = q
@@ -616,10 +617,10 @@ def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dt
     def csc():
         counts = np.diff(syn.indptr)
         pre = np.repeat(np.arange(proj.n_in, dtype=np.int32), counts)
-        colsyn = np.argsort(syn.post, kind="stable").astype(np.int64)
+        colsyn = np.argsort(syn.post, kind="stable").astype(np.uint64)
         colptr = np.zeros(proj.n_out + 1, np.int64)
         np.cumsum(np.bincount(syn.post, minlength=proj.n_out), out=colptr[1:])
-        return colptr, colsyn, pre[colsyn], pre
+        return colptr.astype(np.uint64), colsyn, pre[colsyn].astype(np.uint32), pre
 
     colptr, colsyn, colpre, pre = _derived(proj, ("csc",), csc)
     sgn = np.ones(proj.n_in, dtype) if proj.signs is None else _cpu(proj.signs).numpy().astype(dtype)
@@ -768,13 +769,13 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
 
     empty = np.zeros(0, dtype)
     if any(p is not None for p in plastic):
-        none_int = np.zeros(0, np.int64)
+        none_int = np.zeros(0, np.uint64)
         stdp_args = (tuple(empty if p is None else p.prm for p in plastic),
                      tuple(np.zeros((2, 0), dtype) if p is None else p.x for p in plastic),
                      tuple(empty if p is None else p.y for p in plastic))
         stdp_args += (tuple(none_int if p is None else p.colptr for p in plastic),
                       tuple(none_int if p is None else p.colsyn for p in plastic),
-                      tuple(np.zeros(0, np.int32) if p is None else p.colpre for p in plastic),
+                      tuple(np.zeros(0, np.uint32) if p is None else p.colpre for p in plastic),
                       tuple(empty if p is None else p.sgn for p in plastic))
     else:
         stdp_args = (None,) * 7
