@@ -6,7 +6,8 @@ fraction 0.3) and a readout whose score is the weighted firing rate of its input
 normalised with the MNIST mean and standard deviation and fed as a constant current for 20
 steps. One epoch per task, plain SGD (lr 0.1, batch 64). HLOP learns from weighted firing rates
 with Hebbian rates 0.001 (input layer) and 0.01, and adds rows per task as
-:func:`hlop_rows` gives (80 / 200 / 100 at task 0).
+:func:`hlop_rows` gives (80 / 200 / 100 at task 0). GPM (:func:`gpm`) takes its authors'
+permuted-MNIST thresholds on the same weighted firing rates.
 
 At the size of scikit-learn's 8x8 digits (``n_in=64``), the same network is the default
 experiment of ``neurosim run`` (:data:`neurosim.runs.experiment.PERMUTED_DIGITS`).
@@ -22,6 +23,7 @@ from neurosim.network import Network
 from neurosim.neurons import DSR, LI
 from neurosim.projections import Dense
 from neurosim.continual.scenarios import Scenario, permuted
+from neurosim.plugins.gpm import GPM
 from neurosim.plugins.hlop import HLOP
 
 #: Simulation (ms) and neuron settings.
@@ -70,6 +72,15 @@ def hlop(first: tuple[int, ...] = (80, 200, 100), rows=None, **kwargs) -> HLOP:
     options = dict(lr_hebb=dict(zip(LAYERS, (0.001, 0.01, 0.01))), rates=TAU, form="gradient")
     options.update(kwargs)
     return HLOP(rows or (lambda task, layer: hlop_rows(task, layer, first)), projections=list(LAYERS), **options)
+
+
+def gpm(**kwargs) -> GPM:
+    """GPM with its authors' permuted-MNIST settings for this network: thresholds 0.95 (input layer)
+    and 0.99, constant over tasks, on 300 training samples per task; the representation is the weighted
+    firing rate DSR trains on."""
+    options = dict(threshold=dict(zip(LAYERS, (0.95, 0.99, 0.99))), samples=300, rates=TAU)
+    options.update(kwargs)
+    return GPM(projections=list(LAYERS), **options)
 
 
 def mnist_scenario(n_tasks: int = 10, root=None, seed: int = 0) -> Scenario:

@@ -1,4 +1,5 @@
 """``python -m neurosim``: the ``neurosim`` command."""
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

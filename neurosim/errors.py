@@ -4,6 +4,7 @@ Every message is one line that names the offending argument, so the CLI can prin
 """
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Iterable, Sequence
 
@@ -13,6 +14,15 @@ import torch
 
 class NeurosimError(ValueError):
     """Bad input to neurosim: wrong shape, unknown name, invalid value, non-finite data."""
+
+
+def optional_import(module: str, extra: str, purpose: str):
+    """Import ``module``, a dependency only some features need; if it is missing, say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise NeurosimError(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                            f"pip install 'neurosim[{extra}]'") from None
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:

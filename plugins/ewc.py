@@ -7,7 +7,8 @@ is estimated on ``samples`` training examples (one at a time), and the anchor
 .. math:: \frac{\lambda}{2} \sum_s \sum_i F_{s,i} (\theta_i - \theta^*_{s,i})^2
 
 to the loss. Online EWC keeps one Fisher, :math:`F \leftarrow \gamma F + F_{new}`, and the
-latest anchor. Every trained parameter of the network is protected.
+latest anchor. Every trained parameter of the network is protected. Under data parallelism each
+rank estimates the Fisher on its share of the samples and the sums are all-reduced.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_positive
+from neurosim.continual import distributed
 from neurosim.continual.plugin import Plugin, trained_parameters
 
 
@@ -35,14 +37,18 @@ class EWC(Plugin):
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
         n = min(self.samples, len(task.train.y))
         idx = torch.randperm(len(task.train.y), generator=runner.generator)[:n].numpy()
-        for i in idx:
-            x = torch.as_tensor(task.train.x[i:i + 1])
+        mine = distributed.shard(n)
+        for k, i in enumerate(idx):
+            seq = runner.encode(torch.as_tensor(task.train.x[i:i + 1]))  # every rank encodes every sample
+            if not mine.start <= k < mine.stop:
+                continue
             y = torch.as_tensor(task.train.y[i:i + 1])
-            loss = F.cross_entropy(runner.scores(x, task), y)
+            loss = F.cross_entropy(runner.sequence_scores(seq, task), y)
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
             for (name, _), g in zip(params.items(), grads):
                 if g is not None:
                     fisher[name] += g.detach() ** 2 / n
+        distributed.all_reduce_many(fisher.values())
         return fisher
 
     def after_task(self, runner, task: int) -> None:
@@ -66,6 +72,15 @@ class EWC(Plugin):
                 if name in params:  # parameters frozen since (e.g. by HLOP) cannot drift
                     penalty = penalty + (f * (params[name] - anchor[name]) ** 2).sum()
         return loss + 0.5 * self.lam * penalty
+
+    def health(self, runner) -> dict[str, float]:
+        """``penalty_share``: the penalty's part of the last batch's loss (0 before the first Fisher)."""
+        if not self.fishers or runner.loss is None:
+            return {"penalty_share": 0.0}
+        with torch.no_grad():
+            penalty = self.before_backward(runner, runner.loss.new_zeros(())).item()
+            total = runner.loss.item()
+        return {"penalty_share": penalty / total if total else 0.0}
 
     def state_dict(self) -> dict:
         return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors]}

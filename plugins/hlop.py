@@ -1,11 +1,9 @@
 r"""HLOP: Hebbian learning based orthogonal projection (Xiao et al., ICLR 2024).
 
 Every protected projection with weight :math:`W` gets lateral "subspace neurons" whose weights are
-the rows of :math:`H` (:math:`k \times n`). Its presynaptic activity :math:`X` has one row per
-time step and sample (:math:`N = T B` rows of length :math:`n = n_{in}`); for a convolution one
-row per im2col patch (``F.unfold``), :math:`n = C_{in} k_h k_w`, one subspace per layer. For a
-delayed projection the rows are the delivered activity :math:`x_j[t - d_{ij}]` of a few sampled
-postsynaptic neurons :math:`i` per batch (rounded delays; gradient form only).
+the rows of :math:`H` (:math:`k \times n`), learnt from the projection's presynaptic activity rows
+:math:`X` (:math:`N` rows of length :math:`n`; what a row is for each kind of projection, and with
+``rates=tau``, is in :mod:`neurosim.plugins.orthogonal`).
 
 **Subspace learning** (Oja's subspace rule, Hebbian plus anti-Hebbian), on every training batch
 after the forward pass, repeated ``hebb_iters`` times:
@@ -13,161 +11,74 @@ after the forward pass, repeated ``hebb_iters`` times:
 .. math::
 
     Y = q(X H^T), \qquad
-    \Delta H = \mathrm{clip}\big(\tfrac{1}{N} Y^T (X - Y H),\, -c,\, c\big), \qquad
-    M \leftarrow \mu M + (1 - \mu) \Delta H, \qquad
-    H \leftarrow H + \eta_H M
+    \Delta H_{new} = \mathrm{clip}\big(\tfrac{1}{N} Y_{new}^T (X - q(X H_{old}^T) H_{old} - Y_{new} H_{new}),\, -c,\, c\big), \qquad
+    M \leftarrow \mu M + (1 - \mu) \Delta H_{new}, \qquad
+    H_{new} \leftarrow H_{new} + \eta_H M
 
 with :math:`c` = ``clamp``, :math:`\mu` = ``momentum`` and :math:`\eta_H` = ``lr_hebb`` (constant).
-With ``rates=tau`` (ms), :math:`X` is instead the weighted firing rate of each sample's activity,
-:math:`\hat x = \sum_t w_t x_t / \sum_t w_t` with :math:`w_t = e^{-(T - t)\,dt/\tau}` (one row per
-sample; the representation DSR training uses), while the projection below still acts per step.
+Under data parallelism :math:`Y^T (X - Y H)`, :math:`N` and the second moment :math:`C` below are sums
+over every rank's rows (:func:`neurosim.continual.distributed.all_reduce`), so every rank holds the
+same subspace.
 :math:`q` is the identity, or with ``quantise=(s, T_h)`` the spiking lateral neurons
 :math:`q(y) = \mathrm{round}(\mathrm{clip}(y, -s, s) / s \cdot T_h)\, s / T_h`.
-:math:`H = [H_{old}; H_{new}]`: at the start of task :math:`t`, ``rows_per_task`` new rows are
-drawn orthonormal (with zero momentum); :math:`Y` and the reconstruction :math:`Y H` use all rows
-but only :math:`H_{new}` learns; at the end of the task :math:`H_{new}` is appended to
-:math:`H_{old}` (no re-orthonormalisation).
+:math:`H = [H_{old}; H_{new}]`: the reconstruction uses all rows but only the rows of the current
+task, :math:`H_{new}`, learn. They start as random orthonormal rows orthogonal to :math:`H_{old}`,
+with zero momentum.
+
+**Rows per task.** By default (``rows_per_task=None``) they follow the task's activity through the
+energy criterion of :mod:`~neurosim.plugins.orthogonal` with threshold :math:`\varepsilon` =
+``energy`` (0.97): HLOP accumulates the second moment :math:`C = \sum x x^T` of the task's activity
+rows (float64, :math:`n \times n`, the rows the Hebbian rule sees) and after the task's 1st, 2nd,
+4th, 8th, ... batch computes the number :math:`k` of directions the criterion adds to
+:math:`H_{old}`; when it exceeds the rows being learnt, the difference joins :math:`H_{new}`
+(random orthonormal rows orthogonal to both blocks, zero momentum) before that batch's Hebbian
+update. At the task's end :math:`k` is computed from the whole task's :math:`C`; if the learnt rows
+are more, :math:`H_{new}` is replaced by the :math:`k` directions of its span holding the most
+energy (top eigenvectors of :math:`U C U^T`, :math:`U` an orthonormal basis of the span). Cost: one
+:math:`n \times n` product per batch and :math:`\log_2` (batches per task) eigendecompositions.
+With ``rows_per_task`` the counts are fixed (the paper's schedules), drawn at the task's start.
+
+**Merge**, at the end of each task: :math:`H_{old} \leftarrow` :func:`~neurosim.plugins.orthogonal.extend`
+:math:`(H_{old}, H_{new})`: the new rows are projected off the old ones and orthonormalised (rows
+that collapsed are dropped), so :math:`H_{old}` stays orthonormal to rounding whatever the task's
+length and however far the Hebbian rule converged, and :math:`I - H_{old}^T H_{old}` is a true
+projection.
 
 **Projection**, from task 1 on and with :math:`H_{old}` only (task 0 has none; rows being learnt
-never project). The forward pass keeps the raw :math:`x`; the weight learns from the residual
-:math:`\tilde x = x - H_{old}^T q(H_{old} x)`:
+never project). The forward pass keeps the raw :math:`x`:
 
+- ``form="gradient"`` (default): after the backward pass,
+  :math:`G \leftarrow G - (G H_{old}^T) H_{old}` with :math:`G = \partial L / \partial W` reshaped to
+  out :math:`\times` fan-in, per row within its synapses for Sparse and masked projections and on the
+  effective weight under Dale's law (:mod:`~neurosim.plugins.orthogonal`). It filters whatever is in
+  ``.grad``, including updates that local learning rules deposit there; linear :math:`q` only.
 - ``form="input"``: a custom autograd function makes the weight gradient
-  :math:`\sum_{rows} g\, \tilde x^T` (:math:`g` the gradient at the projection's output), every
-  other gradient (input, bias) unchanged;
-- ``form="gradient"``: after the backward pass,
-  :math:`G \leftarrow G - (G H_{old}^T) H_{old}` with :math:`G = \partial L / \partial W`
-  reshaped to out :math:`\times` fan-in (cheaper for convolutions; linear :math:`q` only;
-  computed as :math:`G P` with :math:`P = I - H_{old}^T H_{old}` formed once per task when the
-  old block has more rows than half the fan-in). It
-  filters whatever is in ``.grad``, including updates that local learning rules deposit there.
+  :math:`\sum_{rows} g\, \tilde x^T` with :math:`\tilde x = x - H_{old}^T q(H_{old} x)` (:math:`g` the
+  gradient at the projection's output), every other gradient (input, bias) unchanged; Dense and
+  Conv2d projections without mask or Dale's law only.
 
 Without quantisation both give the same gradient, and an SGD step leaves :math:`W x` unchanged on
-old activity up to the subspace's accuracy. No weight decay and no Adam (per-coordinate scaling
-breaks the guarantee); SGD momentum is safe because the runner rebuilds the optimiser every task.
-
-**Freezing** (``freeze_after_first_task``), from task 1 on: modules with running statistics
-(batch normalisation) stay in eval mode and, like neuron populations (thresholds, time constants),
-stop learning, as do the positions of delayed projections (a moved delay changes old outputs and
-cannot be projected); every other 1-D parameter (biases, norm affines; not projection weights, which are
-1-D in Sparse) leaves the optimiser. All of this
-is done by ``requires_grad = False`` in ``before_task``, which runs before the runner builds the
-optimiser from the parameters that require gradients; a hand-written loop must build its
-optimiser after ``before_task`` too.
-
-**What it acts on**: by default every projection of the network whose weight is trained (frozen
-ones have nothing to forget). Dense
-and Delayed (without mask or Dale's law) and Conv2d are supported, also inside a
-:class:`~neurosim.projections.Chain` (whose batch norm then freezes like any other). Sparse projections and masked or
-sign-constrained Dense ones are refused: a projected update restricted to existing synapses, or
-passed through ``|W|``, is no longer orthogonal to the protected subspace. Refused projections are
-skipped with a warning when found by default and raise when named in ``projections``; a named
-projection whose weight is frozen raises too.
+old activity up to the subspace's accuracy. No weight decay and no Adam; SGD momentum is safe
+because the runner rebuilds the optimiser every task. Freezing after the first task and what is
+protected: :mod:`~neurosim.plugins.orthogonal`.
 """
 from __future__ import annotations
 
 import operator
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.neurons import Population, weighted_rate
-from neurosim.continual.plugin import Plugin
-from neurosim.projections import Chain, Conv2d, Delayed, Dense, Sparse
+from neurosim.continual import distributed
+
+from .orthogonal import (DelayedRows, OrthogonalProjection, check_layer_values, constrained, energy,
+                         energy_count, extend, layer_value, random_rows, seeded)
 
 FORMS = ("input", "gradient")
-
-
-class _DenseRows:
-    """Dense: activity rows are the inputs themselves, ``[..., n_in] -> [N, n_in]``."""
-
-    def __init__(self, proj: Dense):
-        self.dim, self.n_out = proj.n_in, proj.n_out
-
-    def rows(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, self.dim)
-
-    def out_rows(self, g: torch.Tensor) -> torch.Tensor:
-        return g.reshape(-1, self.n_out)
-
-
-class _ConvRows:
-    """Conv2d: one row per im2col patch, ``[..., C*H*W] -> [N * L, C*kh*kw]``, and output gradients
-    ``[..., O*Ho*Wo] -> [N * L, O]`` in the same (sample, location) order."""
-
-    def __init__(self, proj: Conv2d):
-        self.in_shape, self.channels = proj.in_shape, proj.out_shape[0]
-        self.locations = proj.out_shape[1] * proj.out_shape[2]
-        self.kernel, self.stride, self.padding = tuple(proj.weight.shape[2:]), proj.stride, proj.padding
-        self.dim = proj.weight[0].numel()
-
-    def rows(self, x: torch.Tensor) -> torch.Tensor:
-        patches = F.unfold(x.reshape(-1, *self.in_shape), self.kernel, padding=self.padding, stride=self.stride)
-        return patches.transpose(1, 2).reshape(-1, self.dim)
-
-    def out_rows(self, g: torch.Tensor) -> torch.Tensor:
-        return g.reshape(-1, self.channels, self.locations).transpose(1, 2).reshape(-1, self.channels)
-
-
-class _DelayedRows(_DenseRows):
-    r"""Delayed: the activity that reaches the synapses. Postsynaptic neuron :math:`i` sees
-    :math:`\tilde x_i[t]_j = x_j[t - d_{ij}]` (rounded delays), its own shifted copy of the input, and
-    its weight gradient is :math:`\sum_t \delta_i[t] \tilde x_i[t]`. Each batch takes ``samples``
-    postsynaptic neurons in turn (from ``offset``, the runner's step) and learns from all their
-    delivered sequences, so the subspace grows to span what every neuron receives."""
-
-    def __init__(self, proj: Delayed, samples: int):
-        super().__init__(proj)
-        self.proj, self.samples, self.offset = proj, min(samples, proj.n_out), 0
-
-    def sequence(self, x: torch.Tensor) -> torch.Tensor:
-        """``[T, B, n_in]`` -> ``[T, samples * B, n_in]``, the sampled neurons' delivered inputs."""
-        T, B, n = x.shape
-        D = self.proj.max_delay
-        neurons = (self.offset * self.samples + torch.arange(self.samples)) % self.n_out
-        d = self.proj.rounded_delays()[neurons].to(x.device)
-        t = torch.arange(T, device=x.device).view(T, 1, 1) + D - d  # [T, samples, n_in] into x padded by D
-        seq = F.pad(x, (0, 0, 0, 0, D, 0))[t, :, torch.arange(n, device=x.device)]  # [T, samples, n_in, B]
-        return seq.permute(0, 1, 3, 2).reshape(T, self.samples * B, n)
-
-
-def _layout(proj, delay_samples: int = 4):
-    """Row layout of a supported projection, or the reason HLOP cannot act on it."""
-    if isinstance(proj, Delayed):
-        if proj.mask is not None or proj.signs is not None:
-            return "its mask or Dale's law constrains the update, so a projected update is no longer " \
-                   "orthogonal to the protected subspace"
-        return _DelayedRows(proj, delay_samples)
-    if isinstance(proj, Dense):
-        if proj.mask is not None:
-            return "its connectivity mask restricts updates to existing synapses, so a projected update is no " \
-                   "longer orthogonal to the protected subspace"
-        if proj.signs is not None:
-            return "under Dale's law its effective weight is |W| times signs, so a projected update of W does " \
-                   "not leave W_eff x unchanged"
-        return _DenseRows(proj)
-    if isinstance(proj, Conv2d):
-        return _ConvRows(proj)
-    if isinstance(proj, Sparse):
-        return "it is Sparse: restricting the projected dense update to existing synapses breaks its " \
-               "orthogonality to the protected subspace"
-    return f"HLOP supports Dense, Conv2d and Delayed projections, not {type(proj).__name__}"
-
-
-def _frozen(proj) -> str:
-    """Why ``proj``'s weight does not learn, or ``""`` if it does."""
-    weight = getattr(proj, "weight", None)
-    if weight is None:
-        return "it has no weight"
-    if not getattr(proj, "learnable", True):
-        return "its weight is frozen (learnable=False)"
-    if not weight.requires_grad:
-        return "its weight is frozen (requires_grad=False)"
-    return ""
+#: Energy threshold of the default rows per task.
+ENERGY = 0.97
 
 
 class _ResidualWeightGrad(torch.autograd.Function):
@@ -190,39 +101,51 @@ class _ResidualWeightGrad(torch.autograd.Function):
 
 @dataclass
 class _Subspace:
-    """One protected projection: merged rows ``old``, rows learnt in the current task ``new``,
-    their momentum, and how many rows each task added."""
+    """One protected projection: merged rows ``old``, rows learnt in the current task ``new``, their
+    momentum, how many rows each task added, and (default rows) the current task's second moment and
+    batch count."""
 
     old: torch.Tensor
     new: torch.Tensor
     momentum: torch.Tensor
     counts: list[int] = field(default_factory=list)
-    projector: torch.Tensor | None = None  # I - old^T old, built on first use after each merge
+    moment: torch.Tensor | None = None
+    batches: int = 0
 
 
-class HLOP(Plugin):
-    """``HLOP(rows_per_task, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10, quantise=None,
-    form="input", rates=None, projections=None, freeze_after_first_task=True, seed=0, delay_samples=4)``;
-    see the module docstring.
+class HLOP(OrthogonalProjection):
+    """``HLOP(rows_per_task=None, energy=None, lr_hebb=0.01, hebb_iters=5, momentum=0.9, clamp=10,
+    quantise=None, form="gradient", rates=None, projections=None, freeze_after_first_task=True, seed=0,
+    delay_samples=4)``; see the module docstring.
 
-    ``rows_per_task``: rows added per task and layer, as one int, a list indexed by task whose
-    entries are an int or a list indexed by layer, or ``f(task, layer) -> int``. Layers are the
-    protected projections in the order of ``projections`` (default: the network's connection order).
-    ``lr_hebb``: one number or a dict projection name -> number. ``seed`` fixes the orthogonal
-    initialisation of each new block (drawn from ``(seed, task, layer)``). ``delay_samples``: how many
-    postsynaptic neurons of a :class:`~neurosim.projections.Delayed` projection lend their delivered
-    inputs to each batch's Hebbian update.
+    ``energy``: the fraction of each task's activity energy that the merged rows must be able to hold
+    (default rows per task; 0.97 when neither it nor ``rows_per_task`` is given), one number in
+    (0, 1], a list per layer, a dict projection name -> number or ``f(task, layer)``. ``rows_per_task``: fixed rows added per task and layer instead, as one
+    int, a list indexed by task whose entries are an int or a list indexed by layer, or
+    ``f(task, layer) -> int``. Layers are the protected projections in the order of ``projections``
+    (default: the network's connection order). ``lr_hebb``: one number or a dict projection name ->
+    number. ``seed`` fixes the random rows each task starts from (drawn from ``(seed, task, layer)``).
+    ``delay_samples``: how many postsynaptic neurons of a :class:`~neurosim.projections.Delayed`
+    projection lend their delivered inputs to each batch's Hebbian update.
     """
 
     name = "hlop"
+    label = "HLOP"
 
-    def __init__(self, rows_per_task, lr_hebb: float | dict[str, float] = 0.01, hebb_iters: int = 5,
-                 momentum: float = 0.9, clamp: float = 10.0, quantise: tuple[float, float] | None = None,
-                 form: str = "input", rates: float | None = None, projections: list[str] | None = None,
+    def __init__(self, rows_per_task=None, energy: float | list | dict | None = None,
+                 lr_hebb: float | dict[str, float] = 0.01, hebb_iters: int = 5, momentum: float = 0.9,
+                 clamp: float = 10.0, quantise: tuple[float, float] | None = None, form: str = "gradient",
+                 rates: float | None = None, projections: list[str] | None = None,
                  freeze_after_first_task: bool = True, seed: int = 0, delay_samples: int = 4):
-        if not (callable(rows_per_task) or isinstance(rows_per_task, (int, list, tuple))):
+        super().__init__(projections, freeze_after_first_task, rates, delay_samples)
+        if rows_per_task is not None and not (callable(rows_per_task) or isinstance(rows_per_task, (int, list, tuple))):
             raise NeurosimError("rows_per_task must be an int, a list or a callable, "
                                 f"got {type(rows_per_task).__name__}")
+        if rows_per_task is not None and energy is not None:
+            raise NeurosimError("HLOP takes rows_per_task (fixed rows) or energy (rows from the activity), not both")
+        if rows_per_task is None:
+            energy = ENERGY if energy is None else energy
+            check_layer_values("energy", energy)
         for v in lr_hebb.values() if isinstance(lr_hebb, dict) else [lr_hebb]:
             check_positive("lr_hebb", v)
         if not isinstance(hebb_iters, int) or hebb_iters < 1:
@@ -231,8 +154,6 @@ class HLOP(Plugin):
             raise NeurosimError(f"momentum must be in [0, 1), got {momentum!r}")
         check_positive("clamp", clamp)
         check_choice("form", form, FORMS)
-        if rates is not None:
-            check_positive("rates", rates)
         if quantise is not None:
             if len(quantise) != 2:
                 raise NeurosimError(f"quantise must be (scale, timesteps), got {quantise!r}")
@@ -241,49 +162,23 @@ class HLOP(Plugin):
             if form == "gradient":
                 raise NeurosimError("quantise needs form='input': the quantised lateral response q(H x) is "
                                     "defined on activity, and the gradient form projects G linearly")
-        self.rows_per_task, self.lr_hebb, self.hebb_iters = rows_per_task, lr_hebb, hebb_iters
+        self.rows_per_task, self.energy, self.lr_hebb, self.hebb_iters = rows_per_task, energy, lr_hebb, hebb_iters
         self.momentum, self.clamp, self.quantise, self.form = float(momentum), float(clamp), quantise, form
-        self.rates = rates
-        if not isinstance(delay_samples, int) or delay_samples < 1:
-            raise NeurosimError(f"delay_samples must be a positive integer, got {delay_samples!r}")
-        self.delay_samples = delay_samples
-        self.names, self.freeze_after_first_task, self.seed = projections, freeze_after_first_task, seed
+        self.seed = seed
         self.subspaces: dict[str, _Subspace] = {}
-        self.current = -1  # the task whose rows are in the new blocks, -1 between tasks
-        self._network = None
-        self._targets: dict = {}
-        self._hooks: list = []
-        self._active = False
-        self._rows: dict[str, list[torch.Tensor]] = {}
 
     # -- what it acts on ---------------------------------------------------------------------
+    def _refuse(self, proj, rows) -> str:
+        if self.form == "input" and isinstance(rows, DelayedRows):
+            return "a delayed projection's inputs differ per synapse, so form='input' cannot project them; " \
+                   "use form='gradient'"
+        if self.form == "input" and constrained(proj):
+            return "its updates live on existing synapses or pass through Dale's signs, which form='input' " \
+                   "cannot project; use form='gradient'"
+        return ""
+
     def targets(self, network) -> dict:
-        """Protected projections by name, with their row layouts (see the module docstring)."""
-        found = {}
-        names = self.names if self.names is not None else list(network.connections)
-        for name in names:
-            if name not in network.connections:
-                raise NeurosimError(f"HLOP: the network has no projection {name!r}; "
-                                    f"known: {', '.join(network.connections)}")
-            proj = network.connections[name].projection
-            frozen = _frozen(proj)
-            if frozen:
-                if self.names is not None:
-                    raise NeurosimError(f"HLOP cannot act on projection {name!r}: {frozen}, so it has no "
-                                        "weight update to project")
-                continue
-            if isinstance(proj, Chain):  # protect the wrapped projection; it sees the input after dropout
-                proj = proj.projection
-            layout = _layout(proj, self.delay_samples)
-            if isinstance(layout, _DelayedRows) and self.form == "input":
-                raise NeurosimError(f"HLOP cannot act on projection {name!r} with form='input': a delayed "
-                                    "projection's inputs differ per synapse; use form='gradient'")
-            if isinstance(layout, str):
-                if self.names is not None:
-                    raise NeurosimError(f"HLOP cannot act on projection {name!r}: {layout}")
-                warnings.warn(f"HLOP leaves projection {name!r} unprotected: {layout}", stacklevel=2)
-                continue
-            found[name] = (proj, layout)
+        found = super().targets(network)
         if isinstance(self.lr_hebb, dict):
             for name in sorted(set(found) ^ set(self.lr_hebb)):
                 what = "is missing for protected" if name in found else "is given for unprotected"
@@ -291,7 +186,7 @@ class HLOP(Plugin):
         return found
 
     def rows(self, task: int, layer: int) -> int:
-        """Rows added to ``layer`` at the start of ``task``."""
+        """Fixed rows added to ``layer`` at the start of ``task`` (``rows_per_task``)."""
         r = self.rows_per_task
         if callable(r):
             n = r(task, layer)
@@ -317,37 +212,18 @@ class HLOP(Plugin):
     def _eta(self, name: str) -> float:
         return float(self.lr_hebb[name]) if isinstance(self.lr_hebb, dict) else float(self.lr_hebb)
 
-    def _attach(self, network) -> None:
-        if self._network is network:
-            return
-        self._detach()
-        self._targets = self.targets(network)
-        if not self._targets:
-            raise NeurosimError("HLOP found no projection to protect: no Dense or Conv2d projection is trained")
+    def _threshold(self, task: int, layer: int, name: str) -> float:
+        return layer_value("HLOP energy", self.energy, task, layer, name)
+
+    def basis(self, name: str) -> torch.Tensor:
+        return self.subspaces[name].old
+
+    def _setup(self) -> None:
         if not self.subspaces:
-            for name, (proj, layout) in self._targets.items():
-                empty = proj.weight.new_zeros(0, layout.dim)
+            for name, (proj, rows) in self._targets.items():
+                empty = proj.weight.new_zeros(0, rows.dim)
                 self.subspaces[name] = _Subspace(empty, empty.clone(), empty.clone())
-        self._check()
-        for name, (proj, layout) in self._targets.items():
-            self._hooks.append(proj.register_forward_hook(self._hook(name, layout)))
-        self._network = network
-
-    def _check(self) -> None:
-        """The subspaces match the protected projections (names and activity dimensions)."""
-        if set(self.subspaces) != set(self._targets):
-            raise NeurosimError(f"HLOP holds subspaces for {sorted(self.subspaces)} but the network's protected "
-                                f"projections are {sorted(self._targets)}")
-        for name, sub in self.subspaces.items():
-            dim = self._targets[name][1].dim
-            if sub.old.shape[1] != dim:
-                raise NeurosimError(f"HLOP's subspace for projection {name!r} has dimension {sub.old.shape[1]}, "
-                                    f"but its activity has {dim}")
-
-    def _detach(self) -> None:
-        for h in self._hooks:
-            h.remove()
-        self._hooks, self._network, self._active = [], None, False
+        self._check_dims({name: s.old.shape[1] for name, s in self.subspaces.items()})
 
     # -- activity and projection -------------------------------------------------------------
     def _q(self, y: torch.Tensor) -> torch.Tensor:
@@ -356,32 +232,36 @@ class HLOP(Plugin):
         s, steps = self.quantise
         return torch.round(torch.clamp(y, -s, s) / s * steps) * s / steps
 
-    def _hook(self, name: str, layout):
-        def hook(module, args, out):
-            if not self._active or self._targets[name][0] is not module:  # e.g. a copy of the network
-                return None
-            raw = args[0].detach().to(module.weight.dtype)
-            if isinstance(layout, _DelayedRows):
-                raw = layout.sequence(raw)
-            x = layout.rows(raw)
-            self._rows[name].append(raw if self.rates else x)
-            old = self.subspaces[name].old
-            if self.form == "input" and old.shape[0] and torch.is_grad_enabled():
-                xp = self._q(x @ old.t()) @ old
-                return _ResidualWeightGrad.apply(out, module.weight, xp, layout)
-            return None
-        return hook
+    def _output(self, name, module, rows_layout, x, out):
+        old = self.subspaces[name].old
+        if self.form == "input" and old.shape[0] and torch.is_grad_enabled():
+            xp = self._q(x @ old.t()) @ old
+            return _ResidualWeightGrad.apply(out, module.weight, xp, rows_layout)
+        return None
 
     def _hebbian(self, sub: _Subspace, x: torch.Tensor, eta: float) -> None:
         """``hebb_iters`` momentum steps of Oja's subspace rule on the new rows (module docstring)."""
         new, m = sub.new, sub.momentum
         residual = x - self._q(x @ sub.old.t()) @ sub.old  # the old rows' part, fixed within the batch
+        rows = int(distributed.all_reduce(torch.tensor(x.shape[0])))  # N over every rank's shard
         for _ in range(self.hebb_iters):
             y = self._q(x @ new.t())
-            dh = torch.clamp(y.t() @ (residual - y @ new) / x.shape[0], -self.clamp, self.clamp)
+            dh = torch.clamp(distributed.all_reduce(y.t() @ (residual - y @ new)) / rows, -self.clamp, self.clamp)
             m = self.momentum * m + (1 - self.momentum) * dh
             new = new + eta * m
         sub.new, sub.momentum = new, m
+
+    def _grow(self, sub: _Subspace, task: int, layer: int, name: str) -> None:
+        """Default rows: add rows to the new block up to what the energy criterion asks for so far."""
+        lam, _, held, total = energy(sub.old, sub.moment)
+        missing = energy_count(lam, held, total, self._threshold(task, layer, name)) - sub.new.shape[0]
+        if missing <= 0:
+            return
+        span = extend(sub.old.double(), sub.new)
+        add = random_rows(span, missing, seeded(self.seed, task, layer, sub.batches)).to(sub.new)
+        sub.new = torch.cat([sub.new, add])
+        sub.momentum = torch.cat([sub.momentum, torch.zeros_like(add)])
+        sub.counts[-1] = sub.new.shape[0]
 
     # -- hooks -------------------------------------------------------------------------------
     def before_training(self, runner) -> None:
@@ -390,113 +270,85 @@ class HLOP(Plugin):
                                 "learning rule does not produce: use HLOP(form='gradient')")
         self._attach(runner.network)
         scenario = getattr(runner, "scenario", None)
-        if scenario is not None:
-            for layer, (name, (_, layout)) in enumerate(self._targets.items()):
+        if scenario is not None and self.rows_per_task is not None:
+            for layer, (name, (_, rows)) in enumerate(self._targets.items()):
                 total = sum(self.rows(t, layer) for t in range(len(scenario)))
-                if total > layout.dim:
+                if total > rows.dim:
                     raise NeurosimError(f"HLOP: rows_per_task adds {total} rows to projection {name!r} over "
-                                        f"{len(scenario)} tasks, more than its activity dimension {layout.dim}")
+                                        f"{len(scenario)} tasks, more than its activity dimension {rows.dim}")
 
     def before_task(self, runner, task: int) -> None:
-        self._attach(runner.network)
-        if task > 0 and self.freeze_after_first_task:
-            self._freeze(runner.network)
+        super().before_task(runner, task)
         if self.current == task:
             return  # resumed inside this task: its rows exist already
-        for layer, (name, (_, layout)) in enumerate(self._targets.items()):
+        for layer, (name, (_, rows)) in enumerate(self._targets.items()):
             sub = self.subspaces[name]
-            n = self.rows(task, layer)
-            if sub.old.shape[0] + n > layout.dim:
-                raise NeurosimError(f"HLOP: task {task} would give projection {name!r} {sub.old.shape[0] + n} "
-                                    f"rows, more than its activity dimension {layout.dim}")
-            seed = int(np.random.SeedSequence([self.seed, task, layer]).generate_state(1)[0])
-            new = torch.empty(n, layout.dim, dtype=torch.float64)
-            sub.new = torch.nn.init.orthogonal_(new, generator=torch.Generator().manual_seed(seed)).to(sub.old)
+            n = 0
+            if self.rows_per_task is not None:
+                n = self.rows(task, layer)
+                if sub.old.shape[0] + n > rows.dim:
+                    raise NeurosimError(f"HLOP: task {task} would give projection {name!r} {sub.old.shape[0] + n} "
+                                        f"rows, more than its activity dimension {rows.dim}")
+            else:
+                sub.moment = torch.zeros(rows.dim, rows.dim, dtype=torch.float64)
+            sub.new = random_rows(sub.old, n, seeded(self.seed, task, layer)).to(sub.old)
             sub.momentum = torch.zeros_like(sub.new)
+            sub.batches = 0
             sub.counts.append(n)
         self.current = task
 
-    def before_batch(self, runner) -> None:
-        self._attach(runner.network)
-        for _, layout in self._targets.values():
-            if isinstance(layout, _DelayedRows):
-                layout.offset = getattr(runner, "step", 0)
-        if self.freeze_after_first_task and self.current > 0:
-            self._freeze(runner.network)
-        self._rows = {name: [] for name in self._targets}
-        self._active = True
-
     def after_forward(self, runner, outputs) -> None:
         self._active = False
-        for name in self._targets:
-            chunks = self._rows.pop(name, [])
-            if not chunks:
-                raise NeurosimError(f"HLOP saw no presynaptic activity of projection {name!r} in this batch: the "
-                                    "forward ran without calling it (event-driven or compiled run without "
-                                    "gradients); enable gradients or set network.compiled = False")
+        for layer, name in enumerate(self._targets):
+            x = self._captured(name, runner.network.dt)
             sub = self.subspaces[name]
-            if sub.new.shape[0]:
-                with torch.no_grad():
-                    self._hebbian(sub, self._activity(name, chunks, runner.network.dt), self._eta(name))
-
-    def _activity(self, name: str, chunks: list[torch.Tensor], dt: float) -> torch.Tensor:
-        """The rows :math:`X` of one batch: per step, or weighted firing rates with ``rates``."""
-        layout = self._targets[name][1]
-        if not self.rates:
-            return torch.cat(chunks)
-        seq = torch.cat(chunks) if chunks[0].dim() == 3 else torch.stack(chunks)  # [T, B, n] or T of [B, n]
-        return layout.rows(weighted_rate(seq, self.rates, dt))
+            with torch.no_grad():
+                if sub.moment is not None:
+                    sub.moment += distributed.all_reduce((x.t() @ x).double())
+                    sub.batches += 1
+                    if sub.batches & (sub.batches - 1) == 0:  # 1, 2, 4, 8, ...
+                        self._grow(sub, self.current, layer, name)
+                if sub.new.shape[0]:
+                    self._hebbian(sub, x, self._eta(name))
 
     def after_backward(self, runner) -> None:
-        if self.form != "gradient":
-            return
-        with torch.no_grad():
-            for name, (proj, _) in self._targets.items():
-                sub = self.subspaces[name]
-                if sub.old.shape[0] and proj.weight.grad is not None:
-                    g = proj.weight.grad.view(proj.weight.shape[0], -1)
-                    if 2 * sub.old.shape[0] > sub.old.shape[1]:  # G P is cheaper than G - (G H^T) H
-                        if sub.projector is None:
-                            sub.projector = torch.eye(sub.old.shape[1], dtype=sub.old.dtype) - sub.old.t() @ sub.old
-                        g.copy_(g @ sub.projector)
-                    else:
-                        g -= (g @ sub.old.t()) @ sub.old
+        if self.form == "gradient":
+            super().after_backward(runner)
 
     def after_task(self, runner, task: int) -> None:
-        for sub in self.subspaces.values():
-            sub.old = torch.cat([sub.old, sub.new])
-            sub.projector = None
+        for layer, name in enumerate(self._targets):
+            sub = self.subspaces[name]
+            merged = extend(sub.old, sub.new)
+            new = merged[sub.old.shape[0]:].double()
+            if sub.moment is not None and new.shape[0]:
+                lam, _, held, total = energy(sub.old, sub.moment)
+                k = energy_count(lam, held, total, self._threshold(task, layer, name))
+                if k < new.shape[0]:
+                    w, v = torch.linalg.eigh(new @ sub.moment @ new.t())
+                    new = v[:, torch.argsort(w, descending=True)[:k]].t() @ new
+                    merged = extend(sub.old, new)
+            sub.old = merged
+            if sub.counts:
+                sub.counts[-1] = sub.old.shape[0] - sum(sub.counts[:-1])
             sub.new = sub.old.new_zeros(0, sub.old.shape[1])
             sub.momentum = sub.new.clone()
+            sub.moment, sub.batches = None, 0
         self.current = -1
-
-    def after_training(self, runner) -> None:
-        self._detach()
-
-    def _freeze(self, network) -> None:
-        weights = {id(c.projection.weight) for c in network.connections.values()
-                   if getattr(c.projection, "weight", None) is not None}
-        for module in network.modules():
-            if isinstance(module, Delayed) and module.positions is not None:
-                module.positions.requires_grad_(False)
-            stats = getattr(module, "running_mean", None) is not None
-            if stats:
-                module.eval()
-            if stats or isinstance(module, Population):
-                module.requires_grad_(False)
-        for p in network.parameters():
-            if p.dim() <= 1 and id(p) not in weights:
-                p.requires_grad_(False)
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"current": self.current,
                 "subspaces": {name: {"old": s.old.clone(), "new": s.new.clone(), "momentum": s.momentum.clone(),
-                                     "counts": list(s.counts)} for name, s in self.subspaces.items()}}
+                                     "counts": list(s.counts), "batches": s.batches,
+                                     "moment": None if s.moment is None else s.moment.clone()}
+                              for name, s in self.subspaces.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.subspaces = {name: _Subspace(s["old"].clone(), s["new"].clone(), s["momentum"].clone(),
-                                          [int(c) for c in s["counts"]]) for name, s in state["subspaces"].items()}
+                                          [int(c) for c in s["counts"]],
+                                          None if s.get("moment") is None else s["moment"].clone(),
+                                          int(s.get("batches", 0)))
+                          for name, s in state["subspaces"].items()}
         self.current = int(state["current"])
         if self._network is not None:
-            self._check()
+            self._check_dims({name: s.old.shape[1] for name, s in self.subspaces.items()})

@@ -9,6 +9,7 @@ and updates away from zero are applied unchanged. For plain SGD the condition is
 :math:`\mathrm{sign}(W)\, g > 0`; for Adam it is :math:`\mathrm{sign}(W)\, m_t > 0` (first
 moment); both are the sign of the step the optimiser takes, which is what is tested here, so one
 rule serves any optimiser. ``m`` is one number or one per projection name (0 = plain training).
+Under data parallelism the step comes from the all-reduced gradient, the same on every rank.
 """
 from __future__ import annotations
 

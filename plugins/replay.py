@@ -2,7 +2,9 @@
 
 After each task the memory holds ``memory_size`` samples split evenly over the tasks seen
 (each task's share drawn at random from its training set). Every batch of a later task is
-extended by ``batch_size`` samples drawn from the memory.
+extended by ``batch_size`` samples drawn from the memory. Under data parallelism every rank
+holds the same memory and draws the same samples (one generator, ``seed``), into the global batch
+that the runner then splits between the ranks.
 """
 from __future__ import annotations
 

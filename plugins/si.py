@@ -5,7 +5,8 @@ During a task each optimiser step adds :math:`\omega_k \mathrel{-}= g_k \, \Delt
 the task :math:`\Omega_k \mathrel{+}= \omega_k / (\Delta_k^2 + \xi)` with :math:`\Delta_k` the
 parameter's total change over the task, and later tasks add
 :math:`c \sum_k \Omega_k (\theta_k - \tilde\theta_k)^2` to the loss (:math:`\tilde\theta` the
-parameters at the end of the previous task).
+parameters at the end of the previous task). Under data parallelism ``g`` is the gradient the
+runner has already all-reduced, so the path integral is the global one on every rank.
 """
 from __future__ import annotations
 

@@ -9,11 +9,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Floors, from the bottom; a module may import from its own floor or below.
 FLOORS = [
-    {"errors", "events", "version", "kernels.registry"},
+    {"errors", "events", "version", "progress", "kernels.registry"},
     {"neurons", "projections"},
     {"kernels"},
     {"network"},
-    {"learning", "datasets", "reservoirs", "storage"},
+    {"learning", "datasets", "reservoirs", "storage", "interop"},
     {"continual"},
     {"plugins"},
     {"models"},

@@ -98,8 +98,8 @@ def test_delay_experiment_writes_resumes_and_plots(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("options, data, message", [
-    ({"width": 3}, "lags", "scenario options for 'lags'.*width"),
-    ({"n_train": 10}, "digits", "scenario options are for the event data sets"),
+    ({"width": 3}, "lags", "unknown scenario.options parameter 'width'"),
+    ({"size": 10}, "digits", r"unknown scenario.options \(digits\) key 'size'; known: n_train, n_test"),
 ])
 def test_bad_scenario_options(options, data, message):
     config = dict(CONFIG, scenario=dict(CONFIG["scenario"], data=data, options=options))

@@ -212,7 +212,7 @@ def test_only_the_merged_block_projects(form):
 
 
 def test_quantised_lateral_neurons():
-    hlop = HLOP(rows_per_task=2, quantise=(20.0, 40))
+    hlop = HLOP(rows_per_task=2, quantise=(20.0, 40), form="input")
     y = torch.tensor([-30.0, 0.2, 0.3, 7.6, 25.0])
     assert torch.equal(hlop._q(y), torch.tensor([-20.0, 0.0, 0.5, 7.5, 20.0]))
     with pytest.raises(NeurosimError, match="form='input'"):
@@ -280,13 +280,16 @@ def test_refuses_frozen_and_unsupported_projections():
     with pytest.raises(NeurosimError, match=r"projection 'x_to_h': its weight is frozen \(requires_grad=False\)"):
         HLOP(rows_per_task=2, projections=["x_to_h"]).before_training(SimpleNamespace(network=net))
     sparse = two_layer(Sparse(6, 5, p=0.5, seed=0, learnable=True))
-    with pytest.raises(NeurosimError, match="projection 'x_to_h': it is Sparse"):
-        HLOP(rows_per_task=2, projections=["x_to_h", "h_to_o"]).before_training(SimpleNamespace(network=sparse))
-    with pytest.warns(UserWarning, match="leaves projection 'x_to_h' unprotected: it is Sparse"):
-        HLOP(rows_per_task=2).before_training(SimpleNamespace(network=sparse))
+    with pytest.raises(NeurosimError, match="projection 'x_to_h': its updates live on existing synapses .* "
+                                            "use form='gradient'"):
+        HLOP(rows_per_task=2, form="input").before_training(SimpleNamespace(network=sparse))
     dale = two_layer(Dense(6, 5, dale="exc"))
-    with pytest.raises(NeurosimError, match="projection 'x_to_h': under Dale's law"):
-        HLOP(rows_per_task=2, projections=["x_to_h"]).before_training(SimpleNamespace(network=dale))
+    with pytest.raises(NeurosimError, match="projection 'x_to_h': .* Dale's signs"):
+        HLOP(rows_per_task=2, form="input", projections=["x_to_h"]).before_training(SimpleNamespace(network=dale))
+    for net in (sparse, dale):  # the gradient form protects them
+        hlop = HLOP(rows_per_task=2)
+        hlop.before_training(SimpleNamespace(network=net))
+        assert list(hlop.subspaces) == ["x_to_h", "h_to_o"]
     with pytest.raises(NeurosimError, match="no projection 'nope'"):
         HLOP(rows_per_task=2, projections=["nope"]).before_training(SimpleNamespace(network=dale))
 
@@ -322,3 +325,57 @@ def test_freezes_statistics_thresholds_and_1d_parameters_after_the_first_task():
 
 def test_registered_entry_point():
     assert isinstance(create_plugin("hlop", rows_per_task=2), HLOP)
+
+
+@pytest.mark.parametrize("batches", [1, 10, 1000])
+@pytest.mark.parametrize("rows", [None, [3, 2, 2]])
+def test_merged_block_is_orthonormal_whatever_the_task_length(batches, rows):
+    """Default rows (energy) and fixed rows, with a Hebbian rate large enough for rows to overshoot."""
+    d = 8
+    g = torch.Generator().manual_seed(batches)
+    net = readout_net(d)
+    hlop = HLOP(rows_per_task=rows, lr_hebb=0.5)
+    runner = SimpleNamespace(network=net, step=0)
+    hlop.before_training(runner)
+    for task in range(3):
+        mix = torch.randn(d, d, generator=g)
+        hlop.before_task(runner, task)
+        train_batches(hlop, runner, 2 * torch.randn(batches, 2, 4, d, generator=g) @ mix)
+        hlop.after_task(runner, task)
+        h = hlop.subspaces["x_to_o"].old
+        assert h.shape[0] == sum(hlop.subspaces["x_to_o"].counts) > 0
+        assert orthonormality_error(h) < 1e-5, (task, orthonormality_error(h))
+        assert torch.linalg.svdvals(torch.eye(d) - h.t() @ h).max() < 1 + 1e-5  # a projection never amplifies
+
+
+def test_default_rows_hold_the_energy_fraction_of_the_activity():
+    """Task 0's activity has energy fractions 9/14, 4/14, 1/14 on three directions: energy 0.9 keeps two
+    rows, along the first two. Task 1 adds a fourth direction with 4/14 of its energy beside the first
+    direction's 10/14: the old rows hold 10/14 < 0.9, so one row is added."""
+    d = 12
+    g = torch.Generator().manual_seed(0)
+    q = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))[0]
+
+    def batches(scales, axes, n=200):
+        z = torch.randn(n, 64, len(axes), generator=g, dtype=torch.float64) * torch.tensor(scales)
+        return (z @ q[:, axes].t()).reshape(n, 4, 16, d)
+
+    net = readout_net(d, torch.float64)
+    hlop = HLOP(energy=0.9, lr_hebb=0.02)
+    runner = SimpleNamespace(network=net, step=0)
+    hlop.before_training(runner)
+    hlop.before_task(runner, 0)
+    train_batches(hlop, runner, batches([3.0, 2.0, 1.0], [0, 1, 2]))
+    hlop.after_task(runner, 0)
+    sub = hlop.subspaces["x_to_o"]
+    assert sub.counts == [2]
+    assert largest_angle(sub.old, q[:, :2]) < 5
+    hlop.before_task(runner, 1)
+    train_batches(hlop, runner, batches([10 ** 0.5, 2.0], [0, 3]))
+    hlop.after_task(runner, 1)
+    assert sub.counts == [2, 1]
+    assert largest_angle(sub.old, q[:, [0, 1, 3]]) < 5
+    with pytest.raises(NeurosimError, match="rows_per_task .* or energy"):
+        HLOP(rows_per_task=2, energy=0.9)
+    with pytest.raises(NeurosimError, match="energy must be"):
+        HLOP(energy="all")

@@ -4,7 +4,8 @@ import torch
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
 from neurosim.continual.runner import Continual
-from neurosim.plugins.hlop import HLOP, _DelayedRows, _layout
+from neurosim.plugins.hlop import HLOP
+from neurosim.plugins.orthogonal import DelayedRows, layout as rows_layout
 from neurosim.continual.scenarios import Scenario
 
 from test_hlop import AfterTask, subspace_tasks
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_delivered_sequence_is_each_sampled_neurons_shifted_input():
     g = torch.Generator().manual_seed(0)
     proj = Delayed(7, 5, 4, delays="random", generator=g)
-    layout = _layout(proj, delay_samples=3)
+    layout = rows_layout(proj, delay_samples=3)
     layout.offset = 4  # neurons 12, 13, 14 mod 5 = 2, 3, 4
     x = torch.rand(9, 2, 7, generator=g)
     seq = layout.sequence(x)
@@ -36,7 +37,7 @@ def score_change(delivered: bool, monkeypatch) -> tuple[float, float]:
     a, b = subspace_tasks(d, n_cls, rank_a=2, seed=1)
     delays = torch.randint(0, D, (1, d), generator=torch.Generator().manual_seed(0)).expand(n_cls, d)
     if not delivered:  # learn from the presynaptic activity as sent, ignoring the delays
-        monkeypatch.setattr(_DelayedRows, "sequence", lambda self, x: x)
+        monkeypatch.setattr(DelayedRows, "sequence", lambda self, x: x)
 
     def make_net():
         torch.manual_seed(0)

@@ -145,7 +145,8 @@ def test_local_learners_call_on_step_and_refuse_hlop_input_form():
         assert len(steps.seen) == 2 * 2 * 3  # tasks x batches x time steps
         assert [t for t, _ in steps.seen[:3]] == [0, 1, 2] and "o" in steps.seen[0][1]
     with pytest.raises(NeurosimError, match="form='gradient'"):
-        Continual(readout_net(), sc, [HLOP(rows_per_task=2)], progress=False, learning=ThreeFactorLearner()).run()
+        Continual(readout_net(), sc, [HLOP(rows_per_task=2, form="input")], progress=False,
+                  learning=ThreeFactorLearner()).run()
     with pytest.raises(NeurosimError, match="learner"):
         Continual(readout_net(), sc, progress=False, learning="eprop")
 

@@ -85,14 +85,14 @@ def test_experiment_config_selects_the_learner():
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(extra=1), "unknown experiment parameter 'extra'"),
-    (lambda c: c["model"].update(name="nope"), "unknown model 'nope'"),
-    (lambda c: c["model"].update(width=3), "model 'pmnist'.*width"),
-    (lambda c: c["scenario"].update(data="cifar"), "unknown data set 'cifar'"),
-    (lambda c: c["training"].update(lr_decay=1), "unknown training parameter 'lr_decay'"),
+    (lambda c: c.update(extra=1), "unknown experiment key 'extra'"),
+    (lambda c: c["model"].update(name="nope"), "model.name must be one of: .*; got 'nope'"),
+    (lambda c: c["model"].update(width=3), "unknown model parameter 'width'"),
+    (lambda c: c["scenario"].update(data="cifar"), "scenario.data must be one of: .*; got 'cifar'"),
+    (lambda c: c["training"].update(lr_decay=1), "unknown training key 'lr_decay'"),
     (lambda c: c.update(plugins=[{"name": "nope"}]), "unknown plugin 'nope'"),
-    (lambda c: c.update(plugins=[{"name": "ewc", "lambda": 1}]), "plugin 'ewc'.*lambda"),
-    (lambda c: c["training"].update(learning="stdp"), "unknown learning 'stdp'"),
+    (lambda c: c.update(plugins=[{"name": "ewc", "lambda": 1}]), r"plugins\[0\] \(ewc\) parameter 'lambda'"),
+    (lambda c: c["training"].update(learning="stdp"), "training.learning must be one of: .*; got 'stdp'"),
 ])
 def test_bad_experiment_configs(change, message):
     config = with_plugins(PERMUTED_DIGITS, [])

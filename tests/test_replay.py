@@ -41,7 +41,7 @@ def test_replay_at_a_later_checkpoint_shows_the_change(run_file, capsys):
     out = capsys.readouterr().out
     assert "h1" in out and "identical" in out
     assert main(["replay", str(run_file), "--task", "7"]) == 2
-    assert "no recording of task 7" in capsys.readouterr().err
+    assert "run of 3 tasks (0-2); it has no task 7" in capsys.readouterr().err
 
 
 def test_recording_needs_spiking_populations():

@@ -397,15 +397,35 @@ def test_two_readers_see_consistent_prefixes_while_a_writer_runs(tmp_path):
     assert verify(path) == (124 * 40, 30)
 
 
+def _open_for_writing(path, results) -> None:
+    try:
+        RunStore.open(path, "a").close()
+        results.put("opened")
+    except NeurosimError as e:
+        results.put(str(e))
+
+
 def test_a_second_writer_is_refused(tmp_path):
     path = tmp_path / "w.h5"
     with RunStore.create(path, {}) as store:
-        with pytest.raises(NeurosimError, match="being written by another process"):
+        with pytest.raises(NeurosimError, match="already open for writing in this process"):
             RunStore.open(path, "a")
+        results = FORK.Queue()
+        p = FORK.Process(target=_open_for_writing, args=(str(path), results))
+        p.start()
+        assert results.get(timeout=60) == f"{path} is being written by another process"
+        p.join(10)
         with RunStore.open(path) as reading:  # readers are welcome
             assert reading.run_id == store.run_id
             with pytest.raises(NeurosimError, match="open for reading only"):
                 reading.log(0, 0, 0, 0.0)
+    before = digest(path)
+    with h5py.File(path, "r") as f:  # h5py holds it: refused with the reason, not "not readable"
+        for mode in ("r", "a"):
+            with pytest.raises(NeurosimError, match="already open in this process through h5py; close it first"):
+                RunStore.open(path, mode)
+        assert f.attrs["neurosim_format"] == FORMAT
+    assert digest(path) == before
 
 
 # -- bad files ---------------------------------------------------------------------------------------
@@ -415,6 +435,7 @@ def good_file(tmp_path):
     with RunStore.create(path, {"name": "good"}, n_tasks=2, recordings={"s": dict(kind="spikes", n=4)}) as store:
         store.log(0, 0, 0, 1.0)
         store.recorder("s").append([0, 2], [1, 3])
+        store.set_R(0, [0.5, 0.25])
         store.write_checkpoint({"w": torch.ones(100)})
     return path
 
@@ -473,15 +494,70 @@ def test_bad_files_give_one_clear_error_and_stay_untouched(good_file, tmp_path):
         RunStore.open(tmp_path / "missing.h5")
 
 
-def test_a_torn_commit_falls_back_to_the_previous_one(good_file):
-    with RunStore.open(good_file) as store:
-        seq, n = store._seq, store.count("checkpoints")
-    with h5py.File(good_file, "r") as f:
+def _killed_writer(path) -> None:
+    store = RunStore.create(path, {"name": "killed"}, n_tasks=2)
+    store.log(0, 0, 0, 1.0)
+    store.write_checkpoint({"w": torch.ones(100)})
+    store.write_checkpoint({"w": torch.zeros(100)})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def tear_newest_slot(path) -> int:
+    with RunStore.open(path) as store:
+        seq = store._seq
+    with h5py.File(path, "r", swmr=True, locking=False) as f:
         at = f["commit"].id.get_offset() + (seq % 2) * f["commit"].shape[1] * 8
-    damage(good_file, at + 16, b"\x07" * 8)  # the newest slot's first counter, its checksum now wrong
-    with RunStore.open(good_file) as store:
-        assert store._seq == seq - 1
-        assert store.count("checkpoints") == n - 1
+    damage(path, at + 16, b"\x07" * 8)  # the newest slot's first counter, its checksum now wrong
+    return seq
+
+
+def test_a_torn_commit_falls_back_to_the_previous_one(tmp_path, good_file):
+    path = tmp_path / "killed.h5"
+    p = FORK.Process(target=_killed_writer, args=(str(path),))
+    p.start()
+    p.join(60)
+    assert p.exitcode == -signal.SIGKILL
+    seq = tear_newest_slot(path)  # as a kill in the middle of writing the commit would
+    with RunStore.open(path) as store:
+        assert store._seq == seq - 1 and store.count("checkpoints") == 1
+        assert store.checkpoint(0)["w"].sum() == 100
+    with RunStore.open(path, "a") as store:  # the torn slot is overwritten at once
+        assert store._seq == seq
+    tear_newest_slot(good_file)  # in a file closed cleanly, a torn slot can only be damage
+    before = digest(good_file)
+    for mode in ("r", "a"):
+        with pytest.raises(NeurosimError, match="damaged run file: one slot of its commit record is damaged"):
+            RunStore.open(good_file, mode)
+    assert digest(good_file) == before
+
+
+def test_damage_only_checksums_reveal_is_refused(good_file, tmp_path):
+    """A zeroed log chunk, a changed experiment, a changed accuracy matrix or index row: each is found
+    (reading, with validation, and before writing) and named; the file stays as it was."""
+    with h5py.File(good_file, "r") as f:
+        log_at = f["metrics/log"].id.get_chunk_info(0).byte_offset
+        R_at = f["metrics/R"].id.get_offset()
+        index_at = f["checkpoints/index"].id.get_chunk_info(0).byte_offset
+    data = good_file.read_bytes()
+    config_at = data.index(b'"name": "good"') + len('"name": "goo')
+    cases = {"log": (log_at, b"\0" * 36, "the log does not match its checksum"),
+             "config": (config_at, b"f", "its experiment, attributes or recordings' declarations do not match"),
+             "R": (R_at + 3, b"\x01", "the accuracy matrix does not match its checksum"),
+             "index": (index_at + 20, b"\x00\x00\x00\x01", "the checkpoint index does not match its checksum")}
+    for name, (at, raw, message) in cases.items():
+        path = tmp_path / f"{name}.h5"
+        path.write_bytes(data)
+        damage(path, at, raw)
+        before = digest(path)
+        with RunStore.open(path) as store:  # a plain reader reads what it is asked for
+            assert store.format == FORMAT
+        for mode, validate in (("r", True), ("a", False)):
+            with pytest.raises(NeurosimError, match=message) as err:
+                RunStore.open(path, mode, validate=validate)
+            assert "\n" not in str(err.value) and str(path) in str(err.value)
+        with pytest.raises(NeurosimError, match=message):
+            summarise(path)
+        assert digest(path) == before, name
 
 
 def test_a_corrupted_checkpoint_is_reported(good_file):
@@ -495,9 +571,25 @@ def test_a_corrupted_checkpoint_is_reported(good_file):
             store.check()
 
 
-def test_create_refuses_to_clobber(good_file):
+def test_create_refuses_to_clobber(good_file, tmp_path):
     with pytest.raises(NeurosimError, match="already exists"):
         RunStore.create(good_file, {})
+    foreign, text, damaged = tmp_path / "data.h5", tmp_path / "exp.toml", tmp_path / "damaged.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    text.write_text("[model]\n")
+    for path, message in ((foreign, "is an HDF5 file but not a neurosim run file; refusing to replace it"),
+                          (text, "is not a run file \\(not HDF5\\); refusing to replace it")):
+        before = digest(path)
+        with pytest.raises(NeurosimError, match=message):
+            RunStore.create(path, {}, overwrite=True)
+        assert digest(path) == before
+    damaged.write_bytes(good_file.read_bytes()[:4096])  # a run file too damaged to open may be replaced
+    RunStore.create(damaged, {"name": "new"}, overwrite=True).close()
+    RunStore.create(good_file, {"name": "new"}, overwrite=True).close()
+    for path in (damaged, good_file):
+        with RunStore.open(path, validate=True) as store:
+            assert store.config == {"name": "new"}
 
 
 # -- summary and plots ---------------------------------------------------------------------------------
@@ -539,3 +631,38 @@ def test_plot_errors(finished_run, tmp_path):
         plot(finished_run, "raster", tmp_path / "x.png", recording="nope")
     with pytest.raises(NeurosimError, match="not a writable directory"):
         plot(finished_run, "raster", tmp_path / "missing" / "x.png")
+
+
+# -- other systems ------------------------------------------------------------------------------------
+def test_nothing_linux_only_on_the_paths_macos_and_windows_take(monkeypatch, good_file, tmp_path):
+    """The HDF5 library is found through h5py's own extension (no /proc), fcntl is imported only where
+    it exists, and without fork the checks run in the process with the same one-line errors."""
+    import builtins
+    from pathlib import Path
+
+    from neurosim.storage import files
+
+    for source in Path(files.__file__).parent.parent.rglob("*.py"):
+        text = source.read_text()
+        assert "/proc/self" not in text, source
+        assert all(line.startswith("    ") for line in text.splitlines() if line.strip() == "import fcntl"), source
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        assert not str(path).startswith("/proc"), path
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", no_proc)
+    monkeypatch.setattr(files, "_lib", None)
+    assert files.hdf5_library() is not None
+    monkeypatch.setattr(files, "FORK", False)
+    RunStore.validate(good_file)
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(good_file.read_bytes())
+    with RunStore.open(good_file) as store:
+        offset = store._data.id.get_chunk_info(0).byte_offset
+    damage(bad, offset + 100, b"\xff" * 8)
+    with pytest.raises(NeurosimError, match="checkpoint 0 .* is corrupted"):
+        RunStore.open(bad, "a")
+    with RunStore.open(good_file, "a") as store:
+        store.log(0, 0, 1, 0.5)

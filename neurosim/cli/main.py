@@ -8,24 +8,39 @@ from its last complete checkpoint; ``neurosim replay RUN.h5 --task T [--after-ta
 input recorded after task T back into the network of the end of task U; ``neurosim inspect RUN.h5``
 summarises a run file (also while it is written) and ``neurosim plot RUN.h5 WHAT --out FILE.png``
 draws a raster, population rates, the accuracy matrix, forgetting curves or a histogram of the
-synaptic delays of a checkpoint.
+synaptic delays of a checkpoint. ``--nproc N`` trains an experiment file data-parallel in N local
+processes (under ``torchrun`` the processes it starts are used instead).
+``neurosim sweep SWEEP.toml [--address ADDR] [--resume]`` runs a sweep on Ray Tune
+(:mod:`neurosim.runs.sweep`) and ``neurosim sweep-report DIR`` tabulates it (:mod:`neurosim.cli.sweeps`).
 ``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
-its rates (``--raster FILE`` writes a raster PNG). Bad input ends with one line on stderr and
-exit status 2.
+its rates (``--raster FILE`` writes a raster PNG). ``neurosim repair RUN.h5 --out NEW.h5`` copies
+what is intact in a damaged run file into a new one that resumes.
+
+Every fault ends in one line on stderr (``neurosim: ...``) and an exit status: 2 for bad input
+(arguments, experiment, a damaged or foreign file), 1 when writing failed (disk full, read-only,
+vanished file: the run resumes once the cause is gone), 3 when the divergence guard stopped the
+run, 130 / 143 when SIGINT / SIGTERM stopped it (after a checkpoint: the line says how to resume).
+An unexpected error is also one line (``NEUROSIM_TRACEBACK=1`` shows the traceback).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
 import numpy as np
 
+from ..continual import distributed
+from ..continual.runner import Diverged, Interrupted
 from ..errors import NeurosimError
 from ..runs import experiment
 from ..runs.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins
 from ..runs.simulation import SIMULATIONS, raster, simulate, summary
+from ..storage.store import RunFileExists, StoreWriteError
+
+EXIT_INPUT, EXIT_WRITE, EXIT_DIVERGED = 2, 1, 3
 
 DEFAULT = PERMUTED_DIGITS["name"]
 #: Methods of the default experiment: their plugin lists.
@@ -72,19 +87,65 @@ def _report(name: str, r) -> None:
     print(f"ACC {100 * r.acc:.2f} %   BWT {100 * r.bwt:.2f} %   FWT {100 * r.fwt:.2f} %")
 
 
+def _nproc(args) -> int:
+    """Processes to launch: ``--nproc``, or 1 under torchrun (which started them; join its group)."""
+    if distributed.from_torchrun():
+        if args.nproc not in (None, 1):
+            raise NeurosimError("--nproc and torchrun both start processes: use one of them")
+        distributed.init_from_env()
+        return 1
+    return 1 if args.nproc is None else args.nproc
+
+
 def _experiment_file(args) -> None:
     config = experiment.load(args.experiment)
     store = args.store or os.path.splitext(args.experiment)[0] + ".h5"
-    if os.path.exists(store) and not args.overwrite:
-        raise NeurosimError(f"{store} already exists: continue it with neurosim resume, or pass --overwrite")
-    r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet)
-    _report(config["name"], r)
-    print(f"run file        {store}")
+    nproc = _nproc(args)
+    if os.path.exists(store) and not args.overwrite and distributed.rank() == 0:
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass --overwrite")
+    try:
+        r = experiment.start(config, store, overwrite=args.overwrite, keep=args.keep, progress=not args.quiet,
+                             nproc=nproc)
+    except RunFileExists:
+        raise NeurosimError(f"{store} already exists: continue it with neurosim resume {store}, or pass "
+                            f"--overwrite") from None
+    if distributed.rank() == 0:
+        _report(config["name"], r)
+        print(f"run file        {store}")
 
 
 def _cmd_resume(args) -> int:
-    r = experiment.resume(args.run, progress=not args.quiet)
-    _report(args.run, r)
+    r = experiment.resume(args.run, progress=not args.quiet, nproc=_nproc(args))
+    if distributed.rank() == 0:
+        _report(args.run, r)
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from ..runs import sweep
+
+    s = sweep.load(args.sweep)
+    r = sweep.run(s, address=args.address, resume=args.resume, num_cpus=args.num_cpus, temp_dir=args.ray_temp)
+    print(f"sweep           {s.name}: {r.trials} trials, {r.errors} failed")
+    if r.best is not None:
+        print(f"best            {s.metric} {r.best[s.metric]:.4f} with {r.best['params']}")
+    print(f"directory       {r.directory}")
+    print(f"report          neurosim sweep-report {r.directory}")
+    return 0 if r.errors == 0 else 1
+
+
+def _cmd_sweep_report(args) -> int:
+    from .sweeps import report
+
+    print(report(args.directory, csv_path=args.csv, trials_csv=args.trials_csv, plot_dir=args.plots,
+                 metric=args.metric, mode=args.mode))
+    return 0
+
+
+def _cmd_repair(args) -> int:
+    from ..storage.repair import repair
+
+    print(repair(args.run, args.out))
     return 0
 
 
@@ -98,7 +159,10 @@ def _cmd_replay(args) -> int:
         n_rec, n_rep = len(r.recorded[pop][0]), len(r.replayed[pop][0])
         same = "identical" if r.differing[pop] == 0 else f"{r.differing[pop]} events differ"
         print(f"{pop:15s} {n_rec} spikes recorded, {n_rep} replayed: {same}")
-    print(f"predicted       {r.scores.argmax(1).tolist()}")
+    predicted = r.scores.argmax(1).numpy()
+    print(f"labels          {r.labels.tolist()}")
+    print(f"predicted       {predicted.tolist()}")
+    print(f"correct         {int((predicted == r.labels).sum())} of {len(r.labels)}")
     return 0
 
 
@@ -115,7 +179,7 @@ def _cmd_plot(args) -> int:
     folder = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(folder):
         raise NeurosimError(f"cannot write {args.out}: {folder} is not a directory")
-    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms),
+    opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms), ("sample", args.sample),
                               ("checkpoint", args.checkpoint)) if v is not None}
     plot(args.run, args.what, args.out, **opts)
     print(args.out)
@@ -146,8 +210,27 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _keep(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or all, got {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors in one line (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_INPUT, f"neurosim: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neurosim", description="Spiking network simulator.")
+    ap = _Parser(prog="neurosim", description="Spiking network simulator.")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment")
     run.add_argument("experiment", nargs="?", default=DEFAULT,
@@ -161,12 +244,20 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--raster", metavar="FILE.png", help="simulations: write a raster plot")
     run.add_argument("--store", metavar="RUN.h5", help="EXPERIMENT.toml: the run file (default EXPERIMENT.h5)")
     run.add_argument("--overwrite", action="store_true", help="EXPERIMENT.toml: replace an existing run file")
-    run.add_argument("--keep", type=int, help="EXPERIMENT.toml: keep only the latest N checkpoints")
+    run.add_argument("--keep", type=_keep, metavar="N|all",
+                     help="EXPERIMENT.toml: keep the latest N checkpoints, or all (default: training.keep of the "
+                          "experiment, else 2, or all when it records for replay)")
+    run.add_argument("--nproc", type=int, help="EXPERIMENT.toml: data-parallel training in N local processes")
     run.set_defaults(fn=_cmd_run)
     resume = sub.add_parser("resume", help="continue a run from its last complete checkpoint")
     resume.add_argument("run", metavar="RUN.h5")
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--nproc", type=int, help="data-parallel: as many processes as the run was written with")
     resume.set_defaults(fn=_cmd_resume)
+    rp = sub.add_parser("repair", help="copy what is intact in a damaged run file into a new one that resumes")
+    rp.add_argument("run", metavar="RUN.h5")
+    rp.add_argument("--out", required=True, metavar="NEW.h5", help="the new run file (must not exist)")
+    rp.set_defaults(fn=_cmd_repair)
     rep = sub.add_parser("replay", help="feed a run's recorded input back into its network at a checkpoint")
     rep.add_argument("run", metavar="RUN.h5")
     rep.add_argument("--task", type=int, default=0, help="the task whose recording to replay (default 0)")
@@ -179,18 +270,79 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("run", metavar="RUN.h5")
     pl.add_argument("what", help="raster, rates, accuracy, forgetting or delays")
     pl.add_argument("--out", default="plot.png", metavar="FILE.png", help="the PNG to write (default plot.png)")
-    pl.add_argument("--recording", help="raster, rates: the spike recording (default: the only one)")
-    pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms")
+    pl.add_argument("--recording", help="raster, rates: the spike recording (needed when the file has several)")
+    pl.add_argument("--sample", type=int, help="raster: which sample of a recording of several (default 0)")
+    pl.add_argument("--bin-ms", type=float, help="rates: bin width in ms (default: 1/50 of the recording, <= 10 ms)")
     pl.add_argument("--checkpoint", type=int, help="delays: the checkpoint (default: the latest)")
     pl.set_defaults(fn=_cmd_plot)
+    sw = sub.add_parser("sweep", help="run a hyperparameter sweep on Ray Tune")
+    sw.add_argument("sweep", metavar="SWEEP.toml")
+    sw.add_argument("--address", help="an existing Ray cluster (auto, ray://host:port); default: a local Ray")
+    sw.add_argument("--resume", action="store_true", help="continue the sweep after its driver was stopped")
+    sw.add_argument("--num-cpus", type=int, help="local Ray: CPUs to use (default: all)")
+    sw.add_argument("--ray-temp", metavar="DIR", help="local Ray: its session folder (default: Ray's)")
+    sw.set_defaults(fn=_cmd_sweep)
+    sr = sub.add_parser("sweep-report", help="table, CSV and plots of a sweep's trials")
+    sr.add_argument("directory", metavar="DIR", help="the sweep's directory (STORAGE/NAME)")
+    sr.add_argument("--csv", metavar="FILE.csv", help="write the grouped table")
+    sr.add_argument("--trials-csv", metavar="FILE.csv", help="write one row per trial")
+    sr.add_argument("--plots", metavar="DIR", help="write ACC against each swept value and the accuracy matrices")
+    sr.add_argument("--metric", default="acc", choices=("acc", "bwt", "fwt"), help="what 'best' means (default acc)")
+    sr.add_argument("--mode", default="max", choices=("max", "min"))
+    sr.set_defaults(fn=_cmd_sweep_report)
     return ap
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside a run's training loop (which handles it itself)."""
+
+
+def _terminate(signum, frame):
+    raise _Terminated()
+
+
+def _say(text: str) -> None:
+    print(f"neurosim: {' '.join(str(text).split())}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return args.fn(args)
+    except Interrupted as e:
+        _say(e)
+        return e.exit_code
+    except Diverged as e:
+        _say(f"error: {e}")
+        return EXIT_DIVERGED
+    except StoreWriteError as e:
+        _say(f"error: {e}")
+        return EXIT_WRITE
     except NeurosimError as e:
-        print(f"neurosim: error: {e}", file=sys.stderr)
-        return 2
+        _say(f"error: {e}")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 128 + signal.SIGINT
+    except _Terminated:
+        _say("terminated")
+        return 128 + signal.SIGTERM
+    except MemoryError:
+        _say("error: out of memory")
+        return EXIT_WRITE
+    except Exception as e:  # noqa: BLE001 - one line; the traceback on request
+        if os.environ.get("NEUROSIM_TRACEBACK"):
+            raise
+        _say(f"internal error: {type(e).__name__}: {e} (NEUROSIM_TRACEBACK=1 shows the traceback)")
+        return EXIT_WRITE if isinstance(e, OSError) else 70
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 

@@ -6,13 +6,15 @@ import os
 
 import numpy as np
 
-from ..errors import NeurosimError, check_choice, check_known
+from ..continual.metrics import acc, bwt
+from ..errors import NeurosimError, check_choice, check_known, optional_import
 from ..storage.store import RunStore
 
 PLOTS = ("raster", "rates", "accuracy", "forgetting", "delays")
-OPTIONS = {"raster": ("recording", "start", "stop"), "rates": ("recording", "bin_ms"), "accuracy": (), "forgetting": (),
-           "delays": ("checkpoint",)}
+OPTIONS = {"raster": ("recording", "start", "stop", "sample"), "rates": ("recording", "bin_ms"), "accuracy": (),
+           "forgetting": (), "delays": ("checkpoint",)}
 MAX_RASTER_EVENTS = 200_000
+RATE_BINS = 50  # bins of the default rate plot: at least one step each, at most 10 ms
 
 
 def _spike_recording(store: RunStore, name: str | None) -> str:
@@ -20,47 +22,83 @@ def _spike_recording(store: RunStore, name: str | None) -> str:
     if name is None:
         if not names:
             raise NeurosimError(f"{store.path} has no spike recording")
+        if len(names) > 1:
+            raise NeurosimError(f"{store.path} has {len(names)} spike recordings: {', '.join(names)}; "
+                                "choose one with --recording")
         return names[0]
     if name not in names:
         raise NeurosimError(f"{store.path} has no spike recording {name!r}; it has: {', '.join(names) or 'none'}")
     return name
 
 
-def _raster(store, ax, recording: str | None = None, start: int = 0, stop: int | None = None):
+def _run_name(store: RunStore) -> str:
+    config = store.config
+    return config.get("name", os.path.basename(store.path)) if isinstance(config, dict) else os.path.basename(store.path)
+
+
+def _raster(store, ax, recording: str | None = None, start: int = 0, stop: int | None = None, sample: int = 0):
     name = _spike_recording(store, recording)
     spec = store.recorder(name).spec
+    if not isinstance(sample, int) or not 0 <= sample < spec.batch:
+        raise NeurosimError(f"sample {sample!r} is not in recording {name!r}, which has samples 0-{spec.batch - 1}")
     events = store.read_spikes(name, start, stop)
     t, i = events[0], events[1]
     title = f"{name}: {t.size} spikes"
+    if spec.batch > 1:
+        keep = events[2] == sample
+        t, i = t[keep], i[keep]
+        title = f"{name}, sample {sample} of {spec.batch}: {t.size} spikes"
     if t.size > MAX_RASTER_EVENTS:
         t, i = t[:MAX_RASTER_EVENTS], i[:MAX_RASTER_EVENTS]
         title += f" (first {MAX_RASTER_EVENTS} shown)"
-    ax.scatter(t * spec.dt, i, s=0.5, c="k", marker=".", linewidths=0)
+    if t.size > 2000:
+        ax.scatter(t * spec.dt, i, s=0.5, c="k", marker=".", linewidths=0)
+    else:
+        ax.scatter(t * spec.dt, i, s=30, c="k", marker="|", linewidths=1)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
     ax.set_title(title)
 
 
-def _rates(store, fig, recording: str | None = None, bin_ms: float = 10.0):
-    name = _spike_recording(store, recording)
+def population_rates(store: RunStore, name: str, bin_ms: float | None = None):
+    """``(bin edges in ms, population rate per bin in Hz, rate per neuron in Hz)`` of spike
+    recording ``name``, over its samples. Bins are whole steps, ``bin_ms`` long (default: about
+    1/50 of the recording, at most 10 ms); the last one may be shorter, and each rate is over the
+    bin's own length."""
     rec = store.recorder(name)
     spec = rec.spec
     steps = store.count(f"{name}:steps")
     if not steps:
         raise NeurosimError(f"recording {name!r} of {store.path} covers no steps yet")
-    bin_steps = max(1, int(round(bin_ms / spec.dt)))
-    per_bin = np.zeros(-(-steps // bin_steps), np.int64)
+    if bin_ms is None:
+        bin_ms = min(10.0, steps * spec.dt / RATE_BINS)
+    elif not bin_ms > 0:
+        raise NeurosimError(f"bin_ms must be > 0, got {bin_ms}")
+    bin_steps = min(steps, max(1, int(round(bin_ms / spec.dt))))
+    edges = np.append(np.arange(0, steps, bin_steps), steps)
+    per_bin = np.zeros(edges.size - 1, np.int64)
     per_neuron = np.zeros(spec.n, np.int64)
     for block in rec.blocks():  # bounded memory, whatever the length of the recording
         per_bin += np.bincount(block[0] // bin_steps, minlength=per_bin.size)[:per_bin.size]
         per_neuron += np.bincount(block[1], minlength=spec.n)
+    seconds = np.diff(edges) * spec.dt / 1000
+    return (edges * spec.dt, per_bin / (spec.n * spec.batch * seconds),
+            per_neuron / (spec.batch * steps * spec.dt / 1000))
+
+
+def _rates(store, fig, recording: str | None = None, bin_ms: float | None = None):
+    name = _spike_recording(store, recording)
+    edges, hz, per_neuron = population_rates(store, name, bin_ms)
     ax1, ax2 = fig.subplots(2, 1, gridspec_kw={"height_ratios": [2, 1]})
-    hz = per_bin / (spec.n * spec.batch * bin_steps * spec.dt / 1000)
-    ax1.plot(np.arange(per_bin.size) * bin_steps * spec.dt, hz, lw=0.8, c="k")
+    ax1.stairs(hz, edges, color="k", lw=0.8, baseline=None)
+    ax1.set_xlim(edges[0], edges[-1])
+    ax1.set_ylim(0, max(1.0, 1.1 * hz.max()))
     ax1.set_xlabel("time (ms)")
-    ax1.set_ylabel(f"population rate (Hz, {bin_steps * spec.dt:g} ms bins)")
-    ax1.set_title(f"{name}: {int(per_neuron.sum())} spikes")
-    ax2.hist(per_neuron / (spec.batch * steps * spec.dt / 1000), bins=50, color="0.4")
+    ax1.set_ylabel(f"population rate (Hz, {edges[1] - edges[0]:g} ms bins)")
+    batch = store.recorder(name).spec.batch
+    ax1.set_title(f"{name}: {int(round(per_neuron.sum() * batch * edges[-1] / 1000))} spikes"
+                  + (f", mean over {batch} samples" if batch > 1 else ""))
+    ax2.hist(per_neuron, bins=50, color="0.4")
     ax2.set_xlabel("rate per neuron (Hz)")
     ax2.set_ylabel("neurons")
 
@@ -72,15 +110,31 @@ def _known_R(store) -> np.ndarray:
     return R
 
 
+def _metrics(R: np.ndarray) -> str:
+    """``ACC x %, BWT y %`` over the tasks trained so far."""
+    a, b = acc(R), bwt(R)
+    return f"ACC {100 * a:.2f} %" + ("" if np.isnan(b) else f", BWT {100 * b:.2f} %")
+
+
 def _accuracy(store, ax):
     R = _known_R(store)
-    im = ax.imshow(R, vmin=0, vmax=1, cmap="viridis")
+    future = np.triu(np.ones(R.shape, bool), 1)  # tasks not yet trained at that row
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].copy()
+    cmap.set_bad("0.92")
+    im = ax.imshow(np.ma.masked_where(future | ~np.isfinite(R), R), vmin=0, vmax=1, cmap=cmap)
     for (i, j), x in np.ndenumerate(R):
         if np.isfinite(x):
-            ax.text(j, i, f"{x:.2f}", ha="center", va="center", fontsize=8, color="w" if x < 0.6 else "k")
-    ax.set_xlabel("evaluated on task")
+            if future[i, j]:
+                ax.text(j, i, f"{x:.2f}", ha="center", va="center", fontsize=8, color="0.45", style="italic")
+            else:
+                ax.text(j, i, f"{x:.2f}", ha="center", va="center", fontsize=8, color="w" if x < 0.6 else "k")
+    ax.set_xlabel("evaluated on task (grey: not trained yet)")
     ax.set_ylabel("after training task")
-    ax.set_title("accuracy matrix R")
+    ax.set_xticks(range(R.shape[1]))
+    ax.set_yticks(range(R.shape[0]))
+    ax.set_title(f"{_run_name(store)}: accuracy matrix R ({_metrics(R)})")
     ax.figure.colorbar(im, ax=ax)
 
 
@@ -91,9 +145,10 @@ def _forgetting(store, ax):
         ax.plot(after[j:], R[j:, j], marker="o", label=f"task {j}")
     ax.set_xticks(after)
     ax.set_xlabel("after training task")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy on the task")
     ax.set_ylim(0, 1.02)
-    ax.set_title("accuracy of each task as training goes on")
+    ax.set_title(f"{_run_name(store)}: forgetting, each task's accuracy after training it and later tasks "
+                 f"({_metrics(R)})", fontsize=10)
     ax.legend(fontsize=8)
 
 
@@ -133,20 +188,20 @@ def _delays(store, ax, checkpoint: int | None = None):
 
 def plot(path: str | os.PathLike, what: str, out_png: str | os.PathLike, **opts) -> None:
     """Write figure ``what`` of run file ``path`` to ``out_png``: ``raster`` (options recording,
-    start, stop in steps), ``rates`` (recording, bin_ms), ``accuracy``, ``forgetting`` or ``delays``
-    (histogram per delayed projection at ``checkpoint``, default the latest)."""
+    start, stop in steps, sample of a batch, default 0), ``rates`` (recording, bin_ms; see
+    :func:`population_rates`), ``accuracy``, ``forgetting`` or ``delays`` (histogram per delayed
+    projection at ``checkpoint``, default the latest). ``recording`` may be left out only when the
+    file has one spike recording."""
     check_choice("plot", what, PLOTS)
     check_known(f"{what} plot", opts, OPTIONS[what])
     out_png = os.fspath(out_png)
     folder = os.path.dirname(os.path.abspath(out_png))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise NeurosimError(f"cannot write {out_png}: {folder} is not a writable directory")
-    import matplotlib
-
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
-    with RunStore.open(path) as store:
+    with RunStore.open(path, validate=True) as store:
         fig = plt.figure(figsize=(9, 6))
         try:
             if what == "rates":

@@ -32,9 +32,11 @@ def _ranges(ks: list[int]) -> str:
 
 
 def summarise(path: str | os.PathLike) -> str:
-    """Config name, format, run id, tasks and R so far, log length and last row, recordings with
-    their sizes, checkpoints (complete, retained, interrupted), delays at the latest checkpoint."""
-    with RunStore.open(path) as s:
+    """Config name, format, run id, tasks and R so far, log length and last row, the latest health
+    figures, recordings with their sizes, checkpoints (complete, retained, interrupted), delays at
+    the latest checkpoint. The file is checked in full first (:meth:`RunStore.validate`): a damaged
+    one gives a one-line error, never a summary of damaged data."""
+    with RunStore.open(path, validate=True) as s:
         name = s.config.get("name", "(unnamed)") if isinstance(s.config, dict) else "(unnamed)"
         lines = [f"run          {os.fspath(path)}: {name}",
                  f"id           {s.run_id[:12]}, created {s.created}, neurosim {s.neurosim_version}, format {s.format}",
@@ -52,6 +54,10 @@ def summarise(path: str | os.PathLike) -> str:
                          f"step {last['step']}, loss {last['loss']:.4g}")
         else:
             lines.append("log          empty")
+        health = s.read_health()
+        if health:
+            latest = ", ".join(f"{name} {rows['value'][-1]:.4g}" for name, rows in health.items() if len(rows))
+            lines.append(f"health       {sum(len(r) for r in health.values())} figures logged; latest: {latest}")
         if not s.recorders:
             lines.append("recordings   none")
         for k, (rname, rec) in enumerate(s.recorders.items()):
@@ -66,8 +72,11 @@ def summarise(path: str | os.PathLike) -> str:
                         f"{spec.n} neurons{rate}")
             elif spec.kind == "state":
                 rows = s.count(f"{rname}:rows")
-                what = f"{spec.variable}{' (' + spec.units + ')' if spec.units else ''}: {rows} samples every " \
-                       f"{spec.stride} steps of {spec.n} neurons"
+                when = f"{rows} steps" if spec.stride == 1 else f"{rows} values over {rows * spec.stride} steps " \
+                                                                 f"(one every {spec.stride} steps)"
+                what = (f"{spec.variable}{' (' + spec.units + ')' if spec.units else ''}: {when} at dt {spec.dt} ms"
+                        + (f", {spec.batch} samples" if spec.batch > 1 else "")
+                        + f", {spec.n} {'channels' if spec.variable == 'input' else 'neurons'}")
             else:
                 what = f"{s.count(f'{rname}:snapshots')} snapshots of shape {spec.shape}"
             lines.append(f"{head}{rname} ({spec.kind}{src}): {what}")

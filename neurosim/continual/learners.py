@@ -5,8 +5,9 @@ r"""Learners: how the continual runner turns one batch into an update in ``.grad
 A learner has two methods, between which the runner fires ``after_forward`` and the penalties of
 ``before_backward``:
 
-- ``forward(runner, task) -> scores``: runs the batch ``runner.inputs`` (``.grad`` was just
-  zeroed); a local learner also deposits its rule's update into ``.grad`` here;
+- ``forward(runner, task) -> scores``: runs the batch ``runner.inputs``, encoded as
+  ``runner.batch_sequence()`` (``.grad`` was just zeroed); a local learner also deposits its
+  rule's update into ``.grad`` here, as a mean over the batch;
 - ``backward(runner, loss)``: puts the gradient of the (penalised, finite) loss into ``.grad``; for
   a local learner only what autograd can reach (the penalties), added to the rule's update.
 
@@ -36,7 +37,7 @@ class BPTT:
     autograd = True
 
     def forward(self, runner: "Continual", task: Task) -> torch.Tensor:
-        return runner.scores(runner.inputs, task)
+        return runner.sequence_scores(runner.batch_sequence(), task)
 
     def backward(self, runner: "Continual", loss: torch.Tensor) -> None:
         loss.backward()
@@ -86,7 +87,7 @@ class ThreeFactorLearner(LocalLearner):
                                     "give ThreeFactorLearner(params=ThreeFactorParameters(...))")
             params = ThreeFactorParameters(tau_pre=float(tau), tau_post=float(tau), tau_e=1e-3, hebbian="pre")
         rules = [ThreeFactor(c.projection, params, net.dt) for c in conns]
-        seq = runner.encode(runner.inputs)
+        seq = runner.batch_sequence()
         pres = sorted({c.pre for c in conns if c.pre in net.populations})
         with torch.no_grad():
             res = net.run({runner.input: seq}, outputs=[out] + [p for p in pres if p != out])
@@ -123,6 +124,6 @@ class EPropLearner(LocalLearner):
         def scores(ys):
             return runner.mask(runner.readout(ys)[:, :n], task)
 
-        ys, _ = self._rule.sequence(runner.encode(runner.inputs), lambda ys: F.cross_entropy(scores(ys), runner.targets),
+        ys, _ = self._rule.sequence(runner.batch_sequence(), lambda ys: F.cross_entropy(scores(ys), runner.targets),
                                     on_step=runner.on_step)
         return scores(ys)

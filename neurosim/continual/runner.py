@@ -29,21 +29,53 @@ the task's end: :mod:`neurosim.runs.replay` feeds them back. ``run(resume=True)`
 result, bit for bit, as a run never interrupted. A resumed run calls ``before_training`` again
 (plugins attach there and must not reset what they learnt), but not ``before_task`` or
 ``before_epoch`` of the task and epoch it resumes inside: what those set up comes back from the
-checkpoint.
+checkpoint. ``task_callbacks`` are called after each task's row of ``R`` and its checkpoint.
+
+While a run with a store trains, SIGINT (Ctrl-C) and SIGTERM (a cluster's preemption notice) let
+the current batch finish, write a checkpoint and raise :class:`Interrupted` ("interrupted at task
+3, batch 120; resume with: ..."); a second signal ends the process at once, leaving the file as a
+kill would (consistent, resumable).
+
+The divergence guard stops a run with :class:`Diverged`, before the update, when a batch's loss is
+not finite, or (``divergence``, on by default, :data:`DIVERGENCE`) exceeds ``factor`` times the
+median of the task's last ``window`` losses once ``warmup`` batches of the task ran; and after the
+update when a parameter became NaN or infinite. Its one line names the task, batch and step, the
+population or projection, and the plugins acting on updates; nothing of the diverged batch is
+written, so the file keeps its last checkpoint. ``divergence=False`` turns the rise and parameter
+checks off (a non-finite loss still stops the run). Every ``health_every`` batches and at the end of
+each task, plugins' :meth:`~neurosim.continual.plugin.Plugin.health` figures go to the store's health
+table (``"<plugin>.<figure>"``, :meth:`~neurosim.storage.store.RunStore.read_health`).
+
+In a process group (:mod:`neurosim.continual.distributed`) the runner trains data-parallel: plugins'
+``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
+one contiguous shard per rank; learners and the remaining hooks see the rank's shard; the loss
+(for the log and the divergence guard) and the gradients are averaged, weighted by shard size,
+before ``after_backward`` (so it and everything after it see the global gradient). Every rank
+evaluates and takes part in each checkpoint; rank 0 alone logs, records, fires ``on_metrics`` and
+writes the store, and its checkpoints hold every rank's RNG states. A checkpoint resumes only with
+as many processes as wrote it. Signals are not caught there: a stopped process group leaves the
+file as a kill does (consistent, resumable from its last checkpoint).
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import signal
+import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from ..datasets.encoding import encode
+from . import distributed
 from .learners import BPTT
-from ..errors import NeurosimError, check_known, check_positive
+from ..errors import NeurosimError, check_int, check_known, check_positive
+from ..progress import progress_bar
 from .metrics import acc, bwt, fwt
 from ..network import Network, Probe
 from .plugin import Plugin
@@ -52,6 +84,22 @@ from .scenarios import Scenario, Task
 
 OPTIMIZERS = ("sgd", "adam")
 READOUTS = {"mean": lambda out: out.mean(0), "last": lambda out: out[-1]}
+DIVERGENCE = {"factor": 100.0, "window": 50, "warmup": 10}
+"""The divergence guard's defaults: stop when a batch's loss exceeds ``factor`` times the median of
+the task's last ``window`` batch losses, once ``warmup`` batches of the task have run."""
+_UPDATE_HOOKS = ("before_backward", "after_backward", "before_update", "after_update")
+
+
+class Interrupted(NeurosimError):
+    """The run stopped on SIGINT or SIGTERM after writing a checkpoint; ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum, self.exit_code = signum, 128 + signum
+
+
+class Diverged(NeurosimError):
+    """The divergence guard stopped the run (a non-finite or runaway loss, a non-finite parameter)."""
 
 
 @dataclass
@@ -71,7 +119,8 @@ class Continual:
                  encoding: str = "current", readout: str | Callable = "mean", epochs: int = 1,
                  batch_size: int = 64, lr: float = 0.1,
                  optimizer: str = "sgd", momentum: float = 0.0, seed: int = 0, progress: bool = True,
-                 store=None, checkpoint_every: int | None = None, record: dict | None = None, learning=None):
+                 store=None, checkpoint_every: int | None = None, record: dict | None = None, learning=None,
+                 divergence: dict | bool | None = None, health_every: int | None = 20):
         if not isinstance(network, Network):
             raise NeurosimError(f"network must be a neurosim Network, got {type(network).__name__}")
         self.network, self.scenario = network, scenario
@@ -94,20 +143,27 @@ class Continual:
                                 f"scenario needs {scenario.n_outputs}")
         if optimizer not in OPTIMIZERS:
             raise NeurosimError(f"unknown optimizer {optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise NeurosimError(f"lr must be a number, got {lr!r}")
         check_positive("lr", lr)
         if not callable(readout) and readout not in READOUTS:
             raise NeurosimError(f"unknown readout {readout!r}; expected one of: {', '.join(READOUTS)}, or a function")
         self.readout = readout if callable(readout) else READOUTS[readout]
         for name, v in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
-            if not isinstance(v, int) or v < 1:
-                raise NeurosimError(f"{name} must be a positive integer, got {v!r}")
+            check_int(name, v)
         self.steps, self.encoding, self.epochs, self.batch_size = steps, encoding, epochs, batch_size
         self.min_steps = max(steps, network.min_steps())
         if scenario.tasks and scenario.tasks[0].train.x.ndim == 2 and steps < self.min_steps:
             raise NeurosimError(f"steps={steps} is shorter than the network accepts ({self.min_steps}: "
                                 "the longest synaptic delay)")
-        if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
-            raise NeurosimError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
+        for name, v in (("checkpoint_every", checkpoint_every), ("health_every", health_every)):
+            if v is not None:
+                check_int(name, v)
+        self.divergence = self._check_divergence(divergence)
+        self.health_every = health_every
+        self._losses: deque = deque(maxlen=self.divergence["window"] if self.divergence else 1)
+        self._stop_signal: int | None = None
+        self.batch: int = -1
         self.lr, self.optimizer_name, self.momentum, self.seed = lr, optimizer, momentum, seed
         self.store, self.checkpoint_every = store, checkpoint_every
         self.record = self._check_record(record)
@@ -122,6 +178,11 @@ class Continual:
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
         self.generator = torch.Generator().manual_seed(seed)
+        #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
+        #: (progress reports such as a sweep's); not plugins, so not part of the checkpoint.
+        self.task_callbacks: list[Callable] = []
+        self._keeping = store is not None  # whether checkpoints are kept (by rank 0, under data parallelism)
+        self._batch_seq: torch.Tensor | None = None
 
     def _check_record(self, record: dict | None) -> dict | None:
         if record is None:
@@ -136,6 +197,26 @@ class Continual:
             if name not in self.network.populations or not self.network.populations[name].observables[0] == "spikes":
                 raise NeurosimError(f"cannot record spikes of {name!r}: not a spiking population of the network")
         return {"samples": samples, "populations": pops}
+
+    @staticmethod
+    def _check_divergence(divergence) -> dict | None:
+        if divergence is False:
+            return None
+        if divergence is None or divergence is True:
+            return dict(DIVERGENCE)
+        if not isinstance(divergence, dict):
+            raise NeurosimError(f"divergence must be a table of {', '.join(DIVERGENCE)}, or false, got {divergence!r}")
+        check_known("divergence", divergence, list(DIVERGENCE))
+        out = {**DIVERGENCE, **divergence}
+        factor = out["factor"]
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 1:
+            raise NeurosimError(f"divergence factor must be a number > 1, got {factor!r}")
+        for key, low in (("window", 1), ("warmup", 0)):
+            v = out[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise NeurosimError(f"divergence {key} must be an integer >= {low}, got {v!r}")
+        out["factor"] = float(factor)
+        return out
 
     def recordings(self) -> dict[str, Recording]:
         """The recordings ``record`` asks for, to declare when the store is created."""
@@ -159,6 +240,8 @@ class Continual:
         probes = {f"record {pop}": Probe(pop, "spikes", events=True) for pop in self.record["populations"]}
         with torch.no_grad():
             res = self.network.run({self.input: seq}, outputs=[self.output], probes=probes)
+        if self.store is None:  # a rank other than 0: it encoded the input as rank 0 did, and writes nothing
+            return
         self.store.recorder(f"t{task.index}_input").append(seq)
         for pop, name in zip(self.record["populations"], probes):
             t, b, i = res.probes[name]  # ordered by step
@@ -169,6 +252,11 @@ class Continual:
         if len(names) != 1:
             raise NeurosimError(f"the network has {len(names)} candidates for the {what}; name it explicitly")
         return names[0]
+
+    def _metrics(self, kind: str, metrics: dict) -> None:
+        """``on_metrics``, on rank 0 only under data parallelism (every rank holds the same numbers)."""
+        if distributed.rank() == 0:
+            self._fire("on_metrics", kind, metrics)
 
     def _fire(self, hook: str, *args):
         for p in self.plugins:
@@ -194,8 +282,17 @@ class Continual:
 
     def scores(self, x: torch.Tensor, task: Task | None = None) -> torch.Tensor:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
-        out = self.network.run({self.input: self.encode(x)}, outputs=[self.output]).outputs[self.output]
+        return self.sequence_scores(self.encode(x), task)
+
+    def sequence_scores(self, seq: torch.Tensor, task: Task | None = None) -> torch.Tensor:
+        """Class scores ``[B, n_outputs]`` of an encoded input sequence ``[T, B, F]``."""
+        out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
         return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
+
+    def batch_sequence(self) -> torch.Tensor:
+        """The encoded input ``[T, B, F]`` of the training batch ``inputs`` (learners run this): the
+        global batch encoded as one process would, and this rank's shard of it."""
+        return self._batch_seq
 
     def evaluate(self, task: Task, batch_size: int = 512) -> float:
         self._fire("before_eval")
@@ -219,16 +316,24 @@ class Continual:
             else:
                 self._fire("before_epoch")
                 order = torch.randperm(n, generator=self.generator)
-            bar = tqdm(batches, desc=f"task {task.index} epoch {self.epoch}", unit="batch", leave=False,
-                       disable=not self.progress, initial=batch)
+            bar = progress_bar(total=len(batches), desc=f"task {task.index} epoch {self.epoch}", unit="batch",
+                               initial=batch, enabled=self.progress and distributed.rank() == 0)
             for b in range(batch, len(batches)):
+                self.batch = b
                 idx = order[batches[b]:batches[b] + self.batch_size].numpy()
                 loss = self.train_batch(task, idx)
                 self.step += 1
                 if self.store is not None:
                     self.store.log(task.index, self.epoch, self.step, loss)
-                    if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                self._metrics("batch", {"task": task.index, "epoch": self.epoch, "step": self.step, "loss": loss})
+                if self._keeping:
+                    if self.health_every and self.step % self.health_every == 0:
+                        self._log_health()
+                    if self.checkpoint_every and self.step % self.checkpoint_every == 0 or self._stop_signal:
                         self.checkpoint({"task": self.task, "epoch": self.epoch, "batch": b + 1}, order)
+                    if self._stop_signal:
+                        epoch = f", epoch {self.epoch}" if self.epochs > 1 else ""
+                        self._stop(f"task {self.task}{epoch}, batch {b + 1}")
                 bar.update()
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.close()
@@ -236,27 +341,130 @@ class Continual:
             self._fire("after_epoch")
 
     def train_batch(self, task: Task, idx: np.ndarray) -> float:
-        """One optimiser step on the samples ``idx`` of ``task``; returns the loss."""
+        """One optimiser step on the samples ``idx`` of ``task``; returns the loss (of the global
+        batch under data parallelism: :mod:`neurosim.continual.distributed`)."""
         self.inputs = torch.as_tensor(task.train.x[idx])
         self.targets = torch.as_tensor(task.train.y[idx])
-        self._fire("before_batch")
+        self._fire("before_batch")  # plugins see (and may extend) the global batch
         self.optimizer.zero_grad()
+        total = len(self.targets)
+        self._batch_seq = self.encode(self.inputs)
+        if distributed.active():
+            part = distributed.shard(total)
+            self.inputs, self.targets = self.inputs[part], self.targets[part]
+            self._batch_seq = self._batch_seq[:, part]
         self.outputs = self.learning.forward(self, task)
         self._fire("after_forward", self.outputs)
         loss = F.cross_entropy(self.outputs, self.targets)
         for p in self.plugins:
             loss = p.before_backward(self, loss)
         self.loss = loss
-        if torch.isfinite(loss):
-            self.learning.backward(self, loss)
-        if not torch.isfinite(loss):
-            raise NeurosimError(f"the loss became {loss.item()} in task {task.index}, epoch {self.epoch}")
+        local = len(self.targets)
+        value = float(distributed.weighted_mean(loss.detach(), local, total))
+        self._guard_loss(task, value)
+        self.learning.backward(self, loss)
+        distributed.average_gradients(self.network.parameters(), local, total)
         self._fire("after_backward")
         self._fire("before_update")
         self.optimizer.step()
         self._fire("after_update")
+        self._guard_parameters(task)
         self._fire("after_batch")
-        return loss.item()
+        return value
+
+    # -- divergence guard ------------------------------------------------------------------------
+    def _where(self, task: Task) -> str:
+        epoch = f", epoch {self.epoch}" if self.epochs > 1 else ""
+        return f"task {task.index}{epoch}, batch {self.batch + 1} (step {self.step + 1})"
+
+    def _update_plugins(self) -> str:
+        names = [p.name for p in self.plugins
+                 if any(getattr(type(p), h) is not getattr(Plugin, h) for h in _UPDATE_HOOKS)]
+        return f"; plugins acting on the update: {', '.join(names)}" if names else "; no plugin acts on the update"
+
+    def _diverged(self, task: Task, what: str) -> Diverged:
+        kept = ""
+        if self.store is not None:
+            k = self.store.count("checkpoints") - 1
+            kept = f"; {self.store.path} keeps checkpoint {k}" if k >= 0 else f"; {self.store.path} holds no checkpoint"
+        return Diverged(f"the run diverged at {self._where(task)}: {what}{self._update_plugins()}{kept}")
+
+    def _guard_loss(self, task: Task, value: float) -> None:
+        """Stop before the update on a non-finite loss (always) or, with the guard on, on a loss
+        ``factor`` times above the median of the task's recent losses after the warm-up."""
+        if not math.isfinite(value):
+            raise self._diverged(task, f"the loss became {value}")
+        guard = self.divergence
+        if guard is None:
+            return
+        if len(self._losses) >= max(1, guard["warmup"]):
+            median = float(np.median(self._losses))
+            if median > 0 and value > guard["factor"] * median:
+                raise self._diverged(task, f"the loss {value:.4g} is {value / median:.0f} times its running median "
+                                           f"{median:.4g} (limit {guard['factor']:g} times)")
+        self._losses.append(value)
+
+    def _guard_parameters(self, task: Task) -> None:
+        """With the guard on, stop when the update made a parameter non-finite; names its population
+        or projection."""
+        if self.divergence is None:
+            return
+        params = [(n, p) for n, p in self.network.named_parameters() if p.requires_grad]
+        if not params or bool(torch.isfinite(torch.stack([p.detach().abs().amax() for _, p in params])).all()):
+            return
+        for name, p in params:
+            bad = ~torch.isfinite(p.detach())
+            if bool(bad.any()):
+                kind = "NaN" if bool(torch.isnan(p.detach()).any()) else "infinite"
+                raise self._diverged(task, f"the update made {self._owner(name)} {kind}")
+
+    @staticmethod
+    def _owner(name: str) -> str:
+        """``"projections.x_to_h1.weight"`` -> ``"the weight of projection x_to_h1"``."""
+        parts = name.split(".")
+        if len(parts) >= 3 and parts[0] in ("projections", "populations"):
+            return f"the {'.'.join(parts[2:])} of {parts[0][:-1]} {parts[1]}"
+        return f"parameter {name}"
+
+    # -- health, signals -------------------------------------------------------------------------
+    def _log_health(self) -> None:
+        if self.store is None:  # a rank other than 0
+            return
+        figures = {}
+        for p in self.plugins:
+            for key, value in (p.health(self) or {}).items():
+                figures[f"{p.name}.{key}"] = float(value)
+        if figures:
+            self.store.log_health(max(self.task, 0), max(self.epoch, 0), self.step, figures)
+
+    @contextlib.contextmanager
+    def _signals(self):
+        """While a run with a store trains (in the main thread): SIGINT and SIGTERM ask it to stop
+        after the current batch (:class:`Interrupted`); a second one ends the process at once (the
+        file is then as after a kill: consistent, resumable)."""
+        if self.store is None or threading.current_thread() is not threading.main_thread() or distributed.active():
+            yield
+            return
+        self._stop_signal = None
+        path = self.store.path
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:
+                os.write(2, f"neurosim: stopped at once; resume with: neurosim resume {path}\n".encode())
+                os._exit(128 + signum)
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _stop(self, where: str) -> None:
+        """After the checkpoint a signal asked for: commit, then raise :class:`Interrupted`."""
+        self.store.flush()
+        raise Interrupted(self._stop_signal, f"interrupted at {where}; resume with: neurosim resume {self.store.path}")
 
     def mask(self, scores: torch.Tensor, task: Task | None) -> torch.Tensor:
         """Scores outside ``task``'s classes set to -inf in a task-incremental scenario."""
@@ -272,8 +480,15 @@ class Continual:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, cursor: dict, order: torch.Tensor | None = None) -> int:
-        """Write a checkpoint to the store: everything needed to continue from ``cursor``."""
+        """Write a checkpoint to the store: everything needed to continue from ``cursor``. Under data
+        parallelism every rank calls it; rank 0 writes, with every rank's RNG states."""
         mid_task = cursor["epoch"] > 0 or cursor["batch"] > 0
+        rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
+        ranks = distributed.all_gather_object(rng)
+        if self.store is None:
+            return -1
+        if len(ranks) > 1:
+            rng = dict(rng, ranks=ranks)
         return self.store.write_checkpoint({
             "cursor": dict(cursor, step=self.step),
             "order": order,
@@ -282,22 +497,44 @@ class Continual:
             "training": [m.training for m in self.network.modules()],
             "optimizer": self.optimizer.state_dict() if mid_task else None,
             "plugins": [p.state_dict() for p in self.plugins],
-            "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state()},
+            "rng": rng,
             "R": self.R, "b": self.b,
+            "losses": list(self._losses),
         })
+
+    def _check_parallel(self) -> None:
+        """Refuse what data parallelism cannot split exactly: per-batch statistics and random masks drawn
+        per local sample, and batches with fewer samples than processes."""
+        for name, m in self.network.named_modules():
+            if getattr(m, "running_mean", None) is not None or getattr(m, "dropout", 0) or \
+                    isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                raise NeurosimError(f"data-parallel training cannot split module {name!r} exactly: batch "
+                                    "normalisation and dropout draw on the local batch; run it in one process")
+        size = distributed.world_size()
+        for task in self.scenario.tasks:
+            n = len(task.train.y)
+            smallest = min(self.batch_size, n % self.batch_size or self.batch_size)
+            if smallest < size:
+                raise NeurosimError(f"task {task.index} has a batch of {smallest} samples, fewer than the "
+                                    f"{size} processes: choose batch_size and the process count so that every "
+                                    "batch has at least one sample per process")
 
     def _restore(self) -> dict | None:
         """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
-        if self.store is None:
+        if not self._keeping:
             raise NeurosimError("resuming needs a store: pass store= to Continual")
-        found = self.store.resume()
+        found = distributed.broadcast_object(self.store.resume() if self.store is not None else None)
         if found is None:
             return None
         k, s = found
+        ranks = s["rng"].get("ranks", [s["rng"]])
+        if len(ranks) != distributed.world_size():
+            raise NeurosimError(f"checkpoint {k} was written by {len(ranks)} process(es): resume it with "
+                                f"{len(ranks)}, not {distributed.world_size()}")
         params, modules = list(self.network.parameters()), list(self.network.modules())
         if len(s["plugins"]) != len(self.plugins) or len(s["requires_grad"]) != len(params) \
                 or len(s["training"]) != len(modules):
-            raise NeurosimError(f"checkpoint {k} of {self.store.path} does not match this run: it holds "
+            raise NeurosimError(f"checkpoint {k} of {getattr(self.store, 'path', 'the run file')} does not match this run: it holds "
                                 f"{len(s['plugins'])} plugin states and {len(s['requires_grad'])} parameters, "
                                 f"the run has {len(self.plugins)} and {len(params)}")
         self.network.load_state_dict(s["network"])
@@ -307,9 +544,12 @@ class Continual:
             m.training = flag
         for p, state in zip(self.plugins, s["plugins"]):
             p.load_state_dict(state)
-        torch.set_rng_state(s["rng"]["torch"])
-        self.generator.set_state(s["rng"]["generator"])
+        rng = ranks[distributed.rank()]
+        torch.set_rng_state(rng["torch"])
+        self.generator.set_state(rng["generator"])
         self.R, self.b = np.array(s["R"]), np.array(s["b"])
+        self._losses.clear()
+        self._losses.extend(s.get("losses", []))
         self.step = s["cursor"]["step"]
         self._resumed = s
         return s["cursor"]
@@ -317,6 +557,13 @@ class Continual:
     def run(self, resume: bool = False) -> ContinualResult:
         """Train every task in order (see the module docstring); with ``resume``, continue from
         the store's last complete checkpoint, or from the start if it has none."""
+        self._keeping = bool(distributed.broadcast_object(self.store is not None))
+        if distributed.active():
+            self._check_parallel()
+        with self._signals():
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> ContinualResult:
         cursor = self._restore() if resume else None
         tasks = self.scenario.tasks
         if cursor is None:
@@ -333,6 +580,7 @@ class Continual:
                 self.train_task(task, cursor["epoch"], cursor["batch"])
             else:
                 self._resumed = None
+                self._losses.clear()
                 self._fire("before_task", self.task)
                 self.optimizer = self.make_optimizer()
                 self.train_task(task)
@@ -340,9 +588,18 @@ class Continual:
             self.R[self.task] = [self.evaluate(t) for t in tasks]
             if self.store is not None:
                 self.store.set_R(self.task, self.R[self.task])
+            self._metrics("task", {"task": self.task, "step": self.step, "accuracy": self.R[self.task].copy(),
+                                   "acc": acc(self.R), "bwt": bwt(self.R), "fwt": fwt(self.R, self.b)})
+            if self._keeping:
                 if self.record is not None:
                     self._record(task)
+                if self.health_every:
+                    self._log_health()
                 self.checkpoint({"task": self.task + 1, "epoch": 0, "batch": 0})
+                if self._stop_signal and self.task + 1 < len(tasks):
+                    self._stop(f"the end of task {self.task}")
+            for f in self.task_callbacks:
+                f(self, self.task)
         self._fire("after_training")
         if self.store is not None:
             self.store.flush()

@@ -4,6 +4,8 @@
 - :func:`idx_dataset`: MNIST or Fashion-MNIST from the official IDX ``.gz`` files in
   ``root`` (default ``$NEUROSIM_DATA/mnist`` or ``$NEUROSIM_DATA/fashion_mnist``).
 - :func:`generated`: Gaussian class clusters, for tests.
+
+:func:`subset` draws a smaller training and test set from any of them.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, optional_import
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -85,15 +87,31 @@ def standardised(data: Split) -> Split:
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> Split:
     """scikit-learn's 8x8 digits, scaled to [0, 1], split at random with ``seed``."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
+    d = optional_import("sklearn.datasets", "data", "the digits data set").load_digits()
     x = (d.data / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(y))
     n_test = int(round(len(y) * test_fraction))
     te, tr = order[:n_test], order[n_test:]
     return Split(Dataset(x[tr], y[tr], (8, 8)), Dataset(x[te], y[te], (8, 8)))
+
+
+def subset(data: Split, n_train: int | None = None, n_test: int | None = None, seed: int = 0,
+           name: str = "the data set") -> Split:
+    """``n_train`` training and ``n_test`` test samples drawn at random (without replacement, kept in
+    their order) with ``seed``; None keeps a part whole."""
+    parts = []
+    for part, n, what in ((data.train, n_train, "n_train"), (data.test, n_test, "n_test")):
+        if n is None:
+            parts.append(part)
+            continue
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise NeurosimError(f"{what} must be a positive integer, got {n!r}")
+        if n > len(part.y):
+            raise NeurosimError(f"{what}={n} is more than the {len(part.y)} samples {name} has")
+        pick = np.sort(np.random.default_rng(seed).choice(len(part.y), n, replace=False))
+        parts.append(Dataset(part.x[pick], part.y[pick], part.shape))
+    return Split(*parts)
 
 
 def generated(n_classes: int = 4, n_features: int = 20, n_train: int = 400, n_test: int = 200,

@@ -52,8 +52,8 @@ import numba
 import numpy as np
 import torch
 from numba import literal_unroll, njit, prange
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..events import SpikeEvents
 from ..neurons.izhikevich import Izhikevich
 from ..neurons.lif import LIF, decay, refractory_steps, synaptic_gain
@@ -802,7 +802,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             items.append((a, recordings[f][1], g))
 
     kernel = spec.kernels[0 if count_ranges == 1 else 1]
-    bar = tqdm(total=steps, desc="simulating", unit="step", leave=False) if progress else None
+    bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
     previous_threads = numba.get_num_threads()
     if count_ranges > 1:

@@ -32,9 +32,9 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import NeurosimError, check_positive
+from ..progress import progress_bar
 from ..network import Network
 from ..projections import Dense, Sparse
 
@@ -221,7 +221,7 @@ def adapt(net: Network, steps: int, window: int, inputs=None, *, rule: EIHomeost
     mismatch = []
     starts = range(0, steps, window)
     with torch.no_grad():
-        for start in tqdm(starts, desc="adapting", unit="window", leave=False) if progress else starts:
+        for start in progress_bar(starts, desc="adapting", unit="window", enabled=progress):
             length = min(window, steps - start)
             part = {k: x[start:start + length] for k, x in inputs.items()}
             res = net.run(part, state=state, steps=length, batch=batch, outputs=[rule.population])

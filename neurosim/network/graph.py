@@ -21,9 +21,9 @@ from typing import Mapping, NamedTuple
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import NeurosimError, check_finite, check_positive
+from ..progress import progress_bar
 from ..kernels.registry import lookup
 from ..neurons.base import Population
 from ..projections.base import Projection
@@ -335,7 +335,16 @@ class Network(nn.Module):
         """Simulate all steps of ``inputs`` (``[T, B, n]`` per input; a population's name feeds it
         directly). Returns full sequences for ``outputs`` (default: populations with no outgoing
         projection), the recordings of the network's probes and of ``probes`` (name ->
-        :class:`Probe`, for this run only), and the final state."""
+        :class:`Probe`, for this run only), and the final state.
+
+        ``net.run(...)`` and ``net(...)`` are the same call (through :meth:`forward`, so the
+        network's forward hooks see every run)."""
+        return self(inputs, state=state, steps=steps, batch=batch, outputs=outputs, probes=probes, progress=progress)
+
+    def forward(self, inputs=None, *, state: dict | None = None, steps: int | None = None,
+                batch: int | None = None, outputs=None, probes: Mapping[str, Probe] | None = None,
+                progress: bool = False) -> RunResult:
+        """The simulation behind :meth:`run`, with the same arguments and the same :class:`RunResult`."""
         inputs, T, B = self._check_inputs(inputs, steps, batch)
         probes = dict(probes or {})
         for name, probe in probes.items():
@@ -421,7 +430,7 @@ class Network(nn.Module):
                     seqs[name] = seq
                 return
         plastic = [(n, c, self.plastic[n]) for n, c in inner if n in self.plastic]
-        steps = tqdm(range(T), desc="simulating", unit="step", leave=False) if progress else range(T)
+        steps = progress_bar(range(T), desc="simulating", unit="step") if progress else range(T)
         for t in steps:
             currents = {}
             for name in group:

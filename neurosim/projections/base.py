@@ -18,7 +18,8 @@ CHANNELS = ("exc", "inh")
 
 
 def dale_signs(dale, n_in: int) -> torch.Tensor | None:
-    """``"exc"`` / ``"inh"`` for one sign, or a per-presynaptic tensor of +1 / -1 (or booleans: True = exc)."""
+    """``"exc"`` / ``"inh"`` for one sign, or one sign per presynaptic neuron, +1 (excitatory) or -1
+    (inhibitory). Booleans are refused: whether True means excitatory or inhibitory is a guess."""
     if dale is None:
         return None
     if isinstance(dale, str):
@@ -26,7 +27,8 @@ def dale_signs(dale, n_in: int) -> torch.Tensor | None:
         return torch.full((n_in,), 1.0 if dale == "exc" else -1.0)
     s = torch.as_tensor(dale)
     if s.dtype == torch.bool:
-        s = s.float() * 2 - 1
+        raise NeurosimError("dale takes signs, +1 (excitatory) or -1 (inhibitory) per presynaptic neuron, not "
+                            "booleans: for a mask of inhibitory neurons pass torch.where(mask, -1.0, 1.0)")
     if s.shape != (n_in,) or not bool(((s == 1) | (s == -1)).all()):
         raise NeurosimError(f"dale must be 'exc', 'inh' or {n_in} signs of +1/-1, got shape {tuple(s.shape)}")
     return s.float()

@@ -44,7 +44,16 @@ class Sparse(Projection):
     """``Sparse(n_in, n_out, p=0.1, weight=1.0, seed=None, pre=None, post=None, dale=None, channel="exc")``.
 
     Give either ``p`` (random connectivity, drawn with ``seed``) or explicit ``pre`` / ``post``
-    index arrays. ``weight`` is a number (the same for all synapses) or one value per synapse.
+    index arrays. ``weight`` is a number (the same for all synapses), one value per synapse (in
+    the order of ``pre`` / ``post`` as given), or a function ``weight(pre, post)`` of the synapses'
+    index arrays (int64, sorted by ``pre`` then ``post``) returning one value per synapse, e.g.
+    ``lambda pre, post: np.where(pre < 800, 0.5, 2.0)`` for different strengths of excitatory
+    and inhibitory neurons.
+
+    ``dale``: ``"exc"``, ``"inh"`` or one sign per presynaptic neuron (+1 excitatory, -1
+    inhibitory; a tensor or array of ``n_in`` values). Under Dale's law the weights are magnitudes
+    and a synapse's weight is ``|w| * sign[pre]``, during learning too; a negative initial weight
+    from an excitatory neuron contradicts its sign and is refused.
     """
 
     def __init__(self, n_in: int, n_out: int, p: float | None = None, *, weight=1.0, seed: int | None = None,
@@ -67,21 +76,45 @@ class Sparse(Projection):
                 order = np.lexsort((post, pre))
                 pre, post = pre[order], post[order]
         nnz = pre.size
-        w = torch.as_tensor(weight, dtype=dtype)
-        if w.dim() == 0:
-            w = w.expand(nnz).clone()
-        elif w.shape != (nnz,):
-            raise NeurosimError(f"weight must be a number or {nnz} values (one per synapse), got shape {tuple(w.shape)}")
+        if callable(weight):
+            w = torch.as_tensor(np.asarray(weight(pre.astype(np.int64), post.astype(np.int64))), dtype=dtype)
+            if w.shape != (nnz,):
+                raise NeurosimError(f"the weight function returned {w.numel()} values for {nnz} synapses")
         else:
-            w = w.clone() if order is None else w[torch.as_tensor(order)]
+            w = torch.as_tensor(weight, dtype=dtype)
+            if w.dim() == 0:
+                w = w.expand(nnz).clone()
+            elif w.shape != (nnz,):
+                raise NeurosimError(f"weight must be a number, {nnz} values (one per synapse) or a function of "
+                                    f"(pre, post), got shape {tuple(w.shape)}")
+            else:
+                w = w.clone() if order is None else w[torch.as_tensor(order)]
+        signs = dale_signs(dale, n_in)
+        if signs is not None:
+            wrong = (w < 0) & (signs[torch.as_tensor(pre, dtype=torch.int64)] > 0)
+            if bool(wrong.any()):
+                k = int(torch.nonzero(wrong)[0])
+                raise NeurosimError(f"negative weight {w[k].item():g} from excitatory presynaptic neuron {int(pre[k])} "
+                                    "(dale sign +1): under Dale's law weights are magnitudes signed by their neuron")
         self.weight = nn.Parameter(w, requires_grad=learnable)
         self.register_buffer("pre", torch.as_tensor(pre, dtype=torch.int64))
         self.register_buffer("post", torch.as_tensor(post, dtype=torch.int64))
         indptr = np.zeros(n_in + 1, dtype=np.int64)
         np.cumsum(np.bincount(pre, minlength=n_in), out=indptr[1:])
         self.register_buffer("indptr", torch.as_tensor(indptr))
-        signs = dale_signs(dale, n_in)
         self.register_buffer("signs", None if signs is None else signs.to(dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """The connectivity is part of the state: a state with another number of synapses (another
+        random draw of the same ``p``) replaces this projection's synapses, indices and weights."""
+        pre = state_dict.get(prefix + "pre")
+        if isinstance(pre, torch.Tensor) and pre.dim() == 1 and pre.shape != self.pre.shape:
+            device = self.pre.device
+            self.pre = torch.empty_like(pre, device=device)
+            self.post = torch.empty_like(pre, device=device)
+            self.weight = nn.Parameter(torch.empty(pre.shape, dtype=self.weight.dtype, device=device),
+                                       requires_grad=self.weight.requires_grad)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def nnz(self) -> int:

@@ -22,13 +22,15 @@ from ..storage.store import RunStore
 
 class Replayed(NamedTuple):
     """Per population: recorded and replayed events ``(t, i, b)`` and how many differ; the
-    checkpoint used and the readout's class scores ``[B, n_outputs]``."""
+    checkpoint used, the readout's class scores ``[B, n_outputs]`` (``-inf`` outside the task's
+    classes in a task-incremental run, as the run evaluates) and the samples' labels ``[B]``."""
 
     checkpoint: int
     recorded: dict
     replayed: dict
     differing: dict
     scores: torch.Tensor
+    labels: np.ndarray
 
 
 def _key(events) -> set:
@@ -50,7 +52,11 @@ def replay(path: str | os.PathLike, task: int, after_task: int | None = None) ->
     ``task``); see the module docstring."""
     from .experiment import build
 
-    with RunStore.open(path) as store:
+    with RunStore.open(path, validate=True) as store:
+        n = store.R.shape[0]
+        for t in (task, after_task):
+            if t is not None and not (isinstance(t, int) and 0 <= t < n):
+                raise NeurosimError(f"{path} is a run of {n} tasks (0-{n - 1}); it has no task {t}")
         name = f"t{task}_input"
         if name not in store.recorders:
             raise NeurosimError(f"{path} has no recording of task {task}: run the experiment with record=")
@@ -68,5 +74,6 @@ def replay(path: str | os.PathLike, task: int, after_task: int | None = None) ->
     replayed = {pop: tuple(e.numpy() for e in (t, i, b))[:len(recorded[pop])]  # (t, i) if batch 1
                 for pop, (t, b, i) in res.probes.items()}
     differing = {pop: len(_key(recorded[pop]) ^ _key(replayed[pop])) for pop in recorded}
-    scores = runner.readout(res.outputs[runner.output])[:, : runner.scenario.n_outputs]
-    return Replayed(k, recorded, replayed, differing, scores)
+    spec = runner.scenario.tasks[task]
+    scores = runner.mask(runner.readout(res.outputs[runner.output])[:, : runner.scenario.n_outputs], spec)
+    return Replayed(k, recorded, replayed, differing, scores, spec.test.y[:seq.shape[1]])

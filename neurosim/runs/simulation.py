@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, optional_import
+from ..progress import progress_bar
 from ..network import Probe
 
 SIMULATIONS = ("cuba", "izhikevich2003")
@@ -44,7 +44,7 @@ def simulate(name: str, duration_ms: float, seed: int, progress: bool = True) ->
     chunk = max(1, int(round(CHUNK_MS / net.dt)))
     state, times, idx = None, [], []
     start = time.perf_counter()
-    with torch.no_grad(), tqdm(total=steps, desc=name, unit="step", disable=not progress) as bar:
+    with torch.no_grad(), progress_bar(total=steps, desc=name, unit="step", enabled=progress) as bar:
         for t0 in range(0, steps, chunk):
             n = min(chunk, steps - t0)
             res = net.run(state=state, steps=n, batch=1, outputs=[], probes=spikes)
@@ -73,9 +73,7 @@ def summary(r: dict) -> str:
 
 
 def raster(r: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plots", "plotting").use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})

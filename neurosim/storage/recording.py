@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Mapping
 import h5py
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..errors import NeurosimError, check_choice
+from ..progress import progress_bar
 from ..network import Network, Probe
 
 if TYPE_CHECKING:
@@ -96,18 +96,20 @@ class Recording:
             opts = dict(maxshape=(None,), chunks=(SPIKE_CHUNK,))
             g.create_dataset("t", (0,), dtype="<i8", compression="gzip", compression_opts=1, shuffle=True, **opts)
             g.create_dataset("i", (0,), dtype="<i4", scaleoffset=0, **opts)
+            columns = ["t", "i"]
             if self.batch > 1:
                 g.create_dataset("b", (0,), dtype="<i4", scaleoffset=0, **opts)
-            return [f"{name}:events", f"{name}:steps"]
+                columns.append("b")
+            return [f"{name}:events", f"{name}:steps"] + [f"{name}:{c}_crc32" for c in columns]
         if self.kind == "state":
             row = (self.n,) if self.batch == 1 else (self.batch, self.n)
             rows = max(1, STATE_CHUNK_BYTES // (math.prod(row) * np.dtype(self.dtype).itemsize))
             g.create_dataset("data", (0, *row), maxshape=(None, *row), chunks=(rows, *row), dtype=self.dtype)
-            return [f"{name}:rows"]
+            return [f"{name}:rows", f"{name}:data_crc32"]
         g.create_dataset("data", (0, *self.shape), maxshape=(None, *self.shape), chunks=(1, *self.shape),
                          dtype=self.dtype)
         g.create_dataset("step", (0,), maxshape=(None,), chunks=(1024,), dtype="<i8")
-        return [f"{name}:snapshots"]
+        return [f"{name}:snapshots", f"{name}:data_crc32", f"{name}:step_crc32"]
 
     @classmethod
     def from_attrs(cls, attrs) -> "Recording":
@@ -151,6 +153,36 @@ class Recorder:
     def trim(self) -> None:
         """Shrink the datasets to what is counted."""
 
+    def pending_bytes(self) -> int:
+        """Bytes buffered, not written yet."""
+        return 0
+
+    def datasets(self) -> dict[str, tuple[h5py.Dataset, int]]:
+        """Each dataset with the rows the commit counts in it."""
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise unless every counted row is in the datasets, reads, and matches its running CRC-32
+        (where the file has one); reads in bounded blocks."""
+        from .store import check_rows
+
+        what = f"recording {self.name!r}"
+        shape = None if self.spec.kind == "spikes" else \
+            ((self.spec.n,) if self.spec.batch == 1 else (self.spec.batch, self.spec.n)) if self.spec.kind == "state" \
+            else self.spec.shape
+        for key, (ds, n) in self.datasets().items():
+            if shape is not None and key == "data" and ds.shape[1:] != shape:
+                raise NeurosimError(f"{self.store.path} is a damaged run file: {what} holds rows of shape "
+                                    f"{ds.shape[1:]}, its declaration says {shape}")
+            crc = f"{self.name}:{key}_crc32"
+            check_rows(self.store, ds, n, what, self.store.count(crc) if crc in self.store.fields else None)
+
+    def _rewind_crcs(self, counts: Mapping[str, int]) -> None:
+        for key in self.datasets():
+            field = f"{self.name}:{key}_crc32"
+            if field in self.store.fields:
+                self.store.set_count(field, counts.get(field, 0))
+
     def read(self, *args):
         raise NotImplementedError
 
@@ -163,7 +195,8 @@ class SpikeRecorder(Recorder):
 
     def __init__(self, store, name, group, spec):
         super().__init__(store, name, group, spec)
-        self._ds = [group["t"], group["i"]] + ([group["b"]] if spec.batch > 1 else [])
+        self._keys = ["t", "i"] + (["b"] if spec.batch > 1 else [])
+        self._ds = [group[k] for k in self._keys]
         self._buf = [np.empty(SPIKE_CHUNK, d.dtype) for d in self._ds]
         self._fill = 0
         self._until = self._count("steps")
@@ -216,11 +249,21 @@ class SpikeRecorder(Recorder):
         k = self._fill
         if k:
             n = self._count("events")
-            for ds, buf in zip(self._ds, self._buf):
-                ds.resize((n + k,))
-                ds[n:n + k] = buf[:k]
+            with self.store.writing(self.pending_bytes()):
+                for ds, buf in zip(self._ds, self._buf):
+                    ds.resize((n + k,))
+                    ds[n:n + k] = buf[:k]
+            for key, buf in zip(self._keys, self._buf):
+                self.store.add_crc(f"{self.name}:{key}_crc32", buf[:k])
             self._set("events", n + k)
             self._fill = 0
+
+    def pending_bytes(self) -> int:
+        return self._fill * sum(d.dtype.itemsize for d in self._ds)
+
+    def datasets(self):
+        n = self._count("events")
+        return {key: (ds, n) for key, ds in zip(self._keys, self._ds)}
 
     def write_pending(self) -> None:
         self._write_block()
@@ -230,6 +273,7 @@ class SpikeRecorder(Recorder):
         self._fill = 0
         self._set("events", counts.get(f"{self.name}:events", 0))
         self._set("steps", counts.get(f"{self.name}:steps", 0))
+        self._rewind_crcs(counts)
         self._until = self._floor = self._count("steps")
 
     def trim(self) -> None:
@@ -298,14 +342,23 @@ class StateRecorder(Recorder):
         k = self._fill
         if k:
             n = self._count("rows")
-            self._ds.resize((n + k, *self._ds.shape[1:]))
-            self._ds[n:n + k] = self._buf[:k]
+            with self.store.writing(self.pending_bytes()):
+                self._ds.resize((n + k, *self._ds.shape[1:]))
+                self._ds[n:n + k] = self._buf[:k]
+            self.store.add_crc(f"{self.name}:data_crc32", self._buf[:k])
             self._set("rows", n + k)
             self._fill = 0
+
+    def pending_bytes(self) -> int:
+        return self._fill * self._buf[0].nbytes
+
+    def datasets(self):
+        return {"data": (self._ds, self._count("rows"))}
 
     def rewind(self, counts) -> None:
         self._fill = 0
         self._set("rows", counts.get(f"{self.name}:rows", 0))
+        self._rewind_crcs(counts)
 
     def trim(self) -> None:
         self._ds.resize((self._count("rows"), *self._ds.shape[1:]))
@@ -329,18 +382,28 @@ class WeightRecorder(Recorder):
         """Append a snapshot of ``weight`` (the recording's shape) taken at ``step``."""
         self.store.check_writable()
         w = _numpy(weight)
+        if w.shape == self.spec.shape:
+            w = np.ascontiguousarray(w, self._ds.dtype)
         if w.shape != self.spec.shape:
             raise NeurosimError(f"recording {self.name!r} takes weights of shape {self.spec.shape}, got {w.shape}")
         n = self._count("snapshots")
-        self._ds.resize((n + 1, *self.spec.shape))
-        self._steps.resize((n + 1,))
-        self._ds[n] = w
-        self._steps[n] = int(step)
+        with self.store.writing(w.nbytes):
+            self._ds.resize((n + 1, *self.spec.shape))
+            self._steps.resize((n + 1,))
+            self._ds[n] = w
+            self._steps[n] = int(step)
+        self.store.add_crc(f"{self.name}:data_crc32", w)
+        self.store.add_crc(f"{self.name}:step_crc32", np.array([int(step)], "<i8"))
         self._set("snapshots", n + 1)
         self.store.maybe_flush()
 
+    def datasets(self):
+        n = self._count("snapshots")
+        return {"data": (self._ds, n), "step": (self._steps, n)}
+
     def rewind(self, counts) -> None:
         self._set("snapshots", counts.get(f"{self.name}:snapshots", 0))
+        self._rewind_crcs(counts)
 
     def trim(self) -> None:
         n = self._count("snapshots")
@@ -415,7 +478,7 @@ def record_run(network: "Network", store: "RunStore", steps: int, *, inputs: Map
             rec.append(network.projections[rec.spec.source].weight.detach().reshape(rec.spec.shape), step)
 
     snap(weights, start)
-    with torch.no_grad(), tqdm(total=steps, desc="recording", unit="step", disable=not progress) as bar:
+    with torch.no_grad(), progress_bar(total=steps, desc="recording", unit="step", enabled=progress) as bar:
         for t0 in range(0, steps, chunk):
             n = min(chunk, steps - t0)
             part = {k: x[t0:t0 + n] for k, x in inputs.items()}

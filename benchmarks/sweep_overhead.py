@@ -1,0 +1,76 @@
+"""Sweep overhead: 8 short trials through ``neurosim sweep`` on a local Ray, 2 at a time, against
+running the same 8 experiments one after another by hand in one process.
+
+The trials are the permuted-digits experiment at a small size (``--hidden``, ``--tasks``,
+``--epochs``): 2 methods (baseline, EWC) x 4 seeds. *Sequential*: ``experiment.start`` for each,
+in this process (its imports paid once, before the clock starts). *Sweep*: :func:`neurosim.runs.sweep.run`
+with concurrency 2 and one CPU per trial, its wall time from the Tuner's start to its end; Ray's
+start-up (``ray.init`` of a local instance) is timed separately. Goal: sweep wall time at most 0.6x
+the sequential time on 2 cores. The machine's load (``uptime``) is printed with each timing: with
+other work on the cores, two trials at a time cannot halve the time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+
+import torch
+
+from neurosim.runs import experiment, sweep
+
+METHODS = {"baseline": [], "ewc": [{"name": "ewc", "lam": 10.0, "samples": 50}]}
+
+
+def base(hidden: int, tasks: int, epochs: int) -> dict:
+    return {"name": "overhead", "model": {"name": "pmnist", "n_in": 64, "hidden": hidden, "seed": 0},
+            "scenario": {"name": "permuted", "data": "digits", "tasks": tasks, "seed": 0},
+            "training": {"steps": 20, "epochs": epochs, "batch_size": 32, "lr": 0.1, "seed": 0},
+            "plugins": []}
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--tasks", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=2)
+    args = ap.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    torch.set_num_threads(1)
+    config = base(args.hidden, args.tasks, args.epochs)
+    seeds = [0, 1, 2, 3]
+    folder = tempfile.mkdtemp(prefix="nssweep")
+    print(f"8 trials: permuted digits, {args.tasks} tasks x {args.epochs} epochs, hidden {args.hidden}, "
+          f"methods {', '.join(METHODS)} x seeds {seeds}")
+
+    print(f"load before: {uptime()}")
+    start = time.perf_counter()
+    for m in METHODS:
+        for seed in seeds:
+            exp = sweep.trial_experiment(config, {"method": m, "training.seed": seed}, METHODS)
+            experiment.start(exp, os.path.join(folder, f"{m}-{seed}.h5"), progress=False)
+    sequential = time.perf_counter() - start
+    print(f"sequential, one process:   {sequential:7.1f} s   [{uptime()}]")
+
+    s = sweep.Sweep(name="overhead", experiment=config, space={"method": list(METHODS), "training.seed": seeds},
+                    storage=os.path.join(folder, "sweeps"), methods=METHODS, concurrency=2, cpu=1.0)
+    start = time.perf_counter()
+    sweep.start_ray(num_cpus=2, temp_dir=tempfile.mkdtemp(prefix="nsr", dir="/tmp"))
+    ray_start = time.perf_counter() - start
+    start = time.perf_counter()
+    result = sweep.run(s)
+    wall = time.perf_counter() - start
+    print(f"Ray start-up (local):      {ray_start:7.1f} s")
+    print(f"sweep, 2 concurrent:       {wall:7.1f} s   [{uptime()}]   ({result.trials} trials, {result.errors} failed)")
+    print(f"sweep / sequential:        {wall / sequential:7.2f}   (goal <= 0.60; with start-up "
+          f"{(wall + ray_start) / sequential:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""Data-parallel continual training on 2 gloo processes equals the single-process run.
+
+Every built-in plugin that trains (the loggers only write what rank 0 reports), with BPTT and with the three-factor learner (and e-prop on a recurrent
+LIF layer): the accuracy matrix is equal and the parameters within 1e-5 relative, in float64 on a
+tiny network and scenario. Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
+the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch; one
+case encodes with random rate spikes, drawn for the global batch on every rank. A data-parallel
+run interrupted two steps after a checkpoint resumes, on 2 processes, to the uninterrupted data-parallel run
+bit for bit, from a checkpoint that holds both ranks' RNG states.
+"""
+import numpy as np
+import pytest
+import torch
+
+import neurosim as ns
+from neurosim.continual import distributed
+from neurosim.continual.learners import EPropLearner, ThreeFactorLearner
+from neurosim.continual.plugin import create_plugin
+from neurosim.continual.runner import Continual
+from neurosim.continual.scenarios import permuted
+from neurosim.datasets.images import generated
+from neurosim.errors import NeurosimError
+from neurosim.models import pmnist
+from neurosim.storage.store import RunStore
+
+N_IN, N_OUT = 12, 4
+
+PLUGINS = {
+    "none": [],
+    "hlop_gradient": [{"name": "hlop", "rows_per_task": 3, "rates": 1.0, "form": "gradient"}],
+    "hlop_input": [{"name": "hlop", "rows_per_task": 3, "form": "input"}],
+    "hlop_energy": [{"name": "hlop", "energy": 0.9, "rates": 1.0}],
+    "gpm": [{"name": "gpm", "threshold": 0.9, "samples": 30, "rates": 1.0}],
+    "ewc": [{"name": "ewc", "lam": 50.0, "samples": 15}],
+    "ewc_online": [{"name": "ewc", "lam": 50.0, "samples": 15, "online": True, "gamma": 0.9}],
+    "si": [{"name": "si", "c": 1.0, "xi": 0.1}],
+    "metaplasticity": [{"name": "metaplasticity", "m": 1.0}],
+    "replay": [{"name": "replay", "memory_size": 30, "batch_size": 8, "seed": 1}],
+}
+CASES = [(p, "bptt", "current") for p in PLUGINS] \
+    + [(p, "three_factor", "current") for p in PLUGINS if p != "hlop_input"] \
+    + [("ewc", "bptt", "rate"), ("none", "eprop", "current"), ("hlop_gradient", "eprop", "current")]
+
+
+def recurrent_net():
+    g = torch.Generator().manual_seed(0)
+    net = ns.Network(dt=1.0)
+    net.add_input("x", N_IN)
+    net.add("h", ns.LIF(16, tau_mem=5.0, dtype=torch.float64))
+    net.add("o", ns.LI(N_OUT, tau_mem=5.0, dtype=torch.float64))
+    net.connect("x", "h", ns.Dense(N_IN, 16, scale=3.0, generator=g, dtype=torch.float64))
+    net.connect("h", "h", ns.Dense(16, 16, scale=0.3, generator=g, dtype=torch.float64))
+    net.connect("h", "o", ns.Dense(16, N_OUT, scale=0.3, generator=g, dtype=torch.float64))
+    return net
+
+
+def runner(plugins: str, learning: str, encoding: str, store=None) -> Continual:
+    scenario = permuted(generated(n_classes=N_OUT, n_features=N_IN, n_train=96, n_test=40, seed=2), 2, seed=1)
+    if learning == "eprop":
+        net, readout, learner = recurrent_net(), "mean", EPropLearner()
+    else:
+        net, readout = pmnist.build_pmnist(n_in=N_IN, hidden=16, n_out=N_OUT, dtype=torch.float64), pmnist.readout
+        learner = ThreeFactorLearner() if learning == "three_factor" else None
+    made = [create_plugin(s["name"], **{k: v for k, v in s.items() if k != "name"}) for s in PLUGINS[plugins]]
+    return Continual(net, scenario, made, steps=10, encoding=encoding, readout=readout, epochs=2,
+                     batch_size=25, lr=1.0, seed=3, progress=False, learning=learner, store=store,
+                     checkpoint_every=3)
+
+
+def train(cases) -> list:
+    """Each case's accuracy matrix and final parameters."""
+    out = []
+    for case in cases:
+        r = runner(*case)
+        out.append((r.run().R, {k: v.detach().clone() for k, v in r.network.state_dict().items()}))
+    return out
+
+
+def test_two_processes_equal_one_for_every_plugin_and_learner():
+    single = train(CASES)
+    parallel = distributed.launch(train, 2, CASES)
+    for case, (R1, p1), (R2, p2) in zip(CASES, single, parallel):
+        assert np.array_equal(R1, R2), case
+        for k in p1:
+            scale = max(float(p1[k].abs().max()), 1e-12)
+            assert float((p1[k] - p2[k]).abs().max()) <= 1e-5 * scale, (case, k)
+    # training moved the readout weights, and every plugin changed what each learner learnt (but online
+    # EWC, which equals EWC while one task is consolidated)
+    for (R, p), case in zip(single, CASES):
+        start = runner(*case).network.state_dict()
+        assert max(float((p[k] - start[k]).abs().max()) for k in p if k.endswith("out.weight")
+                   or k.endswith("h_to_o.weight")) > 0.05, case
+    for learner, name in (("bptt", "x_to_h1"), ("three_factor", "h2_to_out")):
+        found = [p[f"projections.{name}.weight"] for (R, p), case in zip(single, CASES)
+                 if case[1:] == (learner, "current") and case[0] != "ewc_online"]
+        assert len({round(float((w ** 2).sum()), 12) for w in found}) == len(found), learner
+
+
+class Stop(Exception):
+    pass
+
+
+def stopping(r: Continual, after: int) -> Continual:
+    """``r``, raising :class:`Stop` once ``after`` optimiser steps are done."""
+    step = r.train_batch
+
+    def train_batch(task, idx):
+        if r.step == after:
+            raise Stop
+        return step(task, idx)
+
+    r.train_batch = train_batch
+    return r
+
+
+def interrupted_then_resumed(folder: str):
+    case = ("hlop_gradient", "bptt", "rate")
+    whole = f"{folder}/whole.h5"
+    part = f"{folder}/part.h5"
+
+    def store(path):
+        if distributed.rank() > 0:
+            return None
+        return RunStore.create(path, {"case": list(case)}, n_tasks=2)
+
+    s = store(whole)
+    R = runner(*case, store=s).run().R
+    if s:
+        s.close()
+    s = store(part)
+    try:
+        stopping(runner(*case, store=s), 8).run()
+    except Stop:
+        pass
+    if s:
+        s.close()
+    torch.manual_seed(1234)  # the resumed run must take every random state from the checkpoint
+    s = RunStore.open(part, "a") if distributed.rank() == 0 else None
+    R2 = runner(*case, store=s).run(resume=True).R
+    if s:
+        s.close()
+    return R, R2
+
+
+def test_resume_on_two_processes_is_bit_identical(tmp_path):
+    R, R2 = distributed.launch(interrupted_then_resumed, 2, str(tmp_path))
+    assert np.array_equal(R, R2)
+    with RunStore.open(tmp_path / "whole.h5") as a, RunStore.open(tmp_path / "part.h5") as b:
+        assert np.array_equal(a.read_log()["loss"], b.read_log()["loss"])
+        _, sa = a.latest_checkpoint()
+        _, sb = b.latest_checkpoint()
+        assert len(sb["rng"]["ranks"]) == 2
+        for k in sa["network"]:
+            assert torch.equal(sa["network"][k], sb["network"][k]), k
+        first = b.checkpoint(0)
+        assert first["cursor"]["step"] == 3
+    with RunStore.open(tmp_path / "part.h5", "a") as s:
+        with pytest.raises(NeurosimError, match="written by 2 process"):
+            runner("hlop_gradient", "bptt", "rate", store=s).run(resume=True)
+
+
+def check_small_batch():
+    r = runner("none", "bptt", "current")
+    r.batch_size = 95  # the last batch of 96 samples has one sample for two processes
+    r.run()
+
+
+def test_refusals():
+    with pytest.raises(NeurosimError, match="fewer than the 2 processes"):
+        distributed.launch(check_small_batch, 2)
+    with pytest.raises(NeurosimError, match="nproc must be a positive integer"):
+        distributed.launch(check_small_batch, 0)
+
+
+def test_single_process_helpers_are_identities():
+    t = torch.arange(3.0)
+    assert distributed.all_reduce(t) is t and torch.equal(t, torch.arange(3.0))
+    assert (distributed.rank(), distributed.world_size(), distributed.shard(7)) == (0, 1, slice(0, 7))
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1} and distributed.all_gather_object(5) == [5]
+
+
+def test_command_line_process_count_is_checked(tmp_path, capsys, monkeypatch):
+    from neurosim.cli.main import main
+
+    exp = tmp_path / "exp.toml"
+    exp.write_text('[model]\nname = "pmnist"\nn_in = 64\nhidden = 8\n[scenario]\ntasks = 1\n[training]\nsteps = 2\n')
+    assert main(["run", str(exp), "--nproc", "0", "--quiet"]) == 2
+    assert "nproc must be a positive integer, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    assert main(["run", str(exp), "--nproc", "2", "--quiet"]) == 2
+    assert "--nproc and torchrun both start processes" in capsys.readouterr().err
+    assert not (tmp_path / "exp.h5").exists()
