@@ -5,15 +5,17 @@ inhibitory ones (a = 0.02 + 0.08 r, b = 0.25 - 0.05 r, c = -65, d = 2), r ~ U(0,
 all-to-all synapses including self-connections, weight 0.5 U(0, 1) from E and -U(0, 1) from I,
 times 1000 / N (the published code's weights are for N = 1000 neurons; ``scale_weights=False``
 keeps them unscaled); v0 = -65 mV, u0 = b v0; thalamic input 5 N(0, 1) to E and 2 N(0, 1) to I
-each step. A given instance (the weight matrix ``S``, the draws ``r``, the thalamic input) may
-replace the random draws.
+each step, drawn inside the run (the noise source ``"thalamic"``, :class:`neurosim.GaussianNoise`
+seeded with the network's seed: its stream is part of the run state, so a run resumed from a
+checkpoint draws what one long run would). A given instance (the weight matrix ``S``, the draws
+``r``, the thalamic input as a tensor) may replace the random draws.
 
 Order within a step: the recurrent projections deliver the previous step's spikes, the neuron
 integrates with them plus the step's thalamic input, then thresholds and resets (the neurons'
 ``"update_first"`` schedule). This is the original code's order (threshold, reset, synaptic
 input, update) with every spike reported one step earlier: its ``firings`` at step ``t + 1`` are
-neurosim's spikes of step ``t``. The update evaluates ``0.04 v^2`` as ``(0.04 v) v`` (see
-:mod:`neurosim.neurons.izhikevich`).
+neurosim's spikes of step ``t``. The update evaluates the published ``0.04 v^2`` with ``v^2``
+first (see :mod:`neurosim.neurons.izhikevich`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from neurosim.errors import NeurosimError
-from neurosim.network import Network
+from neurosim.network import GaussianNoise, Network
 from neurosim.reservoirs.builders import izhikevich_cells, izhikevich_reservoir, spike_events
 
 
@@ -44,8 +46,9 @@ def _check_sizes(n_exc, n_inh) -> int:
 
 
 def build_izhikevich2003(n_exc: int = 800, n_inh: int = 200, seed: int = 0, dtype: torch.dtype = torch.float64,
-                         *, weights=None, r=None, scale_weights: bool = True) -> Network:
-    """The network as population ``"neurons"`` (E first) with Sparse projections ``"exc"`` and ``"inh"``.
+                         *, weights=None, r=None, scale_weights: bool = True, thalamic: bool = True) -> Network:
+    """The network as population ``"neurons"`` (E first) with Sparse projections ``"exc"`` and ``"inh"``
+    and, with ``thalamic``, the noise source ``"thalamic"``.
 
     ``weights``: the published code's matrix ``S`` ``[N, N]`` (``S[i, j]`` from neuron ``j`` to ``i``;
     columns of E neurons >= 0, of I neurons <= 0) instead of the drawn one; ``r``: the ``N``
@@ -77,35 +80,31 @@ def build_izhikevich2003(n_exc: int = 800, n_inh: int = 200, seed: int = 0, dtyp
                 proj.weight.copy_(torch.as_tensor(np.abs(S[proj.post.numpy(), proj.pre.numpy()]), dtype=dtype))
             if scale != 1.0:
                 proj.weight.mul_(scale)
+    if thalamic:
+        std = torch.cat([torch.full((n_exc,), 5.0), torch.full((n_inh,), 2.0)])
+        net.add_noise("thalamic", "neurons", GaussianNoise(std=std, seed=seed))
     return net
-
-
-def thalamic_input(steps: int, n_exc: int, n_inh: int, generator: torch.Generator | None = None,
-                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """``[steps, 1, n_exc + n_inh]`` currents: 5 N(0, 1) for E neurons, 2 N(0, 1) for I neurons."""
-    exc = 5.0 * torch.randn(steps, 1, n_exc, generator=generator, dtype=dtype)
-    inh = 2.0 * torch.randn(steps, 1, n_inh, generator=generator, dtype=dtype)
-    return torch.cat([exc, inh], dim=-1)
 
 
 def run_izhikevich2003(duration_ms: int = 1000, seed: int = 0, n_exc: int = 800, n_inh: int = 200,
                        dtype: torch.dtype = torch.float64, *, weights=None, r=None, noise=None,
                        scale_weights: bool = True) -> Izhikevich2003Result:
     """Simulate ``duration_ms`` steps of 1 ms; the network (:func:`build_izhikevich2003`) and the
-    thalamic input are drawn from ``seed`` unless given (``noise``: ``[duration_ms, N]``)."""
+    thalamic input (drawn inside the run) come from ``seed`` unless given (``noise``:
+    ``[duration_ms, N]``, fed as the population's input instead)."""
     if isinstance(duration_ms, bool) or not isinstance(duration_ms, int) or duration_ms < 1:
         raise NeurosimError(f"duration_ms must be a positive integer (1 ms steps), got {duration_ms!r}")
     n = _check_sizes(n_exc, n_inh)
-    net = build_izhikevich2003(n_exc, n_inh, seed, dtype, weights=weights, r=r, scale_weights=scale_weights)
-    if noise is None:
-        drive = thalamic_input(duration_ms, n_exc, n_inh, torch.Generator().manual_seed(seed), dtype)
-    else:
+    inputs = None
+    if noise is not None:
         drive = torch.as_tensor(np.asarray(noise, dtype=np.float64), dtype=dtype)
         if drive.shape != (duration_ms, n):
             raise NeurosimError(f"noise must be [{duration_ms}, {n}] (one current per step and neuron), "
                                 f"got shape {tuple(drive.shape)}")
-        drive = drive.unsqueeze(1)
-    _, neurons = spike_events(net, duration_ms, inputs={"neurons": drive})
+        inputs = {"neurons": drive.unsqueeze(1)}
+    net = build_izhikevich2003(n_exc, n_inh, seed, dtype, weights=weights, r=r, scale_weights=scale_weights,
+                               thalamic=noise is None)
+    _, neurons = spike_events(net, duration_ms, inputs=inputs)
     exc = int((neurons < n_exc).sum())
     seconds = duration_ms / 1000.0
     return Izhikevich2003Result(int(neurons.size), exc / (n_exc * seconds), (neurons.size - exc) / (n_inh * seconds))

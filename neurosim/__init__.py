@@ -17,10 +17,11 @@ The subpackages ``datasets``, ``learning``, ``reservoirs``, ``plugins``, ``model
 from .errors import NeurosimError
 from .events import SpikeEvents
 from .kernels import compiled as _compiled, fused as _fused  # noqa: F401  (register the built-in fast paths)
-from .network import Network, Probe, RunResult
+from .network import GaussianNoise, Network, PoissonNoise, Probe, RunResult
 from .neurons import (ALIF, DSR, LI, LIF, AdaptiveThresholdLIF, AdaptiveThresholdLIFParameters, ALIFParameters,
                       Izhikevich, IzhikevichParameters, LIFParameters, LIParameters, Population, surrogate)
 from .projections import Chain, Conv2d, Delayed, Dense, Projection, Sparse
+from .projections.plasticity import STDPParameters
 from .learning import EProp, FORCE, STDP, ThreeFactor
 from .datasets import Dataset, Split, digits, fsdd, generated, idx_dataset, lag_task, standardised
 from .continual import (BPTT, Continual, ContinualResult, EPropLearner, Plugin, Scenario, Task, ThreeFactorLearner,
@@ -30,12 +31,12 @@ from . import datasets, learning, models, plugins, reservoirs, runs
 from .version import __version__
 
 __all__ = [
-    "NeurosimError", "SpikeEvents", "Network", "Probe", "RunResult", "Population", "LIF", "LIFParameters", "ALIF",
-    "ALIFParameters", "AdaptiveThresholdLIF", "AdaptiveThresholdLIFParameters", "DSR", "Izhikevich",
-    "IzhikevichParameters", "LI", "LIParameters", "surrogate", "Projection",
-    "Dense", "Sparse", "Conv2d", "Delayed", "Chain", "STDP", "ThreeFactor", "EProp", "FORCE", "Dataset", "Split",
-    "digits", "standardised", "generated", "idx_dataset", "fsdd", "lag_task", "BPTT", "ThreeFactorLearner",
-    "EPropLearner", "Continual", "ContinualResult", "Plugin", "available_plugins", "create_plugin", "Scenario",
-    "Task", "permuted", "split", "RunStore", "datasets", "learning", "reservoirs", "plugins", "models", "runs",
-    "__version__",
+    "NeurosimError", "SpikeEvents", "Network", "Probe", "RunResult", "GaussianNoise", "PoissonNoise", "Population",
+    "LIF", "LIFParameters", "ALIF", "ALIFParameters", "AdaptiveThresholdLIF", "AdaptiveThresholdLIFParameters", "DSR",
+    "Izhikevich", "IzhikevichParameters", "LI", "LIParameters", "surrogate", "Projection",
+    "Dense", "Sparse", "Conv2d", "Delayed", "Chain", "STDP", "STDPParameters", "ThreeFactor", "EProp", "FORCE",
+    "Dataset", "Split", "digits", "standardised", "generated", "idx_dataset", "fsdd", "lag_task", "BPTT",
+    "ThreeFactorLearner", "EPropLearner", "Continual", "ContinualResult", "Plugin", "available_plugins",
+    "create_plugin", "Scenario", "Task", "permuted", "split", "RunStore", "datasets", "learning", "reservoirs",
+    "plugins", "models", "runs", "__version__",
 ]

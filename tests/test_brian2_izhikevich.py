@@ -8,11 +8,11 @@ expression is written), and the scheme amplifies such last-digit differences (th
 ``v`` in a spike step feeds ``u``) into different spike steps within a few hundred milliseconds.
 In the same order the two agree bit for bit.
 
-``schedule="update_first"`` is Brian2's default schedule (update, threshold, reset) with
-``(0.04 v) v``; ``schedule="threshold_first"`` is the order of Izhikevich's ``net.m`` (threshold on
-the previous step's state, reset, update), which Brian2 runs with the network schedule
-``thresholds, resets, groups``, and its update is ``net.m``'s ``0.04*v^2 + 5*v + 140 - u + I``
-left to right, ``v^2`` first (Brian2 generates ``0.04 * (v ** 2)`` for it).
+Both schedules update with ``net.m``'s ``0.04*v^2 + 5*v + 140 - u + I`` left to right, ``v^2``
+first (Brian2 generates ``0.04 * (v ** 2)`` for it). ``schedule="update_first"`` is Brian2's
+default schedule (update, threshold, reset); ``schedule="threshold_first"`` is the order of
+Izhikevich's ``net.m`` (threshold on the previous step's state, reset, update), which Brian2 runs
+with the network schedule ``thresholds, resets, groups``.
 """
 import numpy as np
 import pytest
@@ -28,17 +28,6 @@ b2.prefs.codegen.target = "numpy"
 DURATION = 500.0  # ms
 ONSET = 50.0  # ms
 
-_HALF_STEP = """
-q = 0.04 * v
-q = q * v
-r = 5.0 * v
-q = q + r
-q = q + 140.0
-q = q - u
-q = q + I_in(t, i)
-q = h * q
-v = v + q
-"""
 _NETM_HALF_STEP = """
 q = 0.04 * v**2
 q = q + 5.0 * v
@@ -55,7 +44,7 @@ s = s - u
 s = g * s
 u = u + s
 """
-STEPS = {"update_first": _HALF_STEP + _HALF_STEP + _U_STEP, "threshold_first": _NETM_HALF_STEP * 2 + _U_STEP}
+STEP = _NETM_HALF_STEP * 2 + _U_STEP
 SCHEDULES = {"update_first": None, "threshold_first": ["start", "thresholds", "resets", "groups", "synapses", "end"]}
 
 
@@ -71,7 +60,7 @@ def brian2_izhikevich(a, b, c, d, current, dt, schedule="update_first"):
     group.a, group.b, group.c, group.d = a, b, c, d
     group.v = -65.0
     group.u = b * -65.0
-    group.run_regularly(STEPS[schedule], when="groups")
+    group.run_regularly(STEP, when="groups")
     state = b2.StateMonitor(group, ["v", "u"], record=True, when="end")
     spikes = b2.SpikeMonitor(group)
     net = b2.Network(group, state, spikes)
@@ -167,9 +156,8 @@ def ramp_and_pulses(dt, duration=1000.0):
 @pytest.mark.parametrize("cell_type", list(IZHIKEVICH_TYPES))
 def test_threshold_first_schedule_matches_brian2(cell_type, dt):
     """Each cell type under a slow ramp and a pulse train with net.m's schedule (threshold on the
-    previous step's state, reset, update with net.m's 0.04*v**2): identical spike steps (reported in
-    the step that detects them) and bit-identical v, u as Brian2 running that schedule. (With
-    neurosim's default (0.04 v) v instead, most of these runs part in their spike steps.)"""
+    previous step's state, reset, update): identical spike steps (reported in the step that detects
+    them) and bit-identical v, u as Brian2 running that schedule."""
     current = ramp_and_pulses(dt)
     n = current.shape[1]
     a, b, c, d = (np.full(n, value) for value in IZHIKEVICH_TYPES[cell_type])
@@ -182,3 +170,17 @@ def test_threshold_first_schedule_matches_brian2(cell_type, dt):
     np.testing.assert_array_equal(spikes, ref_spikes)
     np.testing.assert_array_equal(v, ref_v)
     np.testing.assert_array_equal(u, ref_u)
+
+
+@pytest.mark.parametrize("cell_type", ["RS", "CH", "FS"])
+def test_schedules_differ_by_one_step_of_reporting(cell_type):
+    """The two schedules compute the same trajectory: under a ramp and pulses every spike of
+    ``"threshold_first"`` is the spike of ``"update_first"`` one step later, and the state after a
+    step equals the other schedule's after its next reset."""
+    current = ramp_and_pulses(0.5)
+    runs = [neurosim_izhikevich(Izhikevich(2, cell_type=cell_type, schedule=s, dt=0.5, dtype=torch.float64), current)
+            for s in ("update_first", "threshold_first")]
+    (v_uf, _, z_uf), (v_tf, _, z_tf) = runs
+    assert z_uf.sum() >= 20
+    np.testing.assert_array_equal(z_tf[1:], z_uf[:-1])
+    np.testing.assert_array_equal(v_tf[~z_uf], v_uf[~z_uf])

@@ -1,4 +1,6 @@
 """The compiled no-gradient loop gives the results of the torch step loop: same spikes, same states."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,8 @@ def compiled_calls(monkeypatch):
     calls = []
     original = neurosim.kernels.compiled.try_run_compiled
 
-    def spy(*args):
-        done = original(*args)
+    def spy(*args, **kwargs):
+        done = original(*args, **kwargs)
         calls.append(done is not None)
         return done
 
@@ -47,7 +49,12 @@ def assert_same(torch_run, compiled_run, exact=True):
             assert torch.equal(rec, compiled_run.probes[name]), name
         else:
             same(rec, compiled_run.probes[name])
-    for name, (st, z) in torch_run.state.items():
+    for name, value in torch_run.state.items():
+        if name.startswith(("plasticity:", "noise:")):
+            assert all(torch.equal(a, b) for a, b in zip(value, compiled_run.state[name])) if isinstance(value, tuple) \
+                else value == compiled_run.state[name], name
+            continue
+        st, z = value
         st2, z2 = compiled_run.state[name]
         assert type(st) is type(st2)
         for a, b in zip(st, st2):
@@ -245,20 +252,32 @@ def test_unsupported_configurations_run_on_torch(compiled_calls):
     lambda: LIF(30, method="euler", tau_mem=20.0, v_th=1.0),
     lambda: LIF(30, tau_ref=torch.linspace(0.0, 3.0, 30), v_th=1.0),
     lambda: LIF(30, tau_syn_exc=torch.full((30,), 5.0), v_th=1.0),
-    lambda: Izhikevich(30, schedule="threshold_first"),
-], ids=["lif_euler", "lif_per_neuron_refractory", "lif_per_neuron_synapse", "izhikevich_threshold_first"])
+], ids=["lif_euler", "lif_per_neuron_refractory", "lif_per_neuron_synapse"])
 def test_configurations_the_kernels_do_not_compute_run_on_torch(make, compiled_calls):
-    """An integration method, schedule or per-neuron parameter outside the compiled kernel's runs the
-    torch step loop (the kernel would compute a different model)."""
+    """An integration method or per-neuron parameter outside the compiled kernel's: the kernel
+    declines it (it would compute a different model) and the torch step loop runs."""
     pop = make()
     net = Network(dt=0.5)
     net.add("r", pop)
     net.connect("r", "r", Sparse(30, 30, p=0.2, weight=0.5, seed=0))
-    scale = 20.0 if isinstance(pop, Izhikevich) else 3.0
-    ref, out = run_both(net, {"r": scale * torch.rand(200, 1, 30, generator=torch.Generator().manual_seed(0))},
+    ref, out = run_both(net, {"r": 3.0 * torch.rand(200, 1, 30, generator=torch.Generator().manual_seed(0))},
                         outputs=["r"])
-    assert compiled_calls == []  # not even tried
+    assert compiled_calls == [False]  # tried, declined
     assert ref.outputs["r"].sum() > 0
+    assert_same(ref, out)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_izhikevich_threshold_first_schedule(batch, compiled_calls):
+    """net.m's schedule (threshold on the previous step's state, reset, update) in the compiled loop."""
+    net = izhikevich_net(torch.float64, dense=False, n=100, seed=3)
+    net.populations["r"].set_params(dataclasses.replace(net.populations["r"].params, schedule="threshold_first"))
+    net.probe("r", "v", stride=2)
+    net.probe("r", "u")
+    ref, out = run_both(net, {"r": thalamic(300, batch, 100, seed=4)}, outputs=["r"])
+    assert compiled_calls == [True]
+    assert ref.outputs["r"].sum() > 50
+    assert (ref.probes["r_v"] > 30).any()  # a spike step leaves v above the peak until the next step
     assert_same(ref, out)
 
 

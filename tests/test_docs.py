@@ -126,6 +126,7 @@ README = ROOT / "README.md"
 #: Scaled-down versions of the README's long examples: what is replaced by what (each must be found).
 FAST = {
     "ns.digits()": {"n_tasks=5": "n_tasks=2", "epochs=20": "epochs=1"},
+    "net.plasticity(": {"lif_reservoir(10_000": "lif_reservoir(1_000", "steps=100_000": "steps=2_000"},
 }
 
 

@@ -158,7 +158,7 @@ def test_lif_outside_the_fused_kernel_runs_the_step_loop(option):
     the step loop (the fused kernel would give the exact method's spikes)."""
     x, v0, cz, cv = inputs(torch.float64, scale=2.0)
     pop = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **option)
-    assert not pop.kernel_supported
+    assert not lif_supported(pop.params, pop.dt, pop.spike_fn, x, v0)
     assert_same(run(pop, x, v0, cz, cv, True), run(pop, x, v0, cz, cv, False))
     if "method" in option:
         exact = LIF(N, dt=1.0, tau_mem=5.0, dtype=torch.float64, **{k: v for k, v in option.items() if k != "method"})

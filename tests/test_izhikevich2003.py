@@ -57,7 +57,7 @@ def test_network_structure():
 
 def published_loop(n_exc, n_inh, steps, rng):
     """The published code transcribed (its draws from ``rng``, weights scaled by 1000 / N, threshold
-    ``v >= 30``), with the product ``(0.04 v) v`` as neurosim evaluates it; returns the instance
+    ``v >= 30``, ``0.04 v^2`` with ``v^2`` first); returns the instance
     ``(r, S, noise)`` and the ``firings`` raster ``[steps, N]`` (step ``t`` tests the state after ``t - 1``)."""
     n = n_exc + n_inh
     r = np.r_[rng.random(n_exc), rng.random(n_inh)]
@@ -78,8 +78,8 @@ def published_loop(n_exc, n_inh, steps, rng):
         v[fired] = c[fired]
         u[fired] += d[fired]
         i = noise[t] + scaled[:, fired].sum(axis=1)
-        v = v + 0.5 * (0.04 * v * v + 5.0 * v + 140.0 - u + i)
-        v = v + 0.5 * (0.04 * v * v + 5.0 * v + 140.0 - u + i)
+        v = v + 0.5 * (0.04 * v ** 2 + 5.0 * v + 140.0 - u + i)
+        v = v + 0.5 * (0.04 * v ** 2 + 5.0 * v + 140.0 - u + i)
         u = u + a * (b * v - u)
     return r, s, noise, firings
 
@@ -91,7 +91,7 @@ def test_given_instance_spikes_as_the_published_loop_one_step_earlier(n_exc, n_i
     records it; the spikes of the last step are the loop's firings of the step after its end."""
     steps = 1000
     r, s, noise, firings = published_loop(n_exc, n_inh, steps, np.random.default_rng(5))
-    net = build_izhikevich2003(n_exc, n_inh, weights=s, r=r)
+    net = build_izhikevich2003(n_exc, n_inh, weights=s, r=r, thalamic=False)
     t_ns, i_ns = spike_events(net, steps, inputs={"neurons": torch.as_tensor(noise).unsqueeze(1)})
     raster = np.zeros((steps, n_exc + n_inh), dtype=bool)
     raster[t_ns, i_ns] = True

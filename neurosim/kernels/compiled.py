@@ -3,252 +3,389 @@
 A single spiking population (:class:`~neurosim.neurons.LIF` or
 :class:`~neurosim.neurons.Izhikevich`) with its recurrent :class:`~neurosim.projections.Sparse`
 and :class:`~neurosim.projections.Dense` projections runs its whole time loop in one numba
-kernel. Each step, for each sample:
+kernel. The neurons are cut into ranges, one per thread (:func:`ranges`); each step, for each
+sample, the thread of a range:
 
-1. the spikes of the previous step are propagated event-driven: for every neuron that spiked,
-   its outgoing weights (CSR over presynaptic neurons, int32 targets; a Dense projection is a CSR
-   holding every entry) are added to that projection's input row;
-2. the external drive and the projection rows of each synaptic channel are summed in the order
-   of :meth:`Network._run_loop <neurosim.network.Network._run_loop>` (drive first, then the
-   projections in connection order, each row summed over presynaptic neurons in ascending order);
-3. one fused loop over the neurons applies the model's step with the arithmetic of its torch step
-   function in the same order, with the same constants (computed by the same Python code), so
-   results agree with the torch path to the last bit (Dense rows are summed in another order
-   than torch's reduction, so they agree to rounding);
-4. the neurons that spiked are listed, recorded as events if asked, and probes copy state rows;
-   event probes get these events as they are, dense spike probes a tensor built from them.
+1. propagates the spikes of the previous step event-driven into its range: for every neuron that
+   spiked (in ascending order), the outgoing weights whose targets lie in the range (CSR over
+   presynaptic neurons sorted by target; a Dense projection is a CSR holding every synapse of its
+   mask) are added to that projection's input row. Synapse indices and targets are unsigned, so
+   that numba reads them without its negative-index check;
+2. runs the STDP pathways of plastic projections for those spikes, on the synapses onto its range
+   (:mod:`neurosim.projections.plasticity`; the weights delivered in step 1 are those before the
+   change, as Brian2's ``on_pre`` delivers before it changes ``w``);
+3. sums, per synaptic channel, the external drive, the noise drawn for the step
+   (:mod:`neurosim.kernels.noise`) and the projection rows in the order of
+   :meth:`Network._run_loop <neurosim.network.Network._run_loop>`;
+4. applies the model's step to its neurons with the arithmetic of the model's torch step
+   function, in the same order and with the same constants (computed by the same Python code),
+   then updates the presynaptic STDP traces and lists the neurons that spiked.
 
-Kernels are specialised by numba on argument types: an optional feature passed as ``None``
-(synaptic currents, refractoriness, a drive, a probe) is removed at compile time, and a
-parameter is a scalar shared by all neurons or a per-neuron array. Compiled code is cached on
-disk (``cache=True``), so only the first run of a configuration ever pays for compilation.
+Then the spikes of all ranges are recorded as events (ranges in order, so ascending), and probes
+copy state rows. Each target's input is summed in the same order whatever the number of ranges,
+so results do not depend on the number of threads; they agree with the torch path to the last
+bit (Dense rows are summed in another order than torch's reduction, so they agree to rounding).
 
-These are the ``loop`` fast paths of LIF and Izhikevich and the ``synapses`` layouts of Sparse and
-Dense in :mod:`neurosim.kernels.registry`; another model plugs in by registering its own.
+Threads: a network of fewer than :data:`PARALLEL_NEURONS` neurons (times samples) runs on one
+thread, a larger one on ``min(torch.get_num_threads(), numba.get_num_threads())`` unless the
+caller asks for a number. Kernels are specialised by numba on argument types: an optional
+feature passed as ``None`` (synaptic currents, refractoriness, a drive, noise, plasticity, a
+probe) is removed at compile time, and a parameter is a scalar shared by all neurons or a
+per-neuron array. Compiled code is cached on disk (``cache=True``), so only the first run of a
+configuration ever pays for compilation.
+
+A model joins by a :class:`LoopKernel`: the time loop compiled around its njit update
+``update(args, states, b, lo, hi, src_exc, src_inh, zb)``, which steps neurons ``lo <= i < hi``
+of sample ``b`` (input ``src_exc[i]`` and ``src_inh[i]``, which it sets to zero; spike
+``zb[i]``) with the parameter arguments ``args`` (:func:`loop_kernels`); the ``loop`` fast paths
+of LIF and Izhikevich and the ``synapses`` layouts of Sparse and Dense in
+:mod:`neurosim.kernels.registry` are built so.
 """
 from __future__ import annotations
 
 import math
+import types as pytypes
 import weakref
 from typing import Callable, NamedTuple
 
+import numba
 import numpy as np
 import torch
-from numba import njit
-from numba.core import types
-from numba.extending import overload
+from numba import literal_unroll, njit, prange
 
 from ..progress import progress_bar
 from ..events import SpikeEvents
 from ..neurons.izhikevich import Izhikevich
 from ..neurons.lif import LIF, decay, refractory_steps, synaptic_gain
 from ..projections.dense import Dense
+from ..projections.plasticity import STDPParameters, stdp_bounds
 from ..projections.sparse import Sparse
+from .noise import noise_value
+from .per_neuron import at, part
 from .registry import lookup, register
 
+#: Populations (neurons times samples) from this size on run on several threads.
+PARALLEL_NEURONS = 20000
+_ALIGN = 64  # range boundaries are multiples of this (whole 64-bit words of spike flags)
 
-def _at(p, i):
-    """``p[i]`` for a per-neuron array, ``p`` for a value shared by all neurons."""
-    return p[i] if isinstance(p, np.ndarray) else p
 
-
-@overload(_at, inline="always")
-def _at_impl(p, i):
-    if isinstance(p, types.Array):
-        return lambda p, i: p[i]
-    return lambda p, i: p
-
+# -- the steps of one range ------------------------------------------------------------------
 
 @njit(cache=True)
-def _propagate(rec, indptr, post, w, spk, count):
-    """Adds to ``rec[k]`` the outgoing weights in projection ``k`` (CSR ``indptr[k], post[k], w[k]``)
-    of the ``count`` neurons listed in ``spk``."""
+def _deliver(rec, post, w, split, spk, count, bounds, r):
+    """Adds to ``rec[k]`` the weights of projection ``k`` from the neurons listed in ``spk`` (range
+    ``rr``'s list at ``spk[bounds[rr]:]``, ``count[rr]`` long) onto targets in range ``r``
+    (synapses ``split[k][j, r] <= q < split[k][j, r + 1]`` of neuron ``j``)."""
     for k in range(rec.shape[0]):
-        row, ptr, targets, weights = rec[k], indptr[k], post[k], w[k]
-        for s in range(count):
-            j = spk[s]
-            for q in range(ptr[j], ptr[j + 1]):
-                row[targets[q]] += weights[q]
+        row, targets, weights, cut = rec[k], post[k], w[k], split[k]
+        for rr in range(count.size):
+            base = bounds[rr]
+            for s in range(count[rr]):
+                j = spk[base + s]
+                for q in range(cut[j, r], cut[j, r + 1]):
+                    row[targets[q]] += weights[q]
 
 
 @njit(cache=True)
-def _fold(drive, t, b, rows, rec, dst):
-    """``dst = drive[t, b] + rec[rows[0]] + rec[rows[1]] + ...`` summed left to right; clears those rows.
+def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, colsyn, colpre, sgn):
+    """The pathways of one plastic projection for the spikes listed in ``spk`` (as :func:`_deliver`),
+    on the synapses onto neurons ``lo <= i < hi``: decay of the postsynaptic trace ``y``, the
+    presynaptic pathway (``w += y[i]``, clipped), the postsynaptic spikes into ``y``, the
+    postsynaptic pathway (``w += x[j]``, clipped; the synapses onto ``i`` listed by ``colsyn``, their
+    presynaptic neurons by ``colpre``, so that only the weights are read out of order).
+    ``prm``: ``lambda_pre, lambda_post, A+, A-, low, high``; ``sgn``: the presynaptic signs, the
+    weight being ``sgn[j] * magnitude`` (all 1 without Dale's law)."""
+    lam_post, a_minus, low, high = prm[1], prm[3], prm[4], prm[5]
+    own = y[lo:hi]
+    for i in range(hi - lo):
+        own[i] = lam_post * own[i]
+    for rr in range(count.size):
+        base = bounds[rr]
+        for s in range(count[rr]):
+            j = spk[base + s]
+            g = sgn[j]
+            for q in range(split[j, r], split[j, r + 1]):
+                m = w[q] * g + y[post[q]]
+                w[q] = min(max(m, low), high) * g
+    base = bounds[r]
+    for s in range(count[r]):
+        i = spk[base + s]
+        y[i] = y[i] - a_minus
+        for p in range(colptr[i], colptr[i + 1]):
+            q, j = colsyn[p], colpre[p]
+            g = sgn[j]
+            m = w[q] * g + x[j]
+            w[q] = min(max(m, low), high) * g
 
-    ``drive`` is ``[T or 1, B or 1, n]`` (broadcast over time / samples), or ``None`` (then at
-    least two rows).
-    """
+
+@njit(cache=True)
+def _fold(drive, t, b, rows, rec, dst, lo, hi, keys, step, kind, p1, p2):
+    """``dst[i] = drive[t, b, i] + noise_i + rec[rows[0], i] + ...`` for ``lo <= i < hi``, summed
+    left to right; clears those rows. ``drive`` is ``[T or 1, B or 1, n]`` (broadcast over time /
+    samples) or ``None``; the noise (``keys`` not None) is rounded to the dtype before it is added."""
     n = dst.size
-    if drive is None:
-        first = rec[rows[0]]
-        for i in range(n):
-            dst[i] = first[i]
-            first[i] = 0
-        for r in rows[1:]:
-            row = rec[r]
-            for i in range(n):
-                dst[i] = dst[i] + row[i]
-                row[i] = 0
-    else:
-        src = drive[t if drive.shape[0] > 1 else 0, b if drive.shape[1] > 1 else 0]
-        for i in range(n):
-            dst[i] = src[i]
-        for r in rows:
-            row = rec[r]
-            for i in range(n):
-                dst[i] = dst[i] + row[i]
-                row[i] = 0
+    out = dst[lo:hi]
+    first = 0
+    if keys is not None:
+        key, base = keys[b], step * n + lo
+        p1, p2 = part(p1, lo, hi), part(p2, lo, hi)
+        for i in range(hi - lo):
+            out[i] = noise_value(kind, key, base + i, p1, p2, i)
+    if drive is not None:
+        src = drive[t if drive.shape[0] > 1 else 0, b if drive.shape[1] > 1 else 0, lo:hi]
+        if keys is not None:
+            for i in range(hi - lo):
+                out[i] = src[i] + out[i]
+        else:
+            for i in range(hi - lo):
+                out[i] = src[i]
+    elif keys is None:
+        row = rec[rows[0], lo:hi]
+        for i in range(hi - lo):
+            out[i] = row[i]
+            row[i] = 0
+        first = 1
+    for r in rows[first:]:
+        row = rec[r, lo:hi]
+        for i in range(hi - lo):
+            out[i] = out[i] + row[i]
+            row[i] = 0
 
 
 @njit(cache=True)
-def _spiked(zb, zw, out):
-    """Writes to ``out`` the indices ``i`` with ``zb[i] != 0`` in ascending order (``zw``: ``zb`` as
-    64-bit words, to skip silent neurons eight at a time); returns their number."""
+def _traces(lo, hi, zb, prm, x, out):
+    """The presynaptic STDP trace after the step's spikes: ``out = lambda_pre x + A+ s``."""
+    lam_pre, a_plus = prm[0], prm[2]
+    x, out, z = x[lo:hi], out[lo:hi], zb[lo:hi]
+    for i in range(hi - lo):
+        out[i] = lam_pre * x[i] + a_plus if z[i] else lam_pre * x[i]
+
+
+@njit(cache=True)
+def _spiked(zb, zw, lo, hi, out):
+    """Writes to ``out[lo:]`` the indices ``lo <= i < hi`` with ``zb[i] != 0`` in ascending order
+    (``zw``: ``zb`` as 64-bit words, to skip silent neurons eight at a time); returns their number."""
     c = 0
-    for k in range(zw.size):
+    for k in range(lo // 8, (hi + 7) // 8):
         if zw[k] != 0:
             for i in range(8 * k, 8 * k + 8):
                 if zb[i]:
-                    out[c] = i
+                    out[lo + c] = i
                     c += 1
     return c
 
 
-@njit(cache=True)
-def _record(t, b, spk, count, ev_idx, ev_ptr, nb):
-    """Appends the ``count`` spikes of sample ``b`` at step ``t`` to the event list."""
-    e = ev_ptr[t * nb + b]
-    ev_idx[e:e + count] = spk[:count]
-    ev_ptr[t * nb + b + 1] = e + count
+# -- model updates ----------------------------------------------------------------------------
+
+class LIFArgs(NamedTuple):
+    """Parameter arguments of :func:`lif_range` (see :func:`_lif_args`)."""
+
+    v_leak: object
+    beta: object
+    one_minus_beta: object
+    kappa_exc: object
+    kappa_inh: object
+    decay_exc: object
+    decay_inh: object
+    v_th: object
+    n_ref: object
+    subtract: object
+    v_after: object
 
 
 @njit(cache=True)
-def _probe(out, stride, t, b, row):
-    """Copies ``row`` into ``out[t // stride, b]`` when ``t`` is a multiple of ``stride``."""
-    if t % stride == 0:
-        out[t // stride, b] = row
-
-
-@njit(cache=True)
-def _lif_kernel(t0, t1, v, i_exc, i_inh, refrac,
-                v_leak, beta, one_minus_beta, kappa_exc, kappa_inh, decay_exc, decay_inh, v_th, n_ref,
-                subtract, v_after,
-                exc, fold_exc, src_exc, inh, fold_inh, src_inh, rec, indptr, post, w,
-                spk, count, zb, zw, ev_idx, ev_ptr,
-                out_v, stride_v, out_i_exc, stride_i_exc, out_i_inh, stride_i_inh, out_refrac, stride_refrac):
-    """LIF steps ``t0 <= t < t1`` (see :mod:`neurosim.neurons.lif`), state ``[B, n]`` updated in place.
+def lif_range(v, i_exc, i_inh, refrac, src_exc, src_inh, zb, v_leak, beta, one_minus_beta, kappa_exc, kappa_inh,
+              decay_exc, decay_inh, v_th, n_ref, subtract, v_after):
+    """LIF step of the neurons of the rows ``v, i_exc, i_inh, refrac`` (updated in place; see
+    :mod:`neurosim.neurons.lif`), per-neuron parameters cut to the same neurons.
 
     Membrane: ``v_leak + (v - v_leak) beta + x`` (jump input), ``+ one_minus_beta x`` (current
     input) or, with synapses, ``+ i_exc kappa_exc (+ i_inh kappa_inh)`` after the input was
     added to the currents, which then decay by ``decay_exc`` / ``decay_inh``. With ``n_ref`` a
     spike holds the membrane ``n_ref - 1`` steps. Spike ``v - v_th > 0``; reset ``v - v_after``
     with ``subtract`` (``v_after = v_th - v_reset``), else ``v = v_after`` (``v_reset``).
-    Returns the step reached: ``t1``, or earlier when the event buffer ``ev_idx`` could overflow
-    during the next step.
     """
-    nb, n = v.shape
-    for t in range(t0, t1):
-        if ev_idx is not None:
-            if ev_ptr[t * nb] + nb * n > ev_idx.size:
-                return t
-        for b in range(nb):
-            _propagate(rec, indptr, post, w, spk[b], count[b])
-            if fold_exc is not None:
-                _fold(exc, t, b, fold_exc, rec, src_exc)
-            if fold_inh is not None:
-                _fold(inh, t, b, fold_inh, rec, src_inh)
-            vb, rb = v[b], refrac[b]
-            ieb, iib = i_exc[b], i_inh[b]
-            for i in range(n):
-                x = src_exc[i]
-                src_exc[i] = 0
-                vo = vb[i]
-                vl = _at(v_leak, i)
-                if kappa_exc is None:
-                    if one_minus_beta is None:
-                        vn = vl + (vo - vl) * _at(beta, i) + x
-                    else:
-                        vn = vl + (vo - vl) * _at(beta, i) + _at(one_minus_beta, i) * x
-                else:
-                    ie = ieb[i] + x
-                    if kappa_inh is None:
-                        syn = ie * _at(kappa_exc, i)
-                    else:
-                        ii = iib[i] + src_inh[i]
-                        src_inh[i] = 0
-                        syn = ie * _at(kappa_exc, i) + ii * _at(kappa_inh, i)
-                        iib[i] = ii * decay_inh
-                    vn = vl + (vo - vl) * _at(beta, i) + syn
-                    ieb[i] = ie * decay_exc
-                if n_ref is None:
-                    s = vn - _at(v_th, i) > 0
-                else:
-                    r = max(rb[i] - 1, 0)
-                    active = r == 0
-                    vn = vn if active else vo
-                    s = (vn - _at(v_th, i) > 0) & active
-                    rb[i] = n_ref if s else r
-                if subtract is None:
-                    vb[i] = _at(v_after, i) if s else vn
-                else:
-                    vb[i] = vn - _at(v_after, i) if s else vn
-                zb[i] = s
-            count[b] = _spiked(zb, zw, spk[b])
-            if ev_idx is not None:
-                _record(t, b, spk[b], count[b], ev_idx, ev_ptr, nb)
-            if out_v is not None:
-                _probe(out_v, stride_v, t, b, vb)
-            if out_i_exc is not None:
-                _probe(out_i_exc, stride_i_exc, t, b, ieb)
-            if out_i_inh is not None:
-                _probe(out_i_inh, stride_i_inh, t, b, iib)
-            if out_refrac is not None:
-                _probe(out_refrac, stride_refrac, t, b, rb)
-    return t1
+    for i in range(v.size):
+        x = src_exc[i]
+        src_exc[i] = 0
+        vo = v[i]
+        vl = at(v_leak, i)
+        if kappa_exc is None:
+            if one_minus_beta is None:
+                vn = vl + (vo - vl) * at(beta, i) + x
+            else:
+                vn = vl + (vo - vl) * at(beta, i) + at(one_minus_beta, i) * x
+        else:
+            ie = i_exc[i] + x
+            if kappa_inh is None:
+                syn = ie * at(kappa_exc, i)
+            else:
+                ii = i_inh[i] + src_inh[i]
+                src_inh[i] = 0
+                syn = ie * at(kappa_exc, i) + ii * at(kappa_inh, i)
+                i_inh[i] = ii * decay_inh
+            vn = vl + (vo - vl) * at(beta, i) + syn
+            i_exc[i] = ie * decay_exc
+        if n_ref is None:
+            s = vn - at(v_th, i) > 0
+        else:
+            r = max(refrac[i] - 1, 0)
+            active = r == 0
+            vn = vn if active else vo
+            s = (vn - at(v_th, i) > 0) & active
+            refrac[i] = n_ref if s else r
+        if subtract is None:
+            v[i] = at(v_after, i) if s else vn
+        else:
+            v[i] = vn - at(v_after, i) if s else vn
+        zb[i] = s
+
+
+class IzhikevichArgs(NamedTuple):
+    """Parameter arguments of :func:`izhikevich_range` (see :func:`_izhikevich_args`)."""
+
+    h: object
+    k_sq: object
+    k_lin: object
+    k_const: object
+    dt_a: object
+    b: object
+    c: object
+    d: object
+    v_peak: object
+    threshold_first: object
 
 
 @njit(cache=True)
-def _izhikevich_kernel(t0, t1, v, u, h, k_sq, k_lin, k_const, dt_a, b_, c, d, v_peak,
-                       exc, fold_exc, src_exc, rec, indptr, post, w,
-                       spk, count, zb, zw, ev_idx, ev_ptr,
-                       out_v, stride_v, out_u, stride_u):
-    """Izhikevich steps ``t0 <= t < t1`` (see :mod:`neurosim.neurons.izhikevich`), state updated in place.
+def izhikevich_range(v, u, src_exc, zb, h, k_sq, k_lin, k_const, dt_a, b, c, d, v_peak, threshold_first):
+    """Izhikevich step of the neurons of the rows ``v, u`` (updated in place; see
+    :mod:`neurosim.neurons.izhikevich`), per-neuron parameters cut to the same neurons.
 
-    Two half steps ``v += h (k_sq v v + k_lin v + k_const - u + x)``, then
-    ``u += dt_a (b v - u)``; a spike ``v - v_peak > 0`` sets ``v = c`` and ``u += d``.
-    Returns the step reached, as :func:`_lif_kernel`.
+    Two half steps ``v += h (k_sq (v v) + k_lin v + k_const - u + x)``, then
+    ``u += dt_a (b v - u)``; a spike ``v - v_peak > 0`` sets ``v = c`` and ``u += d``: after the
+    update, or with ``threshold_first`` on the state before it.
     """
-    nb, n = v.shape
+    for i in range(v.size):
+        x = src_exc[i]
+        src_exc[i] = 0
+        vo = v[i]
+        uo = u[i]
+        if threshold_first is not None:
+            s = vo - at(v_peak, i) > 0
+            if s:
+                vo = at(c, i)
+                uo = uo + at(d, i)
+        vv = vo + h * (k_sq * (vo * vo) + k_lin * vo + k_const - uo + x)
+        vv = vv + h * (k_sq * (vv * vv) + k_lin * vv + k_const - uo + x)
+        uu = uo + at(dt_a, i) * (at(b, i) * vv - uo)
+        if threshold_first is None:
+            s = vv - at(v_peak, i) > 0
+            v[i] = at(c, i) if s else vv
+            u[i] = uu + at(d, i) if s else uu
+        else:
+            v[i] = vv
+            u[i] = uu
+        zb[i] = s
+
+
+@njit(cache=True)
+def _lif_update(a, states, b, lo, hi, src_exc, src_inh, zb):
+    """:func:`lif_range` on neurons ``lo <= i < hi`` of sample ``b``. The rows are cut to the range
+    and indexed from 0, which lets the compiler drop numba's negative-index checks and vectorise."""
+    lif_range(states[0][b, lo:hi], states[1][b, lo:hi], states[2][b, lo:hi], states[3][b, lo:hi], src_exc[lo:hi],
+              part(src_inh, lo, hi), zb[lo:hi], part(a.v_leak, lo, hi), part(a.beta, lo, hi), part(a.one_minus_beta, lo, hi),
+              part(a.kappa_exc, lo, hi), part(a.kappa_inh, lo, hi), a.decay_exc, a.decay_inh, part(a.v_th, lo, hi),
+              a.n_ref, a.subtract, part(a.v_after, lo, hi))
+
+
+@njit(cache=True)
+def _izhikevich_update(a, states, b, lo, hi, src_exc, src_inh, zb):
+    """:func:`izhikevich_range` on neurons ``lo <= i < hi`` of sample ``b`` (as :func:`_lif_update`)."""
+    izhikevich_range(states[0][b, lo:hi], states[1][b, lo:hi], src_exc[lo:hi], zb[lo:hi], a.h, a.k_sq, a.k_lin,
+                     a.k_const, part(a.dt_a, lo, hi), part(a.b, lo, hi), part(a.c, lo, hi), part(a.d, lo, hi),
+                     part(a.v_peak, lo, hi), a.threshold_first)
+
+
+# -- the time loop ----------------------------------------------------------------------------
+
+def update(args, states, b, lo, hi, src_exc, src_inh, zb):
+    """The model update that :func:`_steps` calls: each model's copy of it binds its own
+    (:func:`loop_kernels`)."""
+    raise NotImplementedError("a model's update is bound by loop_kernels")
+
+
+def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_inh, src_inh,
+           keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, colpre, sgn,
+           spk, count, zb, zw, bounds, ev_idx, ev_ptr):
+    """Steps ``t0 <= t < t1`` (module docstring) with the model's ``update``, a global name bound
+    per model by :func:`loop_kernels`. ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
+    the spikes of step ``t`` by range; ``stdp[k]`` (None without plasticity) holds the parameters
+    of projection ``k`` (empty when it is not plastic), ``x_tr[k][t % 2]`` its presynaptic trace
+    after step ``t`` (read by the other threads during step ``t + 1``), ``y_tr[k]`` its
+    postsynaptic trace.
+    Returns the step reached: ``t1``, or earlier when the event buffer ``ev_idx`` could overflow
+    during the next step."""
+    nb, n = count.shape[1], src_exc.size
+    ranges = bounds.size - 1
     for t in range(t0, t1):
         if ev_idx is not None:
             if ev_ptr[t * nb] + nb * n > ev_idx.size:
                 return t
+        cur, prev = t % 2, (t + 1) % 2
+        for r in prange(ranges):
+            lo, hi = bounds[r], bounds[r + 1]
+            for b in range(nb):
+                spk_prev, count_prev = spk[prev, b], count[prev, b]
+                _deliver(rec, post, w, split, spk_prev, count_prev, bounds, r)
+                if stdp is not None:
+                    for k in range(len(w)):
+                        if stdp[k].size:
+                            _stdp(lo, hi, r, spk_prev, count_prev, bounds, post[k], w[k], split[k], stdp[k],
+                                  x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], colpre[k], sgn[k])
+                if fold_exc is not None:
+                    _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
+                if fold_inh is not None:
+                    _fold(inh, t, b, fold_inh, rec, src_inh, lo, hi, None, 0, 0, 0.0, 0.0)
+                update(args, states, b, lo, hi, src_exc, src_inh, zb)
+                if stdp is not None:
+                    for k in range(len(w)):
+                        if stdp[k].size:
+                            _traces(lo, hi, zb, stdp[k], x_tr[k][prev], x_tr[k][cur])
+                count[cur, b, r] = _spiked(zb, zw, lo, hi, spk[cur, b])
         for b in range(nb):
-            _propagate(rec, indptr, post, w, spk[b], count[b])
-            if fold_exc is not None:
-                _fold(exc, t, b, fold_exc, rec, src_exc)
-            vb, ub = v[b], u[b]
-            for i in range(n):
-                x = src_exc[i]
-                src_exc[i] = 0
-                vo = vb[i]
-                uo = ub[i]
-                vv = vo + h * (k_sq * vo * vo + k_lin * vo + k_const - uo + x)
-                vv = vv + h * (k_sq * vv * vv + k_lin * vv + k_const - uo + x)
-                uu = uo + _at(dt_a, i) * (_at(b_, i) * vv - uo)
-                s = vv - _at(v_peak, i) > 0
-                vb[i] = _at(c, i) if s else vv
-                ub[i] = uu + _at(d, i) if s else uu
-                zb[i] = s
-            count[b] = _spiked(zb, zw, spk[b])
             if ev_idx is not None:
-                _record(t, b, spk[b], count[b], ev_idx, ev_ptr, nb)
-            if out_v is not None:
-                _probe(out_v, stride_v, t, b, vb)
-            if out_u is not None:
-                _probe(out_u, stride_u, t, b, ub)
+                e = ev_ptr[t * nb + b]
+                for r in range(ranges):
+                    c = count[cur, b, r]
+                    ev_idx[e:e + c] = spk[cur, b, bounds[r]:bounds[r] + c]
+                    e += c
+                ev_ptr[t * nb + b + 1] = e
+            if probe_items is not None:
+                for item in literal_unroll(probe_items):
+                    state, out, stride = item
+                    if t % stride == 0:
+                        out[t // stride, b] = state[b]
     return t1
 
+
+def _variant(fn, name: str, **names):
+    """A copy of ``fn`` under another name (numba caches compiled code by function name) whose
+    global ``names`` are bound to the given objects."""
+    copy = pytypes.FunctionType(fn.__code__, {**fn.__globals__, **names}, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = name
+    copy.__doc__ = fn.__doc__
+    return copy
+
+
+def loop_kernels(update, name: str) -> tuple:
+    """The serial and the parallel time loop (:func:`_steps`) of a model whose njit ``update(args,
+    states, b, lo, hi, src_exc, src_inh, zb)`` steps neurons ``lo <= i < hi`` of sample ``b``;
+    ``name`` (an identifier) names their compiled code in numba's cache."""
+    return (njit(cache=True)(_variant(_steps, f"_{name}_serial_steps", update=update)),
+            njit(cache=True, parallel=True)(_variant(_steps, f"_{name}_parallel_steps", update=update)))
+
+
+# -- arguments from the torch objects ---------------------------------------------------------
 
 _DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
@@ -282,31 +419,42 @@ def _param(value, n: int, dtype):
     return np.ascontiguousarray(value)
 
 
-def _lif(pop: LIF, dtype) -> tuple:
-    """Parameter arguments of :func:`_lif_kernel`, computed by the expressions of :func:`lif_step`."""
+def _single(value) -> bool:
+    """True for a number or a tensor holding one value."""
+    return not isinstance(value, torch.Tensor) or value.numel() == 1
+
+
+def _lif_args(pop: LIF, dtype) -> LIFArgs:
+    """Parameter arguments of :func:`lif_range`, computed by the expressions of :func:`lif_step`;
+    the exact method with one refractory period and one synaptic time constant per channel."""
     p, dt, n = pop.params, pop.dt, pop.n
+    if p.method != "exact" or not all(_single(v) for v in (p.tau_ref, p.tau_syn_exc, p.tau_syn_inh)):
+        raise _Unsupported
     beta = decay(dt, p.tau_mem)
     syn, split = p.tau_syn_exc is not None, p.tau_syn_inh is not None
-    return (
+    tau_ref, tau_exc, tau_inh = (float(v) if isinstance(v, torch.Tensor) else v
+                                 for v in (p.tau_ref, p.tau_syn_exc, p.tau_syn_inh))
+    return LIFArgs(
         _param(p.v_leak, n, dtype),
         _param(beta, n, dtype),
         _param(1 - beta, n, dtype) if not syn and p.input_mode == "current" else None,
         _param(synaptic_gain(dt, p.tau_mem, p.tau_syn_exc), n, dtype) if syn else None,
         _param(synaptic_gain(dt, p.tau_mem, p.tau_syn_inh), n, dtype) if split else None,
-        dtype(math.exp(-dt / p.tau_syn_exc)) if syn else None,
-        dtype(math.exp(-dt / p.tau_syn_inh)) if split else None,
+        dtype(math.exp(-dt / tau_exc)) if syn else None,
+        dtype(math.exp(-dt / tau_inh)) if split else None,
         _param(p.v_th, n, dtype),
-        refractory_steps(p.tau_ref, dt) or None,
+        refractory_steps(tau_ref, dt) or None,
         True if p.reset == "subtract" else None,
         _param(p.v_th - p.v_reset if p.reset == "subtract" else p.v_reset, n, dtype),
     )
 
 
-def _izhikevich(pop: Izhikevich, dtype) -> tuple:
-    """Parameter arguments of :func:`_izhikevich_kernel`, computed by the expressions of :func:`izhikevich_step`."""
+def _izhikevich_args(pop: Izhikevich, dtype) -> IzhikevichArgs:
+    """Parameter arguments of :func:`izhikevich_range`, computed by the expressions of :func:`izhikevich_step`."""
     p, dt, n = pop.params, pop.dt, pop.n
-    return (dtype(0.5 * dt), dtype(0.04), dtype(5.0), dtype(140.0), _param(dt * p.a, n, dtype),
-            _param(p.b, n, dtype), _param(p.c, n, dtype), _param(p.d, n, dtype), _param(p.v_peak, n, dtype))
+    return IzhikevichArgs(dtype(0.5 * dt), dtype(0.04), dtype(5.0), dtype(140.0), _param(dt * p.a, n, dtype),
+                          _param(p.b, n, dtype), _param(p.c, n, dtype), _param(p.d, n, dtype),
+                          _param(p.v_peak, n, dtype), True if p.schedule == "threshold_first" else None)
 
 
 def _key(*tensors) -> tuple:
@@ -317,16 +465,29 @@ def _key(*tensors) -> tuple:
 _packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _csr(proj, dtype, index_sources, weight_sources, index, weight):
-    """CSR arrays ``(indptr int64, post int32, weight)`` of ``proj`` from ``index()`` and
-    ``weight()``, kept per projection until the tensors they come from change, so that runs in
+class _Synapses(NamedTuple):
+    """A projection as the loop reads it: CSR ``indptr`` (int64), targets ``post`` (uint32), effective
+    ``weight``, and for scattering weights back ``rows`` / ``cols``, the synapses' positions in
+    the projection's own weight (None for a per-synapse weight)."""
+
+    indptr: np.ndarray
+    post: np.ndarray
+    weight: np.ndarray
+    positions: tuple | None
+
+
+def _csr(proj, dtype, index_sources, weight_sources, index, weight) -> _Synapses | None:
+    """CSR arrays of ``proj`` from ``index() -> (indptr, post, positions)`` and ``weight(effective
+    weight)``, kept per projection until the tensors they come from change, so that runs in
     chunks do not convert large connectivities again and again. The cache holds the source
     tensors, so that their storage addresses, part of the key, cannot be reused meanwhile."""
     cached = _packed.setdefault(proj, {})
     index_key = (proj.n_in, proj.n_out, _key(*index_sources))
     if cached.get("index_key") != index_key:
+        for derived in [k for k in cached if isinstance(k, tuple)]:
+            del cached[derived]
         cached["index"] = index()
-        cached["index_key"], cached["index_sources"] = index_key, [t.detach() for t in index_sources]
+        cached["index_key"], cached["index_sources"] = index_key, [t.detach() for t in index_sources if t is not None]
     weight_key = _key(*weight_sources)
     if cached.get("weight_key") != weight_key:
         cached["weight"] = np.ascontiguousarray(weight(_cpu(proj.effective_weight())).numpy())
@@ -334,35 +495,152 @@ def _csr(proj, dtype, index_sources, weight_sources, index, weight):
         cached["weight_sources"] = [t.detach() for t in weight_sources if t is not None]
     if cached["weight"].dtype != dtype:
         return None
-    return (*cached["index"], cached["weight"])
+    indptr, post, positions = cached["index"]
+    return _Synapses(indptr, post, cached["weight"], positions)
+
+
+def _derived(proj, name: tuple, make):
+    """``make()`` cached with the projection's CSR until its connectivity changes."""
+    cached = _packed[proj]
+    if name not in cached:
+        cached[name] = make()
+    return cached[name]
+
+
+def _stored(proj, weight_sources) -> None:
+    """Declare the cached weights of ``proj`` to be those of its (just written) weight tensors."""
+    cached = _packed[proj]
+    cached["weight_key"] = _key(*weight_sources)
+    cached["weight_sources"] = [t.detach() for t in weight_sources if t is not None]
+
+
+def _weight_sources(proj) -> tuple:
+    return (proj.weight, proj.signs, proj.pre) if isinstance(proj, Sparse) else (proj.weight, proj.signs, proj.mask)
 
 
 def sparse_synapses(proj: Sparse, dtype):
     """A Sparse projection's own CSR, with its effective weights (Dale's signs applied)."""
     def index():
-        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.int32)
+        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.uint32), None
 
-    return _csr(proj, dtype, (proj.indptr, proj.post), (proj.weight, proj.signs, proj.pre), index, lambda w: w)
+    return _csr(proj, dtype, (proj.indptr, proj.post), _weight_sources(proj), index, lambda w: w)
 
 
 def dense_synapses(proj: Dense, dtype):
-    """A Dense projection without bias as a CSR holding every entry (signs and mask applied)."""
+    """A Dense projection without bias as a CSR of the synapses of its mask (every entry without
+    one), signs and mask applied."""
     if proj.bias is not None:
         return None
 
     def index():
-        return (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
-                np.tile(np.arange(proj.n_out, dtype=np.int32), proj.n_in))
+        if proj.mask is None:
+            return (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
+                    np.tile(np.arange(proj.n_out, dtype=np.uint32), proj.n_in),
+                    None)
+        pre, post = np.nonzero(_cpu(proj.mask).t().numpy())
+        indptr = np.zeros(proj.n_in + 1, np.int64)
+        np.cumsum(np.bincount(pre, minlength=proj.n_in), out=indptr[1:])
+        return indptr, post.astype(np.uint32), (torch.from_numpy(post), torch.from_numpy(pre))
 
-    return _csr(proj, dtype, (), (proj.weight, proj.signs, proj.mask), index, lambda w: w.t().reshape(-1))
+    def weight(w):
+        return w.t().reshape(-1) if proj.mask is None else w.t()[_cpu(proj.mask).t()]
+
+    return _csr(proj, dtype, (proj.mask,), _weight_sources(proj), index, weight)
 
 
-def _synapses(proj, dtype):
+def _synapses(proj, dtype) -> _Synapses:
     fn = lookup("synapses", proj)
     arrays = None if fn is None else fn(proj, dtype)
     if arrays is None:
         raise _Unsupported
     return arrays
+
+
+@njit(cache=True)
+def _split_rows(indptr, post, bounds):
+    """``out[j, r]``: the first synapse of neuron ``j`` onto range ``r`` (targets sorted within rows)."""
+    n_pre, ranges = indptr.size - 1, bounds.size - 1
+    out = np.empty((n_pre, ranges + 1), np.uint64)
+    for j in range(n_pre):
+        q, end = indptr[j], indptr[j + 1]
+        out[j, 0] = q
+        for r in range(1, ranges):
+            while q < end and post[q] < bounds[r]:
+                q += 1
+            out[j, r] = q
+        out[j, ranges] = end
+    return out
+
+
+def ranges(n: int, count: int) -> np.ndarray:
+    """Boundaries ``[0, ..., n]`` of ``count`` (or fewer) ranges of neurons of nearly equal size,
+    each starting at a multiple of 64."""
+    size = -(-n // count)
+    size = -(-size // _ALIGN) * _ALIGN
+    return np.array(list(range(0, n, size)) + [n], dtype=np.int64)
+
+
+def threads_for(n: int, batch: int, threads: int | None) -> int:
+    """The number of ranges (threads) for ``n`` neurons and ``batch`` samples (module docstring)."""
+    if threads is None:
+        if n * batch < PARALLEL_NEURONS:
+            return 1
+        threads = min(torch.get_num_threads(), numba.get_num_threads())
+    return max(1, min(int(threads), max(1, n // _ALIGN)))
+
+
+class _Plastic(NamedTuple):
+    """STDP arguments of one projection: parameters, traces (numpy, in place; ``x`` ``[2, n_in]``
+    alternating by step), the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``),
+    presynaptic signs, and each synapse's presynaptic neuron ``pre``."""
+
+    prm: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    colptr: np.ndarray
+    colsyn: np.ndarray
+    colpre: np.ndarray
+    sgn: np.ndarray
+    pre: np.ndarray
+
+
+def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dtype) -> _Plastic:
+    """The kernel's STDP arguments of ``proj`` with its traces ``(x [1, n_in], y [1, n_out])``."""
+    lam_pre, lam_post = params.decays(dt)
+    low, high = stdp_bounds(params, proj.signs is not None)
+    prm = np.array([lam_pre, lam_post, params.a_plus, params.a_minus,
+                    -np.inf if low is None else low, np.inf if high is None else high], dtype)
+    x, y = (_cpu(t) for t in traces)
+    if x.shape != (1, proj.n_in) or y.shape != (1, proj.n_out) or x.dtype != y.dtype or x.numpy().dtype != dtype:
+        raise _Unsupported
+
+    def csc():
+        counts = np.diff(syn.indptr)
+        pre = np.repeat(np.arange(proj.n_in, dtype=np.int32), counts)
+        colsyn = np.argsort(syn.post, kind="stable").astype(np.uint64)
+        colptr = np.zeros(proj.n_out + 1, np.int64)
+        np.cumsum(np.bincount(syn.post, minlength=proj.n_out), out=colptr[1:])
+        return colptr.astype(np.uint64), colsyn, pre[colsyn].astype(np.uint32), pre
+
+    colptr, colsyn, colpre, pre = _derived(proj, ("csc",), csc)
+    sgn = np.ones(proj.n_in, dtype) if proj.signs is None else _cpu(proj.signs).numpy().astype(dtype)
+    both = np.empty((2, proj.n_in), dtype)
+    both[1] = x.numpy()[0]  # the trace after step -1, which step 0 reads
+    return _Plastic(prm, both, np.array(y.numpy()[0]), colptr, colsyn, colpre, sgn, pre)
+
+
+def _write_back(proj, syn: _Synapses, plastic: _Plastic) -> None:
+    """The kernel's weights into ``proj.weight`` (magnitudes under Dale's law), then the cache
+    declared up to date."""
+    values = torch.from_numpy(syn.weight * plastic.sgn[plastic.pre])
+    with torch.no_grad():
+        if isinstance(proj, Sparse):
+            proj.weight.copy_(values)
+        elif syn.positions is None:
+            proj.weight.copy_(values.reshape(proj.n_in, proj.n_out).t())
+        else:
+            proj.weight.index_put_(syn.positions, values)
+    _stored(proj, _weight_sources(proj))
 
 
 def _drive_array(x: torch.Tensor | None, batch: int, n: int, pop_dtype: torch.dtype):
@@ -384,12 +662,12 @@ def _drive_array(x: torch.Tensor | None, batch: int, n: int, pop_dtype: torch.dt
     return x.to(pop_dtype).contiguous().numpy()
 
 
-def _channel(drive, rows: list[int], rec: np.ndarray, n: int, dtype) -> tuple:
+def _channel(drive, noisy: bool, rows: list[int], rec: np.ndarray, n: int, dtype) -> tuple:
     """``(fold rows or None, source row)`` of a synaptic channel: a lone projection is read in place,
     anything else is summed by :func:`_fold` into a row of its own each step."""
-    if drive is None and len(rows) == 1:
+    if drive is None and not noisy and len(rows) == 1:
         return None, rec[rows[0]]
-    if drive is None and not rows:
+    if drive is None and not noisy and not rows:
         return None, np.zeros(n, dtype)
     return np.asarray(rows, dtype=np.int64), np.zeros(n, dtype)
 
@@ -404,27 +682,47 @@ def _events_to_dense(ev_idx, ev_ptr, steps: int, batch: int, n: int, dtype: torc
 
 
 class LoopKernel(NamedTuple):
-    """A model's compiled loop: the numba ``kernel``, the state ``fields`` it updates in place, the
-    function giving its parameter arguments, and whether it takes an inhibitory channel."""
+    """A model's compiled loop: its serial and parallel ``kernels`` (:func:`loop_kernels`), the state
+    ``fields`` its update changes in place, the function giving its parameter arguments (it raises
+    :class:`_Unsupported` for a configuration the update does not compute), and whether it takes
+    an inhibitory channel."""
 
-    kernel: Callable
+    kernels: tuple
     fields: tuple
     params: Callable
     inh_channel: bool
 
 
-def try_run_compiled(spec: LoopKernel, population, projections, drive, state, probes, keep_output, progress):
+class Noise(NamedTuple):
+    """Noise added to the excitatory channel each step (:mod:`neurosim.kernels.noise`): ``kind``
+    (``GAUSSIAN`` or ``POISSON``), one stream key per sample (uint64), the step of the run's first
+    step in the streams, and the two parameters (numbers or per-neuron arrays of the population's
+    dtype)."""
+
+    kind: int
+    keys: np.ndarray
+    step: int
+    p1: object
+    p2: object
+
+
+def try_run_compiled(spec: LoopKernel, population, projections, drive, state, probes, keep_output, progress,
+                     plasticity=None, noise: Noise | None = None, threads: int | None = None):
     """Run ``population`` with its recurrent ``projections`` over all steps of ``drive`` (``(exc
-    [T, B, n], inh [T, B, n] or None)``) in the compiled loop ``spec``, as :meth:`Network._run_loop` would.
+    [T, B, n], inh [T, B, n] or None)``) in the compiled loop of ``spec``, as :meth:`Network._run_loop` would.
 
     ``state`` is ``(population state, last spikes [B, n])``; recurrent input at step ``t`` comes
-    from the spikes of step ``t - 1``. Appends to each probe's ``chunks`` one tensor
-    ``[ceil(T / stride), B, n]``, or :class:`SpikeEvents` for an event probe. Returns ``((state,
-    last spikes), spikes [T, B, n] if keep_output else None)``, or ``None`` when the
-    configuration is not supported.
+    from the spikes of step ``t - 1``. ``plasticity``: one entry per projection, None or
+    ``(STDPParameters, (x, y))`` with the traces of :meth:`Network.plasticity
+    <neurosim.network.Network.plasticity>` (batch 1 only); ``noise``: :class:`Noise`;
+    ``threads``: the number of threads, or None (module docstring). Appends to each probe's
+    ``chunks`` one tensor ``[ceil(T / stride), B, n]``, or :class:`SpikeEvents` for an event probe.
+    Returns ``((state, last spikes), spikes [T, B, n] if keep_output else None, traces)`` with the
+    new traces per projection (None where not plastic), or ``None`` when the configuration is not
+    supported.
     """
-    kernel, fields, param_args = spec.kernel, spec.fields, spec.params
-    split = spec.inh_channel and population.has_inh_channel
+    plasticity = list(plasticity or [None] * len(projections))
+    split_channels = spec.inh_channel and population.has_inh_channel
     try:
         dtype, n = _DTYPES[population.dtype], population.n
         st, z0 = state
@@ -433,67 +731,100 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             raise _Unsupported
         batch = z0.shape[0]
         arrays = []
-        for f in fields:
+        for f in spec.fields:
             x = _cpu(getattr(st, f))
             if x.shape != (batch, n) or (x.is_floating_point() and x.dtype != population.dtype):
                 raise _Unsupported
             arrays.append(np.array(x.numpy(), order="C"))
-        args = param_args(population, dtype)
-        indptr, post, weight = zip(*(_synapses(proj, dtype) for proj in projections))
+        args = spec.params(population, dtype)
+        synapses = [_synapses(proj, dtype) for proj in projections]
         z0 = z0.numpy()
         if any(type(p) is Dense for p in projections) and not np.isin(z0, (0, 1)).all():
             raise _Unsupported
         exc, inh = (_drive_array(x, batch, n, population.dtype) for x in drive)
         steps = drive[0].shape[0]
+        plastic = [None if rule is None else _plastic(proj, syn, rule[0], rule[1], population.dt, dtype)
+                   for proj, syn, rule in zip(projections, synapses, plasticity)]
+        if batch > 1 and any(p is not None for p in plastic):
+            raise _Unsupported
+        if noise is not None:
+            p1, p2 = noise.p1, noise.p2
+            if noise.keys.shape != (batch,) or any(np.ndim(v) and (np.shape(v) != (n,) or v.dtype != dtype)
+                                                   for v in (p1, p2)):
+                raise _Unsupported
     except _Unsupported:
         return None
 
+    count_ranges = threads_for(n, batch, threads)
+    bounds = ranges(n, count_ranges)
+    count_ranges = bounds.size - 1
+    split = tuple(_derived(proj, ("split", tuple(bounds)), lambda s=syn: _split_rows(s.indptr, s.post, bounds))
+                  for proj, syn in zip(projections, synapses))
     rec = np.zeros((len(projections), n), dtype)
-    inh_rows = [k for k, p in enumerate(projections) if split and p.channel == "inh"]
+    inh_rows = [k for k, p in enumerate(projections) if split_channels and p.channel == "inh"]
     exc_rows = [k for k in range(len(projections)) if k not in inh_rows]
-    channels = (exc, *_channel(exc, exc_rows, rec, n, dtype))
-    if split:
-        channels += (inh, *_channel(inh, inh_rows, rec, n, dtype))
-    elif spec.inh_channel:
-        channels += (None, None, None)
+    channels = (exc, *_channel(exc, noise is not None, exc_rows, rec, n, dtype))
+    channels += (inh, *_channel(inh, False, inh_rows, rec, n, dtype)) if split_channels else (None, None, None)
+    noise_args = (None, 0, 0, dtype(0), dtype(0)) if noise is None else (noise.keys, noise.step, noise.kind, p1, p2)
 
-    spk = np.zeros((batch, n), np.int32)
-    count = np.zeros(batch, np.int64)
-    for b in range(batch):
+    empty = np.zeros(0, dtype)
+    if any(p is not None for p in plastic):
+        none_int = np.zeros(0, np.uint64)
+        stdp_args = (tuple(empty if p is None else p.prm for p in plastic),
+                     tuple(np.zeros((2, 0), dtype) if p is None else p.x for p in plastic),
+                     tuple(empty if p is None else p.y for p in plastic))
+        stdp_args += (tuple(none_int if p is None else p.colptr for p in plastic),
+                      tuple(none_int if p is None else p.colsyn for p in plastic),
+                      tuple(np.zeros(0, np.uint32) if p is None else p.colpre for p in plastic),
+                      tuple(empty if p is None else p.sgn for p in plastic))
+    else:
+        stdp_args = (None,) * 7
+
+    spk = np.zeros((2, batch, n), np.int32)
+    count = np.zeros((2, batch, count_ranges), np.int64)
+    last = (steps - 1) % 2
+    for b in range(batch):  # the spikes of step -1, where step 0 reads them
         idx = np.flatnonzero(z0[b])
-        spk[b, :idx.size] = idx
-        count[b] = idx.size
+        for r in range(count_ranges):
+            part = idx[(idx >= bounds[r]) & (idx < bounds[r + 1])]
+            spk[1, b, bounds[r]:bounds[r] + part.size] = part
+            count[1, b, r] = part.size
     zb = np.zeros(-(-n // 8) * 8, np.uint8)
     events = keep_output or any(p.variable == "spikes" for p in probes)
     ev_idx = np.empty(batch * n + steps * batch * max(1, n // 100), np.int32) if events else None
     ev_ptr = np.zeros(steps * batch + 1, np.int64)
-    recordings = {}
-    probe_args = ()
-    for f, a in zip(fields, arrays):
+    recordings, items = {}, []
+    for f, a in zip(spec.fields, arrays):
         strides = [p.stride for p in probes if p.variable == f]
         if strides:
             g = math.gcd(*strides)
             recordings[f] = (g, np.empty((-(-steps // g), batch, n), a.dtype))
-            probe_args += (recordings[f][1], g)
-        else:
-            probe_args += (None, 1)
+            items.append((a, recordings[f][1], g))
 
+    kernel = spec.kernels[0 if count_ranges == 1 else 1]
     bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
-    t = 0
-    while t < steps:
-        stop = min(steps, t + chunk)
-        reached = kernel(t, stop, *arrays, *args, *channels, rec, indptr, post, weight,
-                         spk, count, zb, zb.view(np.uint64), ev_idx, ev_ptr, *probe_args)
-        if reached < stop:
-            grown = np.empty(max(2 * ev_idx.size, ev_ptr[reached * batch] + batch * n), np.int32)
-            grown[:ev_ptr[reached * batch]] = ev_idx[:ev_ptr[reached * batch]]
-            ev_idx = grown
+    previous_threads = numba.get_num_threads()
+    if count_ranges > 1:
+        numba.set_num_threads(min(count_ranges, numba.config.NUMBA_NUM_THREADS))
+    try:
+        t = 0
+        while t < steps:
+            stop = min(steps, t + chunk)
+            reached = kernel(t, stop, args, tuple(arrays), tuple(items) if items else None, *channels, *noise_args,
+                             rec, tuple(s.post for s in synapses), tuple(s.weight for s in synapses), split,
+                             *stdp_args, spk, count, zb, zb.view(np.uint64), bounds, ev_idx, ev_ptr)
+            if reached < stop:
+                grown = np.empty(max(2 * ev_idx.size, ev_ptr[reached * batch] + batch * n), np.int32)
+                grown[:ev_ptr[reached * batch]] = ev_idx[:ev_ptr[reached * batch]]
+                ev_idx = grown
+            if bar is not None:
+                bar.update(reached - t)
+            t = reached
+    finally:
+        numba.set_num_threads(previous_threads)
         if bar is not None:
-            bar.update(reached - t)
-        t = reached
-    if bar is not None:
-        bar.close()
+            bar.close()
 
     tdtype = population.dtype
     for p in probes:
@@ -506,24 +837,32 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             p.chunks.append(torch.from_numpy(np.ascontiguousarray(buf[:: p.stride // g])))
     z = torch.zeros(batch, n, dtype=tdtype)
     for b in range(batch):
-        z[b, torch.from_numpy(spk[b, :count[b]].astype(np.int64))] = 1
+        idx = np.concatenate([spk[last, b, bounds[r]:bounds[r] + count[last, b, r]] for r in range(count_ranges)])
+        z[b, torch.from_numpy(idx.astype(np.int64))] = 1
+    traces = []
+    for proj, syn, p in zip(projections, synapses, plastic):
+        if p is None:
+            traces.append(None)
+            continue
+        _write_back(proj, syn, p)
+        traces.append((torch.from_numpy(p.x[last].copy())[None], torch.from_numpy(p.y)[None]))
     new_state = type(st)(*(torch.from_numpy(a) for a in arrays))
     out = _events_to_dense(ev_idx, ev_ptr, steps, batch, n, tdtype) if keep_output else None
-    return (new_state, z), out
+    return (new_state, z), out, traces
 
 
-LIF_LOOP = LoopKernel(_lif_kernel, ("v", "i_exc", "i_inh", "refrac"), _lif, True)
-IZHIKEVICH_LOOP = LoopKernel(_izhikevich_kernel, ("v", "u"), _izhikevich, False)
+LIF_LOOP = LoopKernel(loop_kernels(_lif_update, "lif"), ("v", "i_exc", "i_inh", "refrac"), _lif_args, True)
+IZHIKEVICH_LOOP = LoopKernel(loop_kernels(_izhikevich_update, "izhikevich"), ("v", "u"), _izhikevich_args, False)
 
 
-def lif_loop(population: LIF, *args):
+def lif_loop(population: LIF, *args, **kwargs):
     """The compiled loop of LIF (:func:`try_run_compiled`)."""
-    return try_run_compiled(LIF_LOOP, population, *args)
+    return try_run_compiled(LIF_LOOP, population, *args, **kwargs)
 
 
-def izhikevich_loop(population: Izhikevich, *args):
+def izhikevich_loop(population: Izhikevich, *args, **kwargs):
     """The compiled loop of Izhikevich neurons (:func:`try_run_compiled`)."""
-    return try_run_compiled(IZHIKEVICH_LOOP, population, *args)
+    return try_run_compiled(IZHIKEVICH_LOOP, population, *args, **kwargs)
 
 
 register("loop", LIF, lif_loop)

@@ -197,9 +197,10 @@ def _shapes_fit(xs: torch.Tensor, v0: torch.Tensor) -> bool:
 
 def lif_supported(p, dt: float, spike_fn, xs: torch.Tensor, v0: torch.Tensor) -> bool:
     """True when :func:`lif_sequence` computes what the step-by-step loop of ``lif_step`` would:
-    no synaptic currents, no refractory steps, a built-in surrogate, constant scalar or per-neuron
-    parameters, CPU tensors, at least one step."""
-    return (p.tau_syn_exc is None and refractory_steps(p.tau_ref, dt) == 0
+    the exact method, no synaptic currents, no refractory steps, a built-in surrogate, constant
+    scalar or per-neuron parameters, CPU tensors, at least one step."""
+    return (p.method == "exact" and p.tau_syn_exc is None and not isinstance(p.tau_ref, torch.Tensor)
+            and refractory_steps(p.tau_ref, dt) == 0
             and type(spike_fn) is Surrogate and spike_fn.name in SURROGATES
             and _plain_params(p, ("tau_mem", "v_leak", "v_th", "v_reset"))
             and _shapes_fit(xs, v0))

@@ -8,14 +8,17 @@ registers its own, or gets the torch path):
   sequence, differentiable (for example the fused LIF recurrence and its backward pass), with the
   results of the step loop. :meth:`Population.forward <neurosim.neurons.base.Population.forward>`
   calls it.
-- **loop** ``fn(population, projections, drive, state, probes, keep_output, progress) -> ((state,
-  last spikes), outputs | None) | None``: a population and its recurrent projections over all
-  steps without gradients (the compiled event-driven loops); the network calls it.
+- **loop** ``fn(population, projections, drive, state, probes, keep_output, progress, *,
+  plasticity=None, noise=None, threads=None) -> ((state, last spikes), outputs | None, traces) |
+  None``: a population and its recurrent projections over all steps without gradients, with
+  their STDP and the population's noise (the compiled event-driven loops,
+  :func:`neurosim.kernels.compiled.try_run_compiled`); the network calls it.
 - **synapses** ``fn(projection, dtype) -> (indptr, post, weight) | None``: the projection as CSR
   arrays over presynaptic neurons, as the compiled loops read it.
 
-A kernel returns ``None`` for a configuration it does not support; the caller then takes the torch
-path, so a kernel never has to cover every case.
+A kernel returns ``None`` for a configuration it does not support (an integration method, a
+schedule, a per-neuron parameter it was not written for, a device); the caller then takes the
+torch path, so a kernel never has to cover every case and a model never has to know its kernels.
 """
 from __future__ import annotations
 
@@ -37,9 +40,5 @@ def register(kind: str, model: type, fn: Callable) -> None:
 
 
 def lookup(kind: str, obj) -> Callable | None:
-    """The ``kind`` fast path registered for ``type(obj)``, or None; also None when ``obj`` declares
-    that its configuration is outside what its kernels compute (``obj.kernel_supported`` False: an
-    integration method, schedule or per-neuron parameter they do not implement)."""
-    if not getattr(obj, "kernel_supported", True):
-        return None
+    """The ``kind`` fast path registered for ``type(obj)``, or None."""
     return _TABLES[kind].get(type(obj))

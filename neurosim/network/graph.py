@@ -9,6 +9,10 @@ Execution plan: the graph's strongly connected components, in topological order.
   delay). Without gradients, spikes propagate event-driven, and a single spiking population with
   its recurrent projections runs in the compiled loop registered for its model
   (:mod:`neurosim.kernels.registry`) when there is one and it supports the configuration.
+
+Plasticity (:meth:`Network.plasticity`) changes the weights of projections inside loops during a
+run, without gradients; noise (:meth:`Network.add_noise`) is drawn inside the run. Both keep
+their state in the run state next to the populations', so runs in chunks equal one long run.
 """
 from __future__ import annotations
 
@@ -23,8 +27,14 @@ from ..progress import progress_bar
 from ..kernels.registry import lookup
 from ..neurons.base import Population
 from ..projections.base import Projection
+from ..projections.dense import Dense
+from ..projections.plasticity import STDPParameters, STDPState, stdp_bounds, stdp_pathways, stdp_trace
+from ..projections.sparse import Sparse
+from .noise import NOISES, draw, kernel_noise
 from .plan import components
 from .probes import Probe
+
+PLASTICITY, NOISE = "plasticity:", "noise:"
 
 
 @dataclass
@@ -37,7 +47,7 @@ class Connection:
 class RunResult(NamedTuple):
     """``outputs``: full ``[T, B, n]`` sequences of the requested populations; ``probes``: recordings
     ``[ceil(T / stride), B, n]`` by probe name (:class:`~neurosim.events.SpikeEvents` for event
-    probes); ``state``: pass to the next ``run`` to continue."""
+    probes); ``state``: pass to the next ``run`` to continue (:meth:`Network.initial_state`)."""
 
     outputs: dict
     probes: dict
@@ -45,7 +55,13 @@ class RunResult(NamedTuple):
 
 
 class Network(nn.Module):
-    """Populations, inputs and projections sharing one time step ``dt`` (ms)."""
+    """Populations, inputs and projections sharing one time step ``dt`` (ms).
+
+    ``compiled``: run loops in their compiled kernels where one applies (default True);
+    ``threads``: the threads of a compiled loop, or None to let the kernel choose (one for small
+    networks, else ``min(torch.get_num_threads(), numba.get_num_threads())``); results do not
+    depend on it.
+    """
 
     def __init__(self, dt: float = 1.0):
         super().__init__()
@@ -56,7 +72,10 @@ class Network(nn.Module):
         self.inputs: dict[str, int] = {}
         self.connections: dict[str, Connection] = {}
         self.probes: dict[str, Probe] = {}
+        self.plastic: dict[str, STDPParameters] = {}
+        self.noises: dict[str, tuple] = {}
         self.compiled = True
+        self.threads: int | None = None
 
     # -- building ---------------------------------------------------------------------------
     def _check_new_name(self, name: str) -> None:
@@ -97,8 +116,10 @@ class Network(nn.Module):
     def names(self) -> list[str]:
         return list(self.inputs) + list(self.populations)
 
-    def connect(self, pre: str, post: str, projection: Projection, name: str | None = None) -> Projection:
-        """Connect ``pre`` (population or input) to population ``post``; recurrent if they are the same."""
+    def connect(self, pre: str, post: str, projection: Projection, name: str | None = None, *,
+                plasticity: STDPParameters | None = None) -> Projection:
+        """Connect ``pre`` (population or input) to population ``post``; recurrent if they are the same.
+        ``plasticity``: a rule for the projection's weights (:meth:`plasticity`)."""
         n_pre, n_post = self.size(pre), self.size(post)
         if post in self.inputs:
             raise NeurosimError(f"{post!r} is an input and cannot receive a projection")
@@ -110,9 +131,71 @@ class Network(nn.Module):
         name = name or f"{pre}_to_{post}"
         if name in self.connections:
             raise NeurosimError(f"the network already has a projection named {name!r}")
+        if plasticity is not None:  # checked before anything is added
+            self._check_plastic(name, Connection(pre, post, projection), plasticity)
         self.projections[name] = projection
         self.connections[name] = Connection(pre, post, projection)
+        if plasticity is not None:
+            self.plasticity(name, plasticity)
         return projection
+
+    def _check_plastic(self, name: str, c: Connection, rule) -> None:
+        if not isinstance(rule, STDPParameters):
+            raise NeurosimError(f"plasticity must be STDPParameters (or None to remove it), got {type(rule).__name__}")
+        if not isinstance(c.projection, (Dense, Sparse)):
+            raise NeurosimError(f"STDP needs a Dense or Sparse projection; {name!r} is {type(c.projection).__name__}")
+        for role, pop in (("presynaptic", c.pre), ("postsynaptic", c.post)):
+            if pop not in self.populations or not self.populations[pop].spiking:
+                raise NeurosimError(f"STDP on {name!r} needs a spiking {role} population, not {pop!r}")
+        stdp_bounds(rule, c.projection.signs is not None)
+
+    def plasticity(self, projection: str, rule: STDPParameters | None) -> None:
+        """Let ``rule`` change the weights of ``projection`` during every run without gradients (or
+        remove the rule with ``None``).
+
+        The rule is Brian2's STDP synapse (:mod:`neurosim.projections.plasticity`): in each step,
+        the spikes of the previous step are delivered with the weights they find, then the
+        presynaptic and the postsynaptic pathway change those weights (clipping after each), then
+        the neurons update, and the presynaptic traces take the new spikes. The weights change in
+        place, in the projection's ``weight`` (its state dict, so checkpoints, hold them); the
+        traces are part of the run state (entry ``"plasticity:NAME"``, :class:`STDPState` with
+        the presynaptic trace after the last step's spikes and the postsynaptic one before them,
+        whose pathways run at the start of the next step), so runs in chunks equal one long run.
+        The projection must lie inside a recurrent loop (its pre- and postsynaptic populations in
+        one); a Dense projection changes within its mask. Under Dale's law the rule acts on the
+        magnitude ``|w|`` with the sign fixed, the bounds are magnitudes (``w_min`` >= 0, default
+        0), and attaching the rule stores the weights as their magnitudes (the effective weights
+        do not change). With several samples, each pathway adds the batch mean of its changes.
+        Compiled loops run it for one sample; other runs use the torch step loop, with the same
+        results.
+        """
+        if projection not in self.connections:
+            raise NeurosimError(f"unknown projection {projection!r}; known: {', '.join(self.connections)}")
+        if rule is None:
+            self.plastic.pop(projection, None)
+            return
+        c = self.connections[projection]
+        self._check_plastic(projection, c, rule)
+        if c.projection.signs is not None:
+            with torch.no_grad():
+                c.projection.weight.abs_()
+        self.plastic[projection] = rule
+
+    def add_noise(self, name: str, target: str, noise) -> None:
+        """Add ``noise`` (:class:`~neurosim.network.noise.GaussianNoise` or
+        :class:`~neurosim.network.noise.PoissonNoise`) to the excitatory input of population
+        ``target`` every step, drawn inside the run (:mod:`neurosim.network.noise`): after the
+        external drive, before the projections. One source per population."""
+        if not isinstance(name, str) or not name.isidentifier() or name in self.noises:
+            raise NeurosimError(f"noise names must be new identifiers, got {name!r}")
+        if target not in self.populations:
+            raise NeurosimError(f"cannot add noise to {target!r}: no such population; known: {', '.join(self.populations)}")
+        if not isinstance(noise, NOISES):
+            raise NeurosimError(f"noise must be GaussianNoise or PoissonNoise, got {type(noise).__name__}")
+        if any(t == target for t, _ in self.noises.values()):
+            raise NeurosimError(f"population {target!r} already has a noise source")
+        kernel_noise(noise, self.populations[target], 1, 0)  # checks per-neuron sizes and the Poisson mean
+        self.noises[name] = (target, noise)
 
     def probe(self, target: str, variable: str = "spikes", stride: int = 1, name: str | None = None,
               events: bool = False) -> str:
@@ -194,9 +277,32 @@ class Network(nn.Module):
         return dict(inputs), T, B
 
     def initial_state(self, batch: int, device=None) -> dict:
-        """Per population: its neuron state and its last spikes (which loops carry to the next step)."""
-        return {n: (p.initial_state(batch, device), torch.zeros(batch, p.n, dtype=p.dtype, device=device))
-                for n, p in self.populations.items()}
+        """Per population (by name): its neuron state and its last spikes (which loops carry to the
+        next step); per plastic projection (``"plasticity:NAME"``): its :class:`STDPState`; per
+        noise source (``"noise:NAME"``): the step its streams have reached."""
+        state = {n: (p.initial_state(batch, device), torch.zeros(batch, p.n, dtype=p.dtype, device=device))
+                 for n, p in self.populations.items()}
+        for name in self.plastic:
+            proj = self.projections[name]
+            w = proj.weight
+            state[PLASTICITY + name] = STDPState(torch.zeros(batch, proj.n_in, dtype=w.dtype, device=w.device),
+                                                 torch.zeros(batch, proj.n_out, dtype=w.dtype, device=w.device))
+        for name in self.noises:
+            state[NOISE + name] = 0
+        return state
+
+    def _restore(self, state: dict, batch: int) -> dict:
+        """``state`` with named tuples where a checkpoint gave plain tuples, and the initial value
+        of any entry it lacks (a population, rule or noise source added since)."""
+        initial = self.initial_state(batch, self._device())
+        state = {**initial, **state}
+        for name, pop in self.populations.items():
+            st, z = state[name]
+            state[name] = (st if isinstance(st, pop.State) else pop.State(*st), z)
+        for name in self.plastic:
+            traces = state[PLASTICITY + name]
+            state[PLASTICITY + name] = traces if isinstance(traces, STDPState) else STDPState(*traces)
+        return state
 
     def _drive(self, post: str, group: set[str], seqs: dict, inputs: dict, T: int, B: int):
         """Input to ``post`` from everything outside its group, for all steps: (exc, inh or None)."""
@@ -254,16 +360,30 @@ class Network(nn.Module):
         if state is None:
             state = self.initial_state(B, self._device())
         else:
-            state = dict(state)
+            state = self._restore(state, B)
+        if self.plastic and torch.is_grad_enabled():
+            raise NeurosimError("plasticity changes weights in place: run the network under torch.no_grad()")
+        noise = {t: (name, kernel_noise(n, self.populations[t], B, state[NOISE + name]))
+                 for name, (t, n) in self.noises.items()}
         seqs: dict[str, torch.Tensor] = {k: v for k, v in inputs.items() if k in self.inputs}
         for group in self.plan():
             gset = set(group)
             drives = {p: self._drive(p, gset, seqs, inputs, T, B) for p in group}
             of = {p: [probe for probe in active.values() if probe.target == p] for p in group}
             if self._is_loop(group):
-                self._run_loop(group, drives, state, seqs, outputs, of, T, progress)
+                self._run_loop(group, drives, state, seqs, outputs, of, T, progress, noise)
             else:
-                self._run_layer(group[0], drives[group[0]], state, seqs, of[group[0]])
+                for name in self.plastic:
+                    if self.connections[name].post == group[0]:
+                        raise NeurosimError(f"plastic projection {name!r} must lie inside a recurrent loop")
+                name = group[0]
+                exc, inh = drives[name]
+                if name in noise:
+                    pop = self.populations[name]
+                    exc = exc + torch.stack([draw(noise[name][1], t, pop.n, pop.dtype, exc.device) for t in range(T)])
+                self._run_layer(name, (exc, inh), state, seqs, of[name])
+        for name in self.noises:
+            state[NOISE + name] += T
         return RunResult({n: seqs[n] for n in outputs}, {n: p.collect() for n, p in active.items()}, state)
 
     def _run_layer(self, name: str, drive, state: dict, seqs: dict, probes: list[Probe]) -> None:
@@ -286,29 +406,40 @@ class Network(nn.Module):
         state[name] = (st, zs[-1])
 
     def _run_loop(self, group: list[str], drives: dict, state: dict, seqs: dict, outputs, probes: dict,
-                  T: int, progress: bool) -> None:
-        inner = [c for c in self.connections.values() if c.pre in group and c.post in group]
+                  T: int, progress: bool, noise: dict) -> None:
+        inner = [(n, c) for n, c in self.connections.items() if c.pre in group and c.post in group]
+        for name in self.plastic:
+            c = self.connections[name]
+            if (c.post in group) != (c.pre in group):
+                raise NeurosimError(f"plastic projection {name!r} must lie inside a recurrent loop")
         keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
                                                                 if c.post not in group)}
         compiled = lookup("loop", self.populations[group[0]]) if len(group) == 1 else None
         if self.compiled and compiled is not None and not torch.is_grad_enabled():
             name = group[0]
-            done = compiled(self.populations[name], [c.projection for c in inner], drives[name], state[name],
-                            probes[name], name in keep, progress)
+            plasticity = [(self.plastic[n], state[PLASTICITY + n]) if n in self.plastic else None for n, _ in inner]
+            done = compiled(self.populations[name], [c.projection for _, c in inner], drives[name], state[name],
+                            probes[name], name in keep, progress, plasticity=plasticity,
+                            noise=noise[name][1] if name in noise else None, threads=self.threads)
             if done is not None:
-                state[name], seq = done
+                state[name], seq, traces = done
+                for (n, _), tr in zip(inner, traces):
+                    if tr is not None:
+                        state[PLASTICITY + n] = STDPState(*tr)
                 if seq is not None:
                     seqs[name] = seq
                 return
+        plastic = [(n, c, self.plastic[n]) for n, c in inner if n in self.plastic]
         steps = progress_bar(range(T), desc="simulating", unit="step") if progress else range(T)
         for t in steps:
-            new = {}
+            currents = {}
             for name in group:
                 pop = self.populations[name]
-                st, _ = state[name]
                 exc, inh = drives[name]
                 x, xi = exc[t], None if inh is None else inh[t]
-                for c in inner:
+                if name in noise:
+                    x = x + draw(noise[name][1], t, pop.n, pop.dtype, x.device)
+                for _, c in inner:
                     if c.post != name:
                         continue
                     z_pre = state[c.pre][1]
@@ -317,6 +448,14 @@ class Network(nn.Module):
                         xi = y if xi is None else xi + y
                     else:
                         x = x + y
+                currents[name] = (x, xi)
+            for n, c, rule in plastic:
+                self._pathways(n, c, rule, state)
+            new = {}
+            for name in group:
+                pop = self.populations[name]
+                st, _ = state[name]
+                x, xi = currents[name]
                 z, st = pop.step(x, st) if xi is None else pop.step(x, st, x_inh=xi)
                 new[name] = (st, z)
                 for p in probes[name]:
@@ -324,5 +463,20 @@ class Network(nn.Module):
                 if name in keep:
                     keep[name].append(z)
             state.update(new)
+            for n, c, rule in plastic:
+                traces = state[PLASTICITY + n]
+                pre = state[c.pre][1].to(traces.x.dtype)
+                state[PLASTICITY + n] = STDPState(stdp_trace(traces.x, pre, rule, self.dt), traces.y)
         for name, zs in keep.items():
             seqs[name] = torch.stack(zs)
+
+    def _pathways(self, name: str, c: Connection, rule: STDPParameters, state: dict) -> None:
+        """The STDP pathways of projection ``name`` for the last spikes in ``state`` (:meth:`plasticity`)."""
+        proj, traces = c.projection, state[PLASTICITY + name]
+        pre, post = (state[p][1].to(traces.x.dtype) for p in (c.pre, c.post))
+        synapses = (proj.post, proj.pre) if isinstance(proj, Sparse) else None
+        y, w = stdp_pathways(pre, post, traces, rule, self.dt, proj.weight.detach(), synapses,
+                             None if isinstance(proj, Sparse) else proj.mask, proj.signs is not None)
+        with torch.no_grad():
+            proj.weight.copy_(w)
+        state[PLASTICITY + name] = STDPState(traces.x, y)

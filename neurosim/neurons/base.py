@@ -151,14 +151,6 @@ class Population(nn.Module):
         return dataclasses.replace(self._params, **{k: getattr(self, "_p_" + k) for k in self._tensor_fields})
 
     @property
-    def kernel_supported(self) -> bool:
-        """False when the configuration is one the fast paths registered for the model
-        (:mod:`neurosim.kernels.registry`) do not compute, such as an integration method or a
-        per-neuron parameter they lack; :func:`~neurosim.kernels.registry.lookup` then finds none
-        and the population runs its step function."""
-        return True
-
-    @property
     def observables(self) -> tuple[str, ...]:
         return ("spikes",) + tuple(self.State._fields)
 

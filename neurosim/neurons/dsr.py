@@ -134,6 +134,17 @@ class DSR(Population):
         with torch.no_grad():
             return dsr_step(x.to(self.dtype), state, self.params, self.dt, self._theta())
 
+    def steps(self, xs: torch.Tensor, state: DSRState | None = None):
+        """:meth:`forward` step by step with :meth:`step` (no gradient)."""
+        self.check_input(xs, ndim=3)
+        if state is None:
+            state = self.initial_state(xs.shape[1], xs.device)
+        out = []
+        for x in xs:
+            z, state = self.step(x, state)
+            out.append(z)
+        return torch.stack(out), state
+
     def forward(self, xs: torch.Tensor, state: DSRState | None = None):
         """Run over ``xs`` (``[T, B, n]``); returns ``(spikes [T, B, n], state)`` with the DSR gradient."""
         self.check_input(xs, ndim=3)

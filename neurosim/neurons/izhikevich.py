@@ -6,25 +6,22 @@ r"""Izhikevich (2003) neuron with the two-half-step scheme of the original netwo
 The update of one step of ``dt`` ms: two Euler half steps of ``dt/2`` for ``v`` holding ``u``,
 then one step of ``dt`` for ``u`` using the new ``v``; a spike :math:`z = H(v - v_{peak})` resets
 :math:`v \leftarrow c`, :math:`u \leftarrow u + d`. The input ``x`` is the current ``I`` of the step.
-``a, b, c, d, v_peak`` may be per-neuron tensors. ``schedule`` orders a step:
+``a, b, c, d, v_peak`` may be per-neuron tensors. Each half step evaluates ``net.m``'s
+``v + h (0.04 v^2 + 5 v + 140 - u + I)`` with :math:`v^2` squared first and the sum taken left to
+right, in the torch step and in the compiled no-gradient loop alike. ``schedule`` orders a step:
 
 - ``"update_first"`` (default; Brian2's schedule): update, then threshold and reset. A spike is
   reported in the step whose update crossed ``v_peak``, and the state after a step is reset.
-  The update evaluates ``(0.04 v) v + 5 v + 140 - u + I`` left to right (as the compiled
-  no-gradient loop does).
 - ``"threshold_first"`` (Izhikevich's published ``net.m``): threshold on the state the previous
   step left, reset, then update; a spike is reported in the step that detects it, as ``net.m``
   records it, so the state after a step may hold ``v`` above ``v_peak`` until the next step
-  resets it. The update is ``net.m``'s ``v + h (0.04 v^2 + 5 v + 140 - u + I)``, with
-  :math:`v^2` squared first and the sum taken left to right.
+  resets it.
 
-With the same arithmetic the two schedules would give the same trajectories, each spike
-reported one step later under ``"threshold_first"`` (when the input of a step does not depend on
-the spikes of the same step); the two roundings of ``0.04 v^2`` differ in the last bit, which the
-overshoot of ``v`` in a spike step amplifies into different spike steps within some hundred
-steps at ``dt = 1``. Inside a recurrent loop of a Network, which delivers the spikes of the
-previous step, ``"threshold_first"`` adds one step to the recurrent delay, while
-``"update_first"`` has ``net.m``'s order (its spikes delivered in the step that detects them).
+The two schedules give the same trajectories, each spike reported one step later under
+``"threshold_first"`` (when the input of a step does not depend on the spikes of the same
+step). Inside a recurrent loop of a Network, which delivers the spikes of the previous step,
+``"threshold_first"`` adds one step to the recurrent delay, while ``"update_first"`` has
+``net.m``'s order (its spikes delivered in the step that detects them).
 ``net.m`` tests ``v >= 30``, neurosim ``v > v_peak``: they differ only when ``v`` lands exactly on
 the peak.
 """
@@ -85,12 +82,8 @@ class IzhikevichState(NamedTuple):
 def _update(x: torch.Tensor, v: torch.Tensor, u: torch.Tensor, p: IzhikevichParameters, dt: float):
     """The two half steps of ``v`` and the step of ``u`` (module docstring for the arithmetic)."""
     h = 0.5 * dt
-    if p.schedule == "threshold_first":
-        v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
-        v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
-    else:
-        v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
-        v = v + h * (0.04 * v * v + 5.0 * v + 140.0 - u + x)
+    v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
+    v = v + h * (0.04 * (v * v) + 5.0 * v + 140.0 - u + x)
     return v, u + dt * p.a * (p.b * v - u)
 
 
@@ -135,11 +128,6 @@ class Izhikevich(Population):
             params = IzhikevichParameters.of_type(cell_type)
         super().__init__(n, params_from_kwargs(IzhikevichParameters, params, kwargs), dt, spike_fn, dtype)
         self.v0 = self.per_neuron_value("v0", v0)
-
-    @property
-    def kernel_supported(self) -> bool:
-        """The compiled loop computes the ``"update_first"`` schedule."""
-        return self._params.schedule == "update_first"
 
     def initial_state(self, batch: int, device=None) -> IzhikevichState:
         v = self.filled(self.v0, batch, device)

@@ -206,14 +206,6 @@ class LIF(Population):
         self.v0 = None if v0 is None else self.per_neuron_value("v0", v0)
 
     @property
-    def kernel_supported(self) -> bool:
-        """The compiled and fused loops compute the exact method with one refractory period and
-        one synaptic time constant per channel."""
-        p = self._params
-        return p.method == "exact" and not any(isinstance(getattr(p, k), torch.Tensor)
-                                               for k in ("tau_ref", "tau_syn_exc", "tau_syn_inh"))
-
-    @property
     def has_inh_channel(self) -> bool:
         """True when inhibitory input feeds a separate synaptic current (``tau_syn_inh`` set)."""
         return self._params.tau_syn_inh is not None

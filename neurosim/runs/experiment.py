@@ -9,7 +9,9 @@
      "plugins": [{"name": "hlop", "rows_per_task": [...], ...}]}
 
 ``model``: a builder of :data:`MODELS` and its keyword arguments (``pmnist``: the HLOP paper's
-network; ``delays``: the learnable-delay network). ``scenario``: ``permuted`` or ``split`` (with
+network; ``delays``: the learnable-delay network), or a network builder of one's own named
+``"module:function"`` with its scores function as ``readout = "module:function"`` (the module
+importable, e.g. a network of a neuron model defined outside neurosim; its memory is not estimated). ``scenario``: ``permuted`` or ``split`` (with
 ``mode``) over ``data``: ``digits``, ``mnist``, ``fashion_mnist`` (``root`` for IDX files;
 ``options = {n_train = N, n_test = M}`` for a random subset), standardised with the training
 set's mean and deviation; or event data fed as sequences of
@@ -94,12 +96,32 @@ def with_plugins(config: dict, plugins: list[dict]) -> dict:
 
 
 def _model(config: dict) -> tuple[str, dict]:
+    """``(name, builder keyword arguments)``; a ``"module:function"`` name keeps its ``readout``."""
     model = checks.table("model", config.get("model"))
-    name = checks.choice("model.name", model.pop("name", None), list(MODELS))
-    return name, model
+    name = model.pop("name", None)
+    if isinstance(name, str) and ":" in name:
+        return name, model
+    return checks.choice("model.name", name, list(MODELS)), model
 
 
-def _builder(name: str):
+def _reference(ref, what: str):
+    """The function a ``"module:function"`` reference names."""
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise NeurosimError(f"{what} must be 'module:function', got {ref!r}")
+    module, attribute = ref.split(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as e:
+        raise NeurosimError(f"{what} {ref!r} cannot be imported: {e}") from None
+    if not callable(found):
+        raise NeurosimError(f"{what} {ref!r} is not a function")
+    return found
+
+
+def _builder(name: str, model: dict):
+    """``(module or None, network builder, readout)``; takes a reference's ``readout`` out of ``model``."""
+    if ":" in name:
+        return None, _reference(name, "model.name"), _reference(model.pop("readout", None), "model.readout")
     module, builder, readout = MODELS[name]
     mod = importlib.import_module(module)
     return mod, getattr(mod, builder), getattr(mod, readout)
@@ -128,7 +150,7 @@ def check(config: dict) -> None:
     if "name" in config:
         checks.text("name", config["name"])
     name, model = _model(config)
-    checks.keywords("model", _builder(name)[1], model, positive_ints=True)
+    checks.keywords("model", _builder(name, model)[1], model, positive_ints=True)
     scenario = checks.table("scenario", config.get("scenario"))
     checks.known("scenario", scenario, SCENARIO_KEYS)
     kind = checks.choice("scenario.name", scenario.get("name", "permuted"), SCENARIOS)
@@ -230,7 +252,10 @@ def _defaults(fn, kwargs: dict) -> dict:
 
 
 def _network_size(name: str, builder, kwargs: dict) -> tuple[int, int, int]:
-    """(parameters, neurons, extra activation bytes) of a model of :data:`MODELS`, from its settings."""
+    """(parameters, neurons, extra activation bytes) of a model of :data:`MODELS`, from its settings;
+    zeros for a model of one's own."""
+    if name not in MODELS:
+        return 0, 0, 0
     kw = _defaults(builder, kwargs)
     if name == "pmnist":
         n_in, h, n_out = kw["n_in"], kw["hidden"], kw["n_out"]
@@ -257,7 +282,7 @@ def build(config: dict, progress: bool = True, store: RunStore | None = None) ->
     :func:`check` and a memory estimate against the machine's (data loaded, nothing large built yet)."""
     check(config)
     name, model = _model(config)
-    mod, builder, readout = _builder(name)
+    mod, builder, readout = _builder(name, model)
     scenario_spec = dict(config["scenario"])
     training = dict(config["training"])
     data = _data(scenario_spec.get("data", "digits"), scenario_spec.get("root"), scenario_spec.get("seed", 0),

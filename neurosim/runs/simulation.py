@@ -19,16 +19,16 @@ CHUNK_MS = 50.0
 
 
 def _build(name: str, seed: int):
-    """(network, drive(steps, generator) or None, E count) of a built-in experiment."""
+    """(network, E count) of a built-in experiment; Izhikevich's network draws its thalamic input
+    inside the run."""
     if name == "cuba":
         from ..models.cuba import build_cuba
 
         net = build_cuba(seed=seed)
-        return net, None, int(net.populations["neurons"].n * 0.8)
-    from ..models.izhikevich2003 import build_izhikevich2003, thalamic_input
+        return net, int(net.populations["neurons"].n * 0.8)
+    from ..models.izhikevich2003 import build_izhikevich2003
 
-    net = build_izhikevich2003(seed=seed)
-    return net, lambda steps, gen: thalamic_input(steps, 800, 200, gen), 800
+    return build_izhikevich2003(seed=seed), 800
 
 
 def simulate(name: str, duration_ms: float, seed: int, progress: bool = True) -> dict:
@@ -38,18 +38,16 @@ def simulate(name: str, duration_ms: float, seed: int, progress: bool = True) ->
     if not duration_ms > 0:
         raise NeurosimError(f"the duration must be > 0 ms, got {duration_ms}")
     torch.manual_seed(seed)
-    net, drive, n_exc = _build(name, seed)
+    net, n_exc = _build(name, seed)
     spikes = {"spikes": Probe("neurons", "spikes", events=True)}
     steps = int(round(duration_ms / net.dt))
     chunk = max(1, int(round(CHUNK_MS / net.dt)))
-    gen = torch.Generator().manual_seed(seed)
     state, times, idx = None, [], []
     start = time.perf_counter()
     with torch.no_grad(), progress_bar(total=steps, desc=name, unit="step", enabled=progress) as bar:
         for t0 in range(0, steps, chunk):
             n = min(chunk, steps - t0)
-            inputs = None if drive is None else {"neurons": drive(n, gen)}
-            res = net.run(inputs, state=state, steps=n, batch=1, outputs=[], probes=spikes)
+            res = net.run(state=state, steps=n, batch=1, outputs=[], probes=spikes)
             state = res.state
             t, _, i = res.probes["spikes"]
             times.append((t + t0).numpy())

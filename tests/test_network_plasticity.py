@@ -1,0 +1,328 @@
+"""STDP and noise inside Network.run: the compiled loop against the torch step loop (bit for bit),
+any number of threads against one, runs in chunks and through checkpoints against one run, and
+a plastic reservoir against Brian2 running the same network."""
+import numba
+import numpy as np
+import pytest
+import torch
+
+import neurosim as ns
+import neurosim.kernels.compiled
+from neurosim.errors import NeurosimError
+from neurosim.kernels.noise import GAUSSIAN, POISSON, fill_noise, stream_key
+from neurosim.reservoirs.builders import izhikevich_reservoir, lif_reservoir
+from neurosim.storage.snapshot import decode, encode
+
+EXC_RULE = ns.STDPParameters(tau_pre=10.0, tau_post=15.0, a_plus=0.2, a_minus=0.25, w_max=4.0)
+INH_RULE = ns.STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.1, a_minus=0.05, w_min=1.0, w_max=8.0)
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch):
+    """Counts the loops that really ran compiled."""
+    calls = []
+    original = neurosim.kernels.compiled.try_run_compiled
+
+    def spy(*args, **kwargs):
+        done = original(*args, **kwargs)
+        calls.append(done is not None)
+        return done
+
+    monkeypatch.setattr(neurosim.kernels.compiled, "try_run_compiled", spy)
+    return calls
+
+
+def plastic_lif(dtype=torch.float64, n=200, noise=False):
+    """A LIF E/I reservoir (Dale's law) with STDP on both recurrent projections and a spike input."""
+    net = lif_reservoir(n, p=0.1, w_exc=2.0, w_inh=-6.0, v0=(-60.0, -50.0), seed=1, dtype=dtype,
+                        n_inputs=20, p_in=0.3, w_in=3.0)
+    net.plasticity("exc", EXC_RULE)
+    net.plasticity("inh", INH_RULE)
+    if noise:
+        net.add_noise("background", "neurons", ns.GaussianNoise(std=0.5, seed=3))
+    return net
+
+
+def spikes_in(steps, batch=1, seed=0, dtype=torch.float64):
+    return (torch.rand(steps, batch, 20, generator=torch.Generator().manual_seed(seed)) < 0.05).to(dtype)
+
+
+def run(net, inputs=None, compiled=True, **kwargs):
+    net.compiled = compiled
+    with torch.no_grad():
+        return net.run(inputs, outputs=["neurons"], **kwargs)
+
+
+def assert_same_run(a, b, net_a, net_b, names=("exc", "inh")):
+    assert torch.equal(a.outputs["neurons"], b.outputs["neurons"])
+    for name in names:
+        assert torch.equal(net_a.projections[name].weight, net_b.projections[name].weight), name
+        for ta, tb in zip(a.state["plasticity:" + name], b.state["plasticity:" + name]):
+            assert torch.equal(ta, tb), name
+    for fa, fb in zip(a.state["neurons"][0], b.state["neurons"][0]):
+        assert torch.equal(fa, fb)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.float32, marks=pytest.mark.slow)])
+def test_stdp_compiled_equals_torch_and_chunks_equal_one_run(dtype, compiled_calls):
+    x = spikes_in(1500, dtype=dtype)
+    nets = [plastic_lif(dtype) for _ in range(3)]
+    initial = nets[0].projections["exc"].weight.clone()
+    ref = run(nets[0], x, compiled=False)
+    out = run(nets[1], x)
+    assert compiled_calls == [True]
+    assert 0 < ref.outputs["neurons"].mean() < 0.2
+    w = nets[0].projections["exc"].weight
+    assert (w != initial).float().mean() > 0.2
+    assert (w == 0).any() and (w > initial).any()  # depression down to the magnitude's bound, potentiation
+    assert_same_run(ref, out, nets[0], nets[1])
+    first = run(nets[2], x[:700])
+    second = run(nets[2], x[700:], state=decode(encode(first.state)))  # through a checkpoint
+    joined = ref._replace(outputs={"neurons": torch.cat([first.outputs["neurons"], second.outputs["neurons"]])})
+    assert_same_run(ref, joined._replace(state=second.state), nets[0], nets[2])
+
+
+def test_stdp_izhikevich_reservoir_compiled_equals_torch(compiled_calls):
+    nets = []
+    for _ in range(2):
+        net = izhikevich_reservoir(150, p=0.3, seed=4, dtype=torch.float64)
+        net.plasticity("exc", ns.STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.05, a_minus=0.06, w_max=1.0))
+        net.add_noise("thalamic", "neurons", ns.GaussianNoise(std=5.0, seed=1))
+        nets.append(net)
+    initial = nets[0].projections["exc"].weight.clone()
+    ref, out = run(nets[0], steps=400, compiled=False), run(nets[1], steps=400)
+    assert compiled_calls == [True]
+    assert ref.outputs["neurons"].sum() > 200
+    assert not torch.equal(nets[0].projections["exc"].weight, initial)
+    assert_same_run(ref, out, nets[0], nets[1], names=("exc",))
+
+
+def test_stdp_dense_within_mask(compiled_calls):
+    """A Dense recurrent projection with a mask (no Dale's law): weights change within the mask only;
+    the compiled loop sums Dense rows in another order than torch, so they agree to rounding."""
+    n = 60
+    g = torch.Generator().manual_seed(5)
+    mask = torch.rand(n, n, generator=g) < 0.3
+    w0 = torch.rand(n, n, generator=g, dtype=torch.float64) * 0.6
+    results, nets = [], []
+    for compiled in (False, True):
+        net = ns.Network(dt=1.0)
+        net.add("r", ns.LIF(n, tau_mem=10.0, v_th=1.0, dtype=torch.float64))
+        net.connect("r", "r", ns.Dense(n, n, weight=w0, mask=mask, dtype=torch.float64), name="rec",
+                    plasticity=ns.STDPParameters(a_plus=0.02, a_minus=0.02, w_min=0.0, w_max=0.5))
+        net.compiled = compiled
+        with torch.no_grad():
+            results.append(net.run({"r": 0.3 * torch.rand(300, 1, n, generator=torch.Generator().manual_seed(6),
+                                                           dtype=torch.float64)}, outputs=["r"]))
+        nets.append(net)
+    assert compiled_calls == [True]
+    w_torch, w_compiled = (net.projections["rec"].weight for net in nets)
+    assert torch.equal(w_torch[~mask], w0[~mask]) and torch.equal(w_compiled[~mask], w0[~mask])
+    assert (w_torch[mask] != w0[mask]).float().mean() > 0.3
+    assert torch.equal(results[0].outputs["r"], results[1].outputs["r"])
+    torch.testing.assert_close(w_compiled, w_torch, rtol=0, atol=1e-12)
+
+
+def test_stdp_batch_of_two_runs_the_step_loop(compiled_calls):
+    """The compiled loop runs plasticity for one sample; two samples (weights changed by the batch
+    mean) take the torch step loop."""
+    net = plastic_lif()
+    res = run(net, spikes_in(30, batch=2))
+    assert compiled_calls == [False]
+    assert res.state["plasticity:exc"].x.shape == (2, 200)
+
+
+def test_threads_give_the_spikes_of_one_thread(compiled_calls):
+    """The neurons cut into ranges, one per thread, with plasticity and noise: identical spikes,
+    weights and states for 1, 2 and 3 ranges; and a network above the size threshold runs on
+    several threads by itself."""
+    x = spikes_in(600)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            net = plastic_lif(n=400, noise=True)
+            net.threads = threads
+            results.append((run(net, x), net))
+        assert compiled_calls == [True] * 3
+        for res, net in results[1:]:
+            assert_same_run(results[0][0], res, results[0][1], net)
+        assert neurosim.kernels.compiled.threads_for(400, 1, None) == 1
+        assert neurosim.kernels.compiled.threads_for(100_000, 1, 2) == 2
+        assert neurosim.kernels.compiled.ranges(400, 3).tolist() == [0, 192, 384, 400]
+    finally:
+        numba.set_num_threads(previous)
+
+
+def izhikevich_with_noise(dtype=torch.float64):
+    net = izhikevich_reservoir(200, p=0.5, seed=2, dtype=dtype)
+    std = torch.cat([torch.full((160,), 5.0), torch.full((40,), 2.0)])
+    net.add_noise("thalamic", "neurons", ns.GaussianNoise(std=std, seed=7))
+    return net
+
+
+def test_noise_drawn_in_the_loop_equals_torch_and_resumes_bit_identically(compiled_calls):
+    net = izhikevich_with_noise()
+    ref, out = run(net, steps=300, compiled=False), run(net, steps=300)
+    assert compiled_calls == [True]
+    assert ref.outputs["neurons"].sum() > 100
+    assert torch.equal(ref.outputs["neurons"], out.outputs["neurons"])
+    assert out.state["noise:thalamic"] == 300
+    first = run(net, steps=120)
+    resumed = run(net, steps=180, state=decode(encode(first.state)))
+    assert torch.equal(torch.cat([first.outputs["neurons"], resumed.outputs["neurons"]]), out.outputs["neurons"])
+    assert not torch.equal(run(net, steps=180).outputs["neurons"], resumed.outputs["neurons"])
+    # each sample draws its own stream, whatever the batch
+    pair = run(net, steps=300, batch=2)
+    assert torch.equal(pair.outputs["neurons"][:, :1], out.outputs["neurons"])
+    assert not torch.equal(pair.outputs["neurons"][:, 1], pair.outputs["neurons"][:, 0])
+
+
+def test_noise_outside_loops_is_the_same_draw():
+    """A population without recurrence gets the same noise, drawn for the whole sequence at once."""
+    results = []
+    for recurrent in (False, True):
+        net = ns.Network(dt=1.0)
+        net.add("r", ns.LIF(50, tau_mem=10.0, v_th=1.0, dtype=torch.float64))
+        if recurrent:
+            net.connect("r", "r", ns.Sparse(50, 50, pre=[0], post=[1], weight=0.0, dtype=torch.float64))
+        net.add_noise("n", "r", ns.PoissonNoise(rate=torch.linspace(100.0, 900.0, 50), weight=0.4, count=3, seed=2))
+        net.probe("r", "v")
+        with torch.no_grad():
+            results.append(net.run(steps=200, outputs=["r"]))
+    assert results[0].outputs["r"].sum() > 50
+    assert torch.equal(results[0].outputs["r"], results[1].outputs["r"])
+    assert torch.equal(results[0].probes["r_v"], results[1].probes["r_v"])
+
+
+def test_noise_streams_have_the_stated_distributions():
+    keys = np.array([stream_key(11, b) for b in range(4)], dtype=np.uint64)
+    out = np.empty((4, 5000))
+    normal = []
+    for step in range(60):
+        fill_noise(GAUSSIAN, keys, step, 2.0, 1.0, out)
+        normal.append(out.copy())
+    normal = (np.concatenate(normal).ravel() - 1.0) / 2.0
+    scipy_stats = pytest.importorskip("scipy.stats")
+    assert abs(normal.mean()) < 4 / np.sqrt(normal.size) and abs(normal.std() - 1) < 0.005
+    assert scipy_stats.kstest(normal, "norm").pvalue > 1e-3
+    tail = np.abs(normal) > 3.5  # the ziggurat's tail beyond its base layer
+    assert abs(tail.mean() - 2 * scipy_stats.norm.sf(3.5)) < 5 * np.sqrt(2 * scipy_stats.norm.sf(3.5) / normal.size)
+    counts = []
+    for step in range(20):
+        fill_noise(POISSON, keys, step, 3.5, 1.0, out)
+        counts.append(out.copy())
+    counts = np.concatenate(counts).ravel()
+    assert (counts == np.round(counts)).all()
+    assert abs(counts.mean() - 3.5) < 0.03 and abs(counts.var() - 3.5) < 0.1
+    one = np.empty((1, 5000))
+    fill_noise(GAUSSIAN, keys[2:3], 7, 1.0, 0.0, one)
+    fill_noise(GAUSSIAN, keys, 7, 1.0, 0.0, out)
+    assert np.array_equal(one[0], out[2]) and not np.array_equal(out[1], out[2])
+    assert stream_key(11, 0) != stream_key(12, 0)
+
+
+def test_plasticity_and_noise_refuse_what_they_cannot_do():
+    net = lif_reservoir(100, p=0.1, seed=0, n_inputs=5, dtype=torch.float64)
+    with pytest.raises(NeurosimError, match="spiking presynaptic population"):
+        net.plasticity("input", EXC_RULE)
+    with pytest.raises(NeurosimError, match="unknown projection"):
+        net.plasticity("nope", EXC_RULE)
+    with pytest.raises(NeurosimError, match="w_min must be >= 0"):
+        net.plasticity("exc", ns.STDPParameters(w_min=-1.0))
+    with pytest.raises(NeurosimError, match="must be STDPParameters"):
+        net.plasticity("exc", {"a_plus": 0.1})
+    net.plasticity("exc", EXC_RULE)
+    with pytest.raises(NeurosimError, match="torch.no_grad"):
+        net.run(torch.zeros(3, 1, 5, dtype=torch.float64))
+    chain = ns.Network(dt=1.0)
+    chain.add("a", ns.LIF(4))
+    chain.add("b", ns.LIF(3))
+    chain.connect("a", "b", ns.Dense(4, 3), name="ab", plasticity=EXC_RULE)
+    with pytest.raises(NeurosimError, match="inside a recurrent loop"), torch.no_grad():
+        chain.run(steps=3)
+    with pytest.raises(NeurosimError, match="noise std has 3 values"):
+        net.add_noise("c", "neurons", ns.GaussianNoise(std=torch.ones(3)))
+    with pytest.raises(NeurosimError, match="events per step"):
+        net.add_noise("d", "neurons", ns.PoissonNoise(rate=1e5, weight=1.0, count=20))
+    with pytest.raises(NeurosimError, match="no such population"):
+        net.add_noise("e", "input", ns.GaussianNoise())
+    net.add_noise("a", "neurons", ns.GaussianNoise())
+    with pytest.raises(NeurosimError, match="already has a noise source"):
+        net.add_noise("b", "neurons", ns.GaussianNoise())
+    with pytest.raises(NeurosimError, match="std must be >= 0"):
+        ns.GaussianNoise(std=-1.0)
+    with pytest.raises(NeurosimError, match="seed"):
+        ns.GaussianNoise(seed=-1)
+
+
+# -- against Brian2 -----------------------------------------------------------------------------
+
+BRIAN2_STEPS = 2000
+
+
+def brian2_plastic_cuba(conn, v0, w_exc, w_inh, steps):
+    """Brian2 (numpy target, float64) running CUBA's equations on the given synapses with STDP on
+    both projections: weights in mV, magnitudes, ``ge += w`` / ``gi -= w`` delivered before
+    the pathways change ``w``. Returns the spike events and the final weights."""
+    b2 = pytest.importorskip("brian2")
+    from brian2 import mV, ms
+
+    from neurosim.models.cuba import TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_RESET, V_TH
+
+    b2.prefs.codegen.target = "numpy"
+    b2.start_scope()
+    clock = b2.Clock(0.1 * ms)
+    group = b2.NeuronGroup(len(v0), """dv/dt = (ge + gi - (v - El)) / taum : volt (unless refractory)
+                                       dge/dt = -ge / taue : volt
+                                       dgi/dt = -gi / taui : volt""",
+                           threshold="v > Vt", reset="v = Vr", refractory=TAU_REF * ms, method="exact", clock=clock)
+    group.v = v0 * mV
+    synapses, weights = [], {}
+    for name, sign, rule, w in (("exc", "+", EXC_RULE, w_exc), ("inh", "-", INH_RULE, w_inh)):
+        target = "ge" if name == "exc" else "gi"
+        s = b2.Synapses(group, group, """w : volt
+                                         dapre/dt = -apre / taupre : volt (event-driven)
+                                         dapost/dt = -apost / taupost : volt (event-driven)""",
+                        on_pre=f"{target} {sign}= w\napre += Apre\nw = clip(w + apost, wmin, wmax)",
+                        on_post="apost += Apost\nw = clip(w + apre, wmin, wmax)", clock=clock,
+                        namespace=dict(taupre=rule.tau_pre * ms, taupost=rule.tau_post * ms, Apre=rule.a_plus * mV,
+                                       Apost=-rule.a_minus * mV, wmin=(rule.w_min or 0.0) * mV, wmax=rule.w_max * mV))
+        s.connect(i=conn[name][0], j=conn[name][1])
+        assert (s.i[:] == conn[name][0]).all() and (s.j[:] == conn[name][1]).all()
+        s.w = w * mV
+        synapses.append(s)
+        weights[name] = s
+    spikes = b2.SpikeMonitor(group)
+    namespace = dict(taum=TAU_MEM * ms, taue=TAU_EXC * ms, taui=TAU_INH * ms, Vt=V_TH * mV, Vr=V_RESET * mV,
+                     El=V_LEAK * mV)
+    b2.Network(group, *synapses, spikes).run(steps * clock.dt, namespace=namespace)
+    events = (np.round(spikes.t / clock.dt).astype(np.int64), np.asarray(spikes.i[:], dtype=np.int64))
+    return events, {name: np.asarray(s.w[:] / mV) for name, s in weights.items()}
+
+
+@pytest.mark.parametrize("compiled", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["compiled", "torch"])
+def test_plastic_reservoir_matches_brian2(compiled):
+    """CUBA's neurons (100, p = 0.1) with STDP on the excitatory and inhibitory projections, for
+    200 ms: every spike as in Brian2, and the final weights within 1e-9 mV. neurosim changes the
+    weights for a step's spikes at the start of the next step, so its weights after step T + 1
+    are Brian2's after step T."""
+    from neurosim.models.cuba import build_cuba, connectivity, initial_voltage
+
+    net = build_cuba(100, p=0.1, seed=3, dt=0.1)
+    net.plasticity("exc", EXC_RULE)
+    net.plasticity("inh", INH_RULE)
+    w_exc, w_inh = (net.projections[k].weight.detach().numpy().copy() for k in ("exc", "inh"))
+    (t_b2, i_b2), w_b2 = brian2_plastic_cuba(connectivity(net), initial_voltage(net), w_exc, w_inh, BRIAN2_STEPS)
+    net.compiled = compiled
+    with torch.no_grad():
+        res = net.run(steps=BRIAN2_STEPS + 1, outputs=["neurons"])
+    t_ns, _, i_ns = res.outputs["neurons"].nonzero(as_tuple=True)
+    keep = t_ns < BRIAN2_STEPS
+    assert t_b2.size > 200
+    assert sorted(zip(t_ns[keep].tolist(), i_ns[keep].tolist())) == sorted(zip(t_b2.tolist(), i_b2.tolist()))
+    for name, initial in (("exc", w_exc), ("inh", w_inh)):
+        w = net.projections[name].weight.detach().numpy()
+        assert np.abs(w - initial).max() > 0.5, name
+        np.testing.assert_allclose(w, w_b2[name], rtol=0, atol=1e-9)
