@@ -18,11 +18,15 @@ with ``--data lag``), same batches, one thread. The two models take turns: ``--r
 untimed warm-up round; the table gives medians of wall-clock and process CPU time (on a shared
 machine the CPU time is the steadier figure).
 ``--profile`` adds a breakdown of one neurosim training step (torch profiler, self CPU time).
+``--conv`` only times the delay convolution alone, forward and backward through the Gaussian kernel,
+computed over time (:func:`~neurosim.projections.delayed.direct_conv`) and through the FFT
+(:func:`~neurosim.projections.delayed.spectral_conv`), for several kernel lengths: the crossover
+behind ``FFT_MIN_TAPS``.
 
 Usage::
 
     python benchmarks/delays_epoch.py [--quick] [--hidden 128 128] [--max-delay 25] [--samples 640]
-        [--batch-size 64] [--rounds 5] [--data fsdd|lag] [--cache /tmp/fsdd_cache] [--profile]
+        [--batch-size 64] [--rounds 5] [--data fsdd|lag] [--cache /tmp/fsdd_cache] [--profile] [--conv]
 """
 from __future__ import annotations
 
@@ -144,6 +148,31 @@ def profile_step(trainer: DelayTrainer, data, batch_size: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
+def conv_crossover(steps: int = 100, batch: int = 64, n: int = 128, taps=(2, 4, 6, 8, 12, 25, 50),
+                   repeats: int = 5) -> None:
+    """Median CPU time of one forward and backward pass of each convolution of a ``n -> n`` delayed
+    layer on ``[steps, batch, n]`` spikes, per kernel length."""
+    from neurosim.projections.delayed import direct_conv, gaussian_kernel, spectral_conv
+
+    print(f"delay convolution {n} -> {n}, T={steps}, batch {batch}: forward + backward, CPU ms (median of {repeats})")
+    print(f"{'taps':>5}{'direct':>9}{'FFT':>9}{'ratio':>7}")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(steps, batch, n, generator=g) < 0.1).float()
+    for D in taps:
+        w = torch.rand(n, n, generator=g).requires_grad_()
+        p = (torch.rand(n, n, generator=g) * (D - 1) - D // 2).requires_grad_()
+        row = []
+        for conv in (direct_conv, spectral_conv):
+            times = []
+            for _ in range(repeats + 1):
+                xs = x.clone().requires_grad_()
+                cpu = time.process_time()
+                conv(xs, gaussian_kernel(w, p, D // 2, D)).sum().backward()
+                times.append(time.process_time() - cpu)
+            row.append(1e3 * statistics.median(times[1:]))
+        print(f"{D:>5}{row[0]:>9.1f}{row[1]:>9.1f}{row[1] / row[0]:>7.2f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small: 192 samples, 3 rounds")
@@ -159,7 +188,12 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="/tmp/neurosim-fsdd-cache", help="event cache folder (outside the repo)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--conv", action="store_true", help="only time the convolution, over time and through the FFT")
     args = ap.parse_args(argv)
+    if args.conv:
+        torch.set_num_threads(args.threads)
+        conv_crossover()
+        return
     if args.quick:
         args.samples, args.rounds = 192, 3
     torch.set_num_threads(args.threads)
