@@ -4,7 +4,7 @@ import torch
 from torch.func import functional_call
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
-from neurosim.projections import delayed, integer_delays, sigma_schedule
+from neurosim.projections import delay_kernels, delayed, integer_delays, sigma_schedule
 from neurosim.projections.delay_kernels import event_sum, nonzero_count
 from neurosim.projections.delayed import (FFT_MIN_TAPS, causal_conv, direct_conv, fft_length, gaussian_kernel,
                                           spectral_conv)
@@ -429,7 +429,7 @@ def test_event_path_with_rounded_positions_equals_the_gradient_path(monkeypatch)
 
 
 def test_gradients_flow_through_integer_delays_in_training_mode(monkeypatch):
-    monkeypatch.setattr(delayed, "event_sum", refuse)
+    monkeypatch.setattr(delay_kernels, "event_sum", refuse)
     D, n_in, n_out = 5, 4, 3
     d = edge_delays(n_out, n_in, D, seed=2)
     x = counts(8, 2, n_in, p=0.5)
@@ -458,7 +458,7 @@ def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
     x = x.view(T, B, n_in)
     ref = shift_reference(x, proj.weight.detach(), d)
     with monkeypatch.context() as m, torch.no_grad():
-        m.setattr(delayed, "event_sum", refuse)
+        m.setattr(delay_kernels, "event_sum", refuse)
         assert torch.equal(proj(x), ref)  # one entry over the threshold
         x.view(-1)[x.view(-1).nonzero()[0]] = 0
         m.undo()

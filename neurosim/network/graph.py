@@ -290,8 +290,9 @@ class Network(nn.Module):
         inner = [c for c in self.connections.values() if c.pre in group and c.post in group]
         keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
                                                                 if c.post not in group)}
-        compiled = lookup("loop", self.populations[group[0]]) if len(group) == 1 else None
-        if self.compiled and compiled is not None and not torch.is_grad_enabled():
+        loop = self.compiled and len(group) == 1 and not torch.is_grad_enabled()
+        compiled = lookup("loop", self.populations[group[0]]) if loop else None
+        if compiled is not None:
             name = group[0]
             done = compiled(self.populations[name], [c.projection for c in inner], drives[name], state[name],
                             probes[name], name in keep, progress)

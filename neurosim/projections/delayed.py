@@ -75,7 +75,6 @@ from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
 from .base import MatrixProjection
-from .delay_kernels import event_sum, nonzero_count
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
 SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5 steps)
@@ -165,10 +164,12 @@ def integer_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> 
     if ((torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.device.type != "cpu"
             or x.dtype not in (torch.float32, torch.float64)):
         return shifted_sum(x, weight, delays)
-    count, limit = nonzero_count(x), EVENT_DENSITY_PER_DELAY * x.numel()
+    from . import delay_kernels  # compiled by numba: loaded by the first inference that needs it
+
+    count, limit = delay_kernels.nonzero_count(x), EVENT_DENSITY_PER_DELAY * x.numel()
     if count > limit and count > limit * torch.unique(delays).numel():
         return shifted_sum(x, weight, delays)
-    return event_sum(x, weight, delays)
+    return delay_kernels.event_sum(x, weight, delays)
 
 
 def sigma_schedule(sigma0: float, epochs: int, final: float = SIGMA_FINAL) -> list[float]:
