@@ -48,6 +48,11 @@ def test_training_loads_neither_numba_nor_storage_nor_plotting():
     assert loaded_after(TRAIN) == {"torch", "numpy"}
 
 
+def test_continual_learning_without_a_run_file_loads_no_h5py():
+    assert loaded_after("from neurosim import Continual, permuted, digits, create_plugin") == {"torch", "numpy"}
+    assert "h5py" in loaded_after("from neurosim import RunStore")
+
+
 def test_a_run_without_gradients_loads_the_compiled_loops():
     code = """
 import torch
