@@ -149,8 +149,8 @@ def neurosim_rows(reps: int, torch_reps: int, clock=time.perf_counter) -> list[t
                 how = "compile" if sum(kernel.stats.cache_misses.values()) > misses else "cache load"
                 rows.append((f"neurosim compiled first call ({how} + run)", first, None))
             spikes = spike_events(net, STEPS)[0].size
-            rows.append((f"neurosim compiled, Network.run, {name}", median_time(lambda: net.run(steps=STEPS), reps, clock),
-                         spikes))
+            rows.append((f"neurosim compiled, Network.run, {name}",
+                         median_time(lambda: net.run(steps=STEPS), reps, clock), spikes))
             if dtype == torch.float64:
                 pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
                 state = net.initial_state(1)["neurons"]

@@ -74,7 +74,8 @@ def neurosim_times(reps: int, seed: int = 0, clock=time.perf_counter) -> dict:
             out["inside"] = None
         else:
             inside.run(steps=STEPS)
-            out["inside"] = (median_time(lambda: inside.run(steps=STEPS), reps, clock), spike_events(inside, STEPS)[0].size)
+            out["inside"] = (median_time(lambda: inside.run(steps=STEPS), reps, clock),
+                             spike_events(inside, STEPS)[0].size)
     return out
 
 

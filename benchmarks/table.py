@@ -154,7 +154,7 @@ def delay_rows(quick: bool, root: str | None) -> tuple[list, str]:
 def reservoir_rows(n: int, quick: bool) -> list:
     r = scaling.measure(n, steps=500 if quick else 2000, torch_steps=50 if quick else 200,
                         warmup=200 if quick else 1000, reps=3 if quick else 5, clock=CPU)
-    return [(f"E/I reservoir {n // 1000}k neurons, p 0.02 ({r['synapses'] / 1e6:.0f} M synapses), per step",
+    return [(f"E/I reservoir {n / 1000:g}k neurons, p 0.02 ({r['synapses'] / 1e6:.3g} M synapses), per step",
              r["compiled"], [("torch event path", r["torch"])], "us", "")]
 
 
@@ -211,8 +211,8 @@ def main(argv=None) -> None:
             rows += reservoir_rows(args.reservoir, args.quick)
     if not brian2:
         notes.append("Brian2 not installed: no Brian2 anchors")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, one thread "
-          f"each; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+          f"one thread each; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
           f"({(time.time() - start) / 60:.0f} min); simulation and training times in CPU seconds, medians"
           + "".join(f"; {n}" for n in notes))
     print()
