@@ -3,11 +3,11 @@ r"""Fused sequence functions for the gradient path: a neuron recurrence over all
 A step-by-step loop of torch operations spends most of its time dispatching small operations and
 recording them for autograd, forward and backward. Here the whole recurrence and its
 backpropagation through time run inside one :class:`torch.autograd.Function`: each step is a
-handful of numpy operations, in place on whole ``[B, n]`` arrays (no graph, no dispatch), and what
-does not depend on the previous step (the input gain, the surrogate derivatives, the reset masks) is
-computed for all steps at once. The forward pass uses the arithmetic of the torch step functions in
-the same order, with the same constants, so spikes and membranes agree with the step-by-step path to
-the last bit; the gradients agree to rounding. Nothing is compiled: training loads no numba.
+handful of numpy operations in place on whole ``[B, n]`` arrays, which stay in cache from one
+operation to the next (no graph, no dispatch, no temporary arrays). The forward pass uses the
+arithmetic of the torch step functions in the same order, with the same constants, so spikes and
+membranes agree with the step-by-step path to the last bit (``u > v_th`` is ``u - v_th > 0`` in IEEE
+arithmetic); the gradients agree to rounding. Nothing is compiled: training loads no numba.
 
 LIF without synapses or refractory period (:mod:`neurosim.neurons.lif`), per step ``t``, with
 :math:`u_t` the membrane before the reset and :math:`v_t` after it:
@@ -109,7 +109,7 @@ def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v
         d += v_leak
         np.multiply(x[t], gain, out=ut)
         ut += d  # v_leak + (v - v_leak) beta + a x
-        np.greater(ut, v_th, out=spike)  # u - v_th > 0
+        np.greater(ut, v_th, out=spike)
         np.copyto(zt, spike)
         if subtract:  # u - z (v_th - v_reset)
             np.multiply(zt, reset_value, out=d)
