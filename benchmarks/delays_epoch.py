@@ -18,11 +18,15 @@ with ``--data lag``), same batches, one thread. The two models take turns: ``--r
 untimed warm-up round; the table gives medians of wall-clock and process CPU time (on a shared
 machine the CPU time is the steadier figure).
 ``--profile`` adds a breakdown of one neurosim training step (torch profiler, self CPU time).
+``--conv`` only times the delay convolution alone, forward and backward through the Gaussian kernel,
+computed over time (:func:`~neurosim.projections.delayed.direct_conv`) and through the FFT
+(:func:`~neurosim.projections.delayed.spectral_conv`), for several kernel lengths: the crossover
+behind ``FFT_MIN_TAPS``.
 
 Usage::
 
     python benchmarks/delays_epoch.py [--quick] [--hidden 128 128] [--max-delay 25] [--samples 640]
-        [--batch-size 64] [--rounds 5] [--data fsdd|lag] [--cache /tmp/fsdd_cache] [--profile]
+        [--batch-size 64] [--rounds 5] [--data fsdd|lag] [--cache /tmp/fsdd_cache] [--profile] [--conv]
 """
 from __future__ import annotations
 
@@ -144,7 +148,32 @@ def profile_step(trainer: DelayTrainer, data, batch_size: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=18))
 
 
-def main(argv=None) -> None:
+def conv_crossover(steps: int = 100, batch: int = 64, n: int = 128, taps=(2, 4, 6, 8, 12, 25, 50),
+                   repeats: int = 5) -> None:
+    """Median CPU time of one forward and backward pass of each convolution of a ``n -> n`` delayed
+    layer on ``[steps, batch, n]`` spikes, per kernel length."""
+    from neurosim.projections.delayed import direct_conv, gaussian_kernel, spectral_conv
+
+    print(f"delay convolution {n} -> {n}, T={steps}, batch {batch}: forward + backward, CPU ms (median of {repeats})")
+    print(f"{'taps':>5}{'direct':>9}{'FFT':>9}{'ratio':>7}")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(steps, batch, n, generator=g) < 0.1).float()
+    for D in taps:
+        w = torch.rand(n, n, generator=g).requires_grad_()
+        p = (torch.rand(n, n, generator=g) * (D - 1) - D // 2).requires_grad_()
+        row = []
+        for conv in (direct_conv, spectral_conv):
+            times = []
+            for _ in range(repeats + 1):
+                xs = x.clone().requires_grad_()
+                cpu = time.process_time()
+                conv(xs, gaussian_kernel(w, p, D // 2, D)).sum().backward()
+                times.append(time.process_time() - cpu)
+            row.append(1e3 * statistics.median(times[1:]))
+        print(f"{D:>5}{row[0]:>9.1f}{row[1]:>9.1f}{row[1] / row[0]:>7.2f}")
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small: 192 samples, 3 rounds")
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 128])
@@ -159,17 +188,15 @@ def main(argv=None) -> None:
     ap.add_argument("--cache", default="/tmp/neurosim-fsdd-cache", help="event cache folder (outside the repo)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--profile", action="store_true")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.samples, args.rounds = 192, 3
-    torch.set_num_threads(args.threads)
-    data = load(args)
-    n_in, n_out, D, hidden = data.channels, data.classes, args.max_delay, tuple(args.hidden)
-    steps = data.steps()
-    print(f"{args.data}: {len(data)} samples, {n_in} channels, {n_out} classes, steps median {int(statistics.median(steps))} "
-          f"max {steps.max()}; {n_in}-{'-'.join(map(str, hidden))}-{n_out}, D={D}, batch {args.batch_size}, "
-          f"{args.threads} thread(s)")
+    ap.add_argument("--conv", action="store_true", help="only time the convolution, over time and through the FFT")
+    return ap
 
+
+def compare(args, data, log=None) -> dict:
+    """The two models on ``data`` taking turns for ``args.rounds`` epochs after a warm-up one:
+    ``{"neurosim": [(wall, cpu), ...], "dcls": [...], "trainer": DelayTrainer, "parameters": trained
+    parameters of each}``; ``log(round, ours, theirs)`` after each round."""
+    n_in, n_out, D, hidden = data.channels, data.classes, args.max_delay, tuple(args.hidden)
     torch.manual_seed(0)
     net = build_delay_net(n_in, n_out, hidden, D, dropout=args.dropout, seed=0)
     ours = DelayTrainer(net, 1000, batch_size=args.batch_size)
@@ -179,7 +206,7 @@ def main(argv=None) -> None:
     opts = [torch.optim.Adam(weights, lr=5e-3, weight_decay=1e-5), torch.optim.Adam(anchor.positions(), lr=0.1)]
     n_params = (sum(p.numel() for p in net.parameters() if p.requires_grad),
                 sum(p.numel() for p in anchor.parameters() if p.requires_grad))
-    print(f"trained parameters: neurosim {n_params[0]:,}, dcls {n_params[1]:,}")
+    assert n_params[0] == n_params[1], n_params
 
     def run_ours(batches):
         return epoch(lambda x: ours.forward(F.pad(x, (0, 0, 0, 0, 0, ours.tail))), [ours.opt, ours.opt_pos], batches)
@@ -188,17 +215,41 @@ def main(argv=None) -> None:
         return epoch(lambda x: anchor(x.permute(1, 2, 0).contiguous()), opts, batches, anchor.clamp)
 
     net.train(), anchor.train()
-    times = {"neurosim": [], "dcls": []}  # (wall, cpu) per round
-    for r in range(-1, args.rounds):  # round -1: warm-up (numba caches, allocator), not timed
+    times = {"neurosim": [], "dcls": [], "trainer": ours, "parameters": n_params[0]}  # (wall, cpu) per round
+    for r in range(-1, args.rounds):  # round -1: warm-up (allocator, caches), not timed
         batches = list(padded_batches(data, args.batch_size, D, shuffle=True, seed=r + 1))
         t_ours, t_dcls = run_ours(batches), run_dcls(batches)
         if r < 0:
             continue
         times["neurosim"].append(t_ours)
         times["dcls"].append(t_dcls)
+        if log is not None:
+            log(r, t_ours, t_dcls)
+    return times
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.conv:
+        conv_crossover()
+        return
+    if args.quick:
+        args.samples, args.rounds = 192, 3
+    data = load(args)
+    n_in, n_out, D, hidden = data.channels, data.classes, args.max_delay, tuple(args.hidden)
+    steps = data.steps()
+    print(f"{args.data}: {len(data)} samples, {n_in} channels, {n_out} classes, steps median {int(statistics.median(steps))} "
+          f"max {steps.max()}; {n_in}-{'-'.join(map(str, hidden))}-{n_out}, D={D}, batch {args.batch_size}, "
+          f"{args.threads} thread(s)")
+
+    def log(r, t_ours, t_dcls):
         print(f"round {r}: neurosim {t_ours[0]:.2f} s ({t_ours[1]:.2f} s CPU), dcls {t_dcls[0]:.2f} s "
               f"({t_dcls[1]:.2f} s CPU), ratio {t_ours[0] / t_dcls[0]:.2f}", flush=True)
-    med = {k: [statistics.median(t[i] for t in v) for i in (0, 1)] for k, v in times.items()}
+
+    times = compare(args, data, log)
+    print(f"trained parameters: {times['parameters']:,} in each model")
+    med = {k: [statistics.median(t[i] for t in times[k]) for i in (0, 1)] for k in ("neurosim", "dcls")}
     ratio = statistics.median(a[0] / b[0] for a, b in zip(times["neurosim"], times["dcls"]))
     print()
     print(f"{'model':<32}{'epoch s':>9}{'CPU s':>8}{'ms/batch':>10}{'ratio':>7}{'CPU ratio':>11}")
@@ -209,8 +260,7 @@ def main(argv=None) -> None:
     print(f"median of the per-round ratios: {ratio:.2f}; goal neurosim <= 0.7 x dcls -> "
           f"{'met' if med['neurosim'][0] <= 0.7 * med['dcls'][0] else 'missed'} (medians, wall)")
     if args.profile:
-        profile_step(ours, data, args.batch_size)
-
+        profile_step(times["trainer"], data, args.batch_size)
 
 if __name__ == "__main__":
     main()

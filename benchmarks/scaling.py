@@ -24,14 +24,45 @@ P = 0.02
 DT = 0.1  # ms
 
 
-def per_step(run, steps: int, reps: int) -> float:
-    """Median seconds per step of ``reps`` calls of ``run``, each simulating ``steps`` steps."""
+def per_step(run, steps: int, reps: int, clock=time.perf_counter) -> float:
+    """Median seconds per step of ``reps`` calls of ``run``, each simulating ``steps`` steps, by
+    ``clock`` (wall time, or ``time.process_time`` for CPU time)."""
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append((time.perf_counter() - start) / steps)
+        times.append((clock() - start) / steps)
     return statistics.median(times)
+
+
+def measure(n: int, steps: int = 2000, torch_steps: int = 200, warmup: int = 1000, reps: int = 5,
+            clock=time.perf_counter, threads: int | None = 1) -> dict:
+    """The reservoir of ``n`` neurons: synapses, build seconds, rate (Hz), and seconds per step
+    compiled (``Network.run``), the loop alone, and in the torch event-driven loop (NaN when
+    ``torch_steps`` is 0); the compiled loop on ``threads`` threads where the network has that setting."""
+    start = time.perf_counter()
+    net = lif_reservoir(n, p=P, w_exc=1.62 * 4000 / n, w_inh=-9.0 * 4000 / n, v0=(-60.0, -50.0), seed=0, dt=DT)
+    build = time.perf_counter() - start
+    if threads is not None and hasattr(net, "threads"):
+        net.threads = threads
+    synapses = net.projections["exc"].nnz + net.projections["inh"].nnz
+    with torch.no_grad():
+        state = net.run(steps=warmup).state
+        counted = min(steps, 500)
+        count = net.run(state=state, steps=counted, outputs=["neurons"]).outputs["neurons"].sum().item()
+        rate = count / (n * counted * DT / 1000)
+        compiled = per_step(lambda: net.run(state=state, steps=steps), steps, reps, clock)
+        pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
+        no_drive = (torch.zeros(n, dtype=pop.dtype).expand(steps, 1, n), None)
+        alone = per_step(lambda: neurosim.kernels.lookup("loop", pop)(pop, projections, no_drive, state["neurons"],
+                                                                    [], False, False), steps, reps, clock)
+        torch_time = float("nan")
+        if torch_steps:
+            net.compiled = False
+            torch_time = per_step(lambda: net.run(state=state, steps=torch_steps), torch_steps, max(1, reps // 2),
+                                  clock)
+    return {"synapses": synapses, "build": build, "rate": rate, "compiled": compiled, "alone": alone,
+            "torch": torch_time}
 
 
 def main() -> None:
@@ -48,28 +79,9 @@ def main() -> None:
     print(f"{'neurons':>8s} {'synapses':>11s} {'build (s)':>9s} {'rate (Hz)':>9s} {'compiled (us)':>13s} "
           f"{'loop alone (us)':>15s} {'torch (us)':>10s} {'torch/compiled':>14s}")
     for n in args.sizes:
-        start = time.perf_counter()
-        net = lif_reservoir(n, p=P, w_exc=1.62 * 4000 / n, w_inh=-9.0 * 4000 / n, v0=(-60.0, -50.0), seed=0, dt=DT)
-        build = time.perf_counter() - start
-        synapses = net.projections["exc"].nnz + net.projections["inh"].nnz
-        with torch.no_grad():
-            state = net.run(steps=args.warmup).state
-            counted = min(args.steps, 500)
-            count = net.run(state=state, steps=counted, outputs=["neurons"]).outputs["neurons"].sum().item()
-            rate = count / (n * counted * DT / 1000)
-            compiled = per_step(lambda: net.run(state=state, steps=args.steps), args.steps, args.reps)
-            pop, projections = net.populations["neurons"], [net.projections["exc"], net.projections["inh"]]
-            no_drive = (torch.zeros(n, dtype=pop.dtype).expand(args.steps, 1, n), None)
-            alone = per_step(lambda: neurosim.kernels.lookup("loop", pop)(pop, projections, no_drive, state["neurons"],
-                                                                        [], False, False), args.steps, args.reps)
-            torch_time = float("nan")
-            if args.torch_steps:
-                net.compiled = False
-                torch_time = per_step(lambda: net.run(state=state, steps=args.torch_steps), args.torch_steps,
-                                      max(1, args.reps // 2))
-        print(f"{n:8d} {synapses:11d} {build:9.1f} {rate:9.1f} {compiled * 1e6:13.1f} {alone * 1e6:15.1f} "
-              f"{torch_time * 1e6:10.1f} {torch_time / compiled:13.1f}x")
-        del net, state
+        r = measure(n, args.steps, args.torch_steps, args.warmup, args.reps)
+        print(f"{n:8d} {r['synapses']:11d} {r['build']:9.1f} {r['rate']:9.1f} {r['compiled'] * 1e6:13.1f} "
+              f"{r['alone'] * 1e6:15.1f} {r['torch'] * 1e6:10.1f} {r['torch'] / r['compiled']:13.1f}x")
 
 
 if __name__ == "__main__":

@@ -26,13 +26,14 @@ All start from the same weights and train on the same random data (input spikes 
 probability 0.05 per step, random labels). Each framework runs in subprocesses of its own, the
 frameworks taking turns over several rounds, after one unmeasured run each that fills on-disk
 caches: warm-up steps, then the timed steps (median over all rounds). Memory, from the peak
-resident memory of each process (``ru_maxrss``, largest over the rounds):
+resident memory of each process (``VmHWM``, largest over the rounds; ``ru_maxrss`` would also
+count the launching process, whose memory a child inherits at its start):
 
 - *process peak*: everything (interpreter, torch, the framework and its runtime, data, model,
   optimiser, training);
 - *training*: that peak above the resident memory before the first full-size step, taken after
   one forward and backward pass on a tiny input (2 steps, batch 1) has loaded whatever each
-  framework loads lazily (neurosim: numba and its compiled kernels); activations, gradients,
+  framework loads lazily (parts of torch, for all of them); activations, gradients,
   optimiser state and temporary buffers of the training steps.
 
 The matmuls are the same work everywhere; they run on torch's threads, so under other load on the
@@ -46,7 +47,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -178,13 +178,20 @@ BUILDERS = {"neurosim": build_neurosim, "snntorch": build_snntorch, "spikingjell
             "torch": build_torch}
 
 
+def _peak_kib() -> int:
+    """The peak resident memory of this process's own address space (reset by ``exec``)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def _rss_kib() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def measure(name: str, steps: int, warmup: int) -> dict:
-    """Time ``steps`` training steps of framework ``name`` after ``warmup`` steps (in this process)."""
+    """Time ``steps`` training steps of framework ``name`` after ``warmup`` steps (in this process),
+    by wall clock and by process CPU time."""
     x, y, weights = make_data_and_weights()
     model, forward = BUILDERS[name](weights)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -200,14 +207,15 @@ def measure(name: str, steps: int, warmup: int) -> dict:
     loss_fn(forward(x[:2, :1]).amax(0), y[:1]).backward()
     rss_before = _rss_kib()
     losses = [step() for _ in range(warmup)]
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(step())
         times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"times": times, "peak_mib": peak / 1024, "training_mib": (peak - rss_before) / 1024,
-            "first_loss": losses[0], "last_loss": losses[-1]}
+        cpu_times.append(time.process_time() - c0)
+    peak = _peak_kib()
+    return {"times": times, "cpu_times": cpu_times, "peak_mib": peak / 1024,
+            "training_mib": (peak - rss_before) / 1024, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
 def run_child(name: str, args, steps: int, warmup: int) -> dict | None:

@@ -14,21 +14,28 @@ learning (:class:`Continual`, scenarios, learners, plugins) and the run file (:c
 The subpackages ``datasets``, ``learning``, ``reservoirs``, ``plugins``, ``models`` and ``runs`` (with
 ``runs.experiment`` and ``runs.replay``) are attributes too, e.g. ``neurosim.models.pmnist``.
 """
-from .errors import NeurosimError
-from .events import SpikeEvents
-from .kernels import compiled as _compiled, fused as _fused  # noqa: F401  (register the built-in fast paths)
-from .network import GaussianNoise, Network, PoissonNoise, Probe, RunResult
-from .neurons import (ALIF, DSR, LI, LIF, AdaptiveThresholdLIF, AdaptiveThresholdLIFParameters, ALIFParameters,
-                      Izhikevich, IzhikevichParameters, LIFParameters, LIParameters, Population, surrogate)
-from .projections import Chain, Conv2d, Delayed, Dense, Projection, Sparse
-from .projections.plasticity import STDPParameters
-from .learning import EProp, FORCE, STDP, ThreeFactor
-from .datasets import Dataset, Split, digits, fsdd, generated, idx_dataset, lag_task, standardised
-from .continual import (BPTT, Continual, ContinualResult, EPropLearner, Plugin, Scenario, Task, ThreeFactorLearner,
-                        available_plugins, create_plugin, permuted, split)
-from .storage import RunStore
-from . import datasets, learning, models, plugins, reservoirs, runs
+import importlib
+
 from .version import __version__
+
+# Where each public name lives. Names are imported on first use (PEP 562), so that ``import neurosim``
+# and the command line load neither torch nor anything else they do not need.
+_EXPORTS = {
+    "errors": ("NeurosimError",),
+    "events": ("SpikeEvents",),
+    "network": ("GaussianNoise", "Network", "PoissonNoise", "Probe", "RunResult"),
+    "neurons": ("ALIF", "DSR", "LI", "LIF", "AdaptiveThresholdLIF", "AdaptiveThresholdLIFParameters", "ALIFParameters",
+                "Izhikevich", "IzhikevichParameters", "LIFParameters", "LIParameters", "Population", "surrogate"),
+    "projections": ("Chain", "Conv2d", "Delayed", "Dense", "Projection", "Sparse"),
+    "projections.plasticity": ("STDPParameters",),
+    "learning": ("EProp", "FORCE", "STDP", "ThreeFactor"),
+    "datasets": ("Dataset", "Split", "digits", "fsdd", "generated", "idx_dataset", "lag_task", "standardised"),
+    "continual": ("BPTT", "Continual", "ContinualResult", "EPropLearner", "Plugin", "Scenario", "Task",
+                  "ThreeFactorLearner", "available_plugins", "create_plugin", "permuted", "split"),
+    "storage": ("RunStore",),
+}
+_SUBPACKAGES = ("datasets", "learning", "models", "plugins", "reservoirs", "runs")
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "NeurosimError", "SpikeEvents", "Network", "Probe", "RunResult", "GaussianNoise", "PoissonNoise", "Population",
@@ -40,3 +47,17 @@ __all__ = [
     "create_plugin", "Scenario", "Task", "permuted", "split", "RunStore", "datasets", "learning", "reservoirs",
     "plugins", "models", "runs", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)  # which sets the attribute
+    if name not in _HOME:
+        raise AttributeError(f"module 'neurosim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

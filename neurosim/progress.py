@@ -11,8 +11,6 @@ import sys
 import time
 from typing import Iterable
 
-from tqdm.auto import tqdm
-
 
 def interactive() -> bool:
     """Whether progress goes to a person watching (a terminal or a notebook) rather than to a file."""
@@ -69,5 +67,7 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
     """A progress bar over ``iterable`` or up to ``total``: tqdm when :func:`interactive`, else a
     :class:`LineProgress`; silent unless ``enabled``."""
     if enabled and interactive():
+        from tqdm.auto import tqdm  # imported when first drawn: it loads asyncio and more
+
         return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=False)
     return LineProgress(iterable, total, desc, unit, initial, quiet=not enabled)

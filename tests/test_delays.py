@@ -4,9 +4,10 @@ import torch
 from torch.func import functional_call
 
 from neurosim import LI, LIF, Delayed, Dense, Network, NeurosimError
-from neurosim.projections import delayed, integer_delays, sigma_schedule
+from neurosim.projections import delay_kernels, delayed, integer_delays, sigma_schedule
 from neurosim.projections.delay_kernels import event_sum, nonzero_count
-from neurosim.projections.delayed import causal_conv, gaussian_kernel
+from neurosim.projections.delayed import (FFT_MIN_TAPS, causal_conv, direct_conv, fft_length, gaussian_kernel,
+                                          spectral_conv)
 
 
 def spikes(T, B, n, p=0.3, seed=0, dtype=torch.float64):
@@ -296,6 +297,67 @@ def test_gaussian_kernel_is_a_pure_function_of_its_arguments():
     assert torch.equal(gaussian_kernel(w, p, -1.0, 5), gaussian_kernel(w, p, 1.0, 5))  # |sigma|
 
 
+def conv_and_gradients(conv, x, w, p, sigma, D, cotangent):
+    """``conv`` of ``x`` with the Gaussian kernel of ``w``, ``p``; its output and the gradients of
+    ``<output, cotangent>`` with respect to ``x``, ``w`` and ``p``."""
+    x, w, p = (t.detach().clone().requires_grad_() for t in (x, w, p))
+    y = conv(x, gaussian_kernel(w, p, sigma, D))
+    (y * cotangent).sum().backward()
+    return y.detach(), x.grad, w.grad, p.grad
+
+
+@pytest.mark.parametrize("T_extra", [0, 1, 37])
+@pytest.mark.parametrize("D, sigma", [(8, 0.0), (25, 12.0), (25, 0.23), (40, 3.0)])
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 2e-14), (torch.float32, 1e-6)])
+def test_spectral_conv_equals_the_direct_convolution(D, sigma, T_extra, dtype, tol):
+    """The FFT path against the convolution over time: output and gradients (input, weights,
+    positions) within a few units in the last place of the largest value, for event counts."""
+    g = torch.Generator().manual_seed(D + T_extra)
+    T, B, n_in, n_out = D + T_extra, 3, 7, 5
+    x = torch.poisson(torch.full((T, B, n_in), 0.3), generator=g).to(dtype)
+    w = (torch.rand(n_out, n_in, generator=g, dtype=dtype) - 0.5) * 2
+    p = torch.rand(n_out, n_in, generator=g, dtype=dtype) * (D - 1) - D // 2
+    cotangent = torch.randn(T, B, n_out, generator=g, dtype=dtype)
+    ours = conv_and_gradients(spectral_conv, x, w, p, sigma, D, cotangent)
+    ref = conv_and_gradients(direct_conv, x, w, p, sigma, D, cotangent)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape and a.dtype == dtype
+        assert (a - b).abs().max() <= tol * b.abs().max()
+    assert ref[0].abs().max() > 0.5 and ref[3].abs().max() > 0
+
+
+def test_causal_conv_takes_the_spectral_path_from_fft_min_taps(monkeypatch):
+    x, w = spikes(20, 2, 3), torch.randn(4, 3, dtype=torch.float64)
+    taken = []
+    monkeypatch.setattr(delayed, "spectral_conv", lambda x, k: taken.append(k.shape[-1]) or direct_conv(x, k))
+    for D in (FFT_MIN_TAPS - 1, FFT_MIN_TAPS):
+        K = gaussian_kernel(w, torch.zeros(4, 3, dtype=torch.float64), 1.0, D)
+        assert torch.equal(causal_conv(x, K), direct_conv(x, K))
+    assert taken == [FFT_MIN_TAPS]
+
+
+def test_spectral_gradients_finite_differences():
+    torch.manual_seed(1)
+    proj = Delayed(3, 2, 11, sigma=1.5, dtype=torch.float64)
+    x = torch.rand(13, 2, 3, dtype=torch.float64) * 2
+    w = proj.weight.detach().clone().requires_grad_()
+    p = (torch.rand(2, 3, dtype=torch.float64) * 8 - 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda w, p: functional_call(proj, {"weight": w, "positions": p}, (x,)),
+                                    (w, p), eps=1e-6, atol=1e-7)
+
+
+def test_fft_length_is_the_next_5_smooth_number():
+    def smooth(m):
+        for q in (2, 3, 5):
+            while m % q == 0:
+                m //= q
+        return m == 1
+
+    for n in range(1, 600):
+        m = fft_length(n)
+        assert m >= n and smooth(m) and not any(smooth(k) for k in range(n, m))
+
+
 # -- event-driven integer path (inference without gradients) -----------------------------------
 
 def counts(T, B, n, p=0.2, top=3, seed=0, dtype=torch.float64):
@@ -367,7 +429,7 @@ def test_event_path_with_rounded_positions_equals_the_gradient_path(monkeypatch)
 
 
 def test_gradients_flow_through_integer_delays_in_training_mode(monkeypatch):
-    monkeypatch.setattr(delayed, "event_sum", refuse)
+    monkeypatch.setattr(delay_kernels, "event_sum", refuse)
     D, n_in, n_out = 5, 4, 3
     d = edge_delays(n_out, n_in, D, seed=2)
     x = counts(8, 2, n_in, p=0.5)
@@ -396,7 +458,7 @@ def test_dense_inputs_fall_back_to_shifted_matmuls(k, monkeypatch):
     x = x.view(T, B, n_in)
     ref = shift_reference(x, proj.weight.detach(), d)
     with monkeypatch.context() as m, torch.no_grad():
-        m.setattr(delayed, "event_sum", refuse)
+        m.setattr(delay_kernels, "event_sum", refuse)
         assert torch.equal(proj(x), ref)  # one entry over the threshold
         x.view(-1)[x.view(-1).nonzero()[0]] = 0
         m.undo()

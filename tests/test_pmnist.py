@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import neurosim as ns
-from neurosim.cli.main import format_matrix, main
+from neurosim.cli.commands import format_matrix
+from neurosim.cli.main import main
 from neurosim.continual.runner import Continual
 from neurosim.datasets.images import generated, standardised
 from neurosim.runs.experiment import HLOP_DIGITS, PERMUTED_DIGITS, build, with_plugins

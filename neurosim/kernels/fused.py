@@ -1,10 +1,13 @@
 r"""Fused sequence functions for the gradient path: a neuron recurrence over all ``T`` steps in one call.
 
-A step-by-step loop of torch operations spends most of its time dispatching small operations,
-forward and backward. Here the whole recurrence runs in one numba kernel, and so does its
-backpropagation through time, inside a :class:`torch.autograd.Function`. The forward pass uses the
+A step-by-step loop of torch operations spends most of its time dispatching small operations and
+recording them for autograd, forward and backward. Here the whole recurrence and its
+backpropagation through time run inside one :class:`torch.autograd.Function`: each step is a
+handful of numpy operations in place on whole ``[B, n]`` arrays, which stay in cache from one
+operation to the next (no graph, no dispatch, no temporary arrays). The forward pass uses the
 arithmetic of the torch step functions in the same order, with the same constants, so spikes and
-membranes agree with the step-by-step path to the last bit; the gradients agree to rounding.
+membranes agree with the step-by-step path to the last bit (``u > v_th`` is ``u - v_th > 0`` in IEEE
+arithmetic); the gradients agree to rounding. Nothing is compiled: training loads no numba.
 
 LIF without synapses or refractory period (:mod:`neurosim.neurons.lif`), per step ``t``, with
 :math:`u_t` the membrane before the reset and :math:`v_t` after it:
@@ -38,10 +41,10 @@ Leaky integrator (:mod:`neurosim.neurons.readout`), the same without spikes:
 :math:`g_{v_{-1}} = \beta \bar g_{v_0}`.
 
 Every parameter is a per-neuron vector here (a shared value is repeated), rounded to the
-population's dtype as torch rounds a scalar operand. The LIF forward kernel also checks that the
-input is finite, which it reads anyway. Kernels use numpy's error model (IEEE division, no
-zero-division branch) so that their inner loops vectorise; compiled code is cached on disk.
-They are the ``sequence`` fast paths of LIF and LI in :mod:`neurosim.kernels.registry`.
+population's dtype as torch rounds a scalar operand, and expanded to ``[B, n]`` (numpy operations on
+equal shapes are several times faster than broadcast ones at this size). The LIF forward pass also
+checks that the input is finite. They are the ``sequence`` fast paths of LIF and LI in
+:mod:`neurosim.kernels.registry`.
 """
 from __future__ import annotations
 
@@ -49,7 +52,6 @@ import math
 
 import numpy as np
 import torch
-from numba import njit
 
 from ..errors import check_finite
 from ..neurons.lif import LIF, LIFState, decay, refractory_steps
@@ -60,109 +62,127 @@ from .registry import register
 SURROGATES = {"fast_sigmoid": 0, "atan": 1, "triangle": 2, "straight_through": 3}
 
 
-@njit(cache=True, error_model="numpy")
 def _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale):
-    """dS/dx at ``d`` for surrogate ``kind`` (see :data:`SURROGATES` and :mod:`neurosim.neurons.surrogate`);
-    the constants are of ``d``'s type, so that float32 stays float32."""
-    if kind == 0:
-        q = scale * abs(d) + one
-        return one / (q * q)
-    if kind == 1:
-        q = pi_half_scale * d
-        return half_scale / (one + q * q)
-    if kind == 2:
-        return max(one - abs(d) / scale, one - one) / scale
-    return one
+    """dS/dx for surrogate ``kind`` (see :data:`SURROGATES` and :mod:`neurosim.neurons.surrogate`) at
+    every entry of the array ``d``, in place; the constants are of ``d``'s type, so that float32 stays float32."""
+    if kind == 0:  # 1 / (scale |d| + 1)^2
+        np.abs(d, out=d)
+        d *= scale
+        d += one
+        d *= d
+        return np.divide(one, d, out=d)
+    if kind == 1:  # (scale / 2) / (1 + (pi scale d / 2)^2)
+        d *= pi_half_scale
+        d *= d
+        d += one
+        return np.divide(half_scale, d, out=d)
+    if kind == 2:  # max(1 - |d| / scale, 0) / scale
+        np.abs(d, out=d)
+        d /= scale
+        np.subtract(one, d, out=d)
+        np.maximum(d, one - one, out=d)
+        d /= scale
+        return d
+    d.fill(one)
+    return d
 
 
-@njit(cache=True, error_model="numpy")
+def _rows(p: np.ndarray, shape: tuple) -> np.ndarray:
+    """A per-neuron vector repeated over the batch, ``shape`` ``[B, n]``, contiguous."""
+    return np.ascontiguousarray(np.broadcast_to(p, shape))
+
+
 def _lif_forward(x, v0, v_leak, beta, gain, v_th, reset_value, subtract, z, u, v):
     """LIF over ``x [T, B, n]`` from ``v0 [B, n]``: writes spikes ``z`` and membranes before the
     reset ``u`` (``[T, B, n]``), and after it ``v``: all steps (``[T, B, n]``) or the last two
     alternately (``[2, B, n]``; step ``t`` in ``v[t % 2]``). ``reset_value`` is ``v_th - v_reset``
-    (subtract) or ``v_reset``. Returns True if ``x`` holds NaN or infinity."""
-    steps, batch, n = x.shape
-    slots = v.shape[0]
-    bad = False
+    (subtract) or ``v_reset``. Returns True if ``x`` may hold NaN or infinity: they would reach the
+    last membrane (NaN stays NaN, an infinity stays infinite or becomes NaN)."""
+    steps, slots, shape = x.shape[0], v.shape[0], x.shape[1:]
+    v_leak, beta, gain, v_th, reset_value = (_rows(p, shape) for p in (v_leak, beta, gain, v_th, reset_value))
+    one = x.dtype.type(1)
+    d, spike = np.empty(shape, x.dtype), np.empty(shape, bool)
     for t in range(steps):
-        prev = v0 if t == 0 else v[(t - 1) % slots]
-        cur = v[t % slots]
-        for b in range(batch):
-            pb, xb, zb, ub, vb = prev[b], x[t, b], z[t, b], u[t, b], cur[b]
-            for k in range(n):
-                xk = xb[k]
-                bad |= xk - xk != 0
-                vl = v_leak[k]
-                un = vl + (pb[k] - vl) * beta[k] + xk * gain[k]
-                spike = un - v_th[k] > 0
-                ub[k] = un
-                zb[k] = spike
-                if subtract:
-                    vb[k] = un - reset_value[k] if spike else un
-                else:
-                    vb[k] = reset_value[k] if spike else un
-    return bad
+        prev, ut, zt, vt = v0 if t == 0 else v[(t - 1) % slots], u[t], z[t], v[t % slots]
+        np.subtract(prev, v_leak, out=d)
+        d *= beta
+        d += v_leak
+        np.multiply(x[t], gain, out=ut)
+        ut += d  # v_leak + (v - v_leak) beta + a x
+        np.greater(ut, v_th, out=spike)
+        np.copyto(zt, spike)
+        if subtract:  # u - z (v_th - v_reset)
+            np.multiply(zt, reset_value, out=d)
+            np.subtract(ut, d, out=vt)
+        else:  # u (1 - z) + z v_reset
+            np.subtract(one, zt, out=d)
+            np.multiply(ut, d, out=vt)
+            np.multiply(zt, reset_value, out=d)
+            vt += d
+    return not np.isfinite(v[(steps - 1) % slots]).all()
 
 
-@njit(cache=True, error_model="numpy")
 def _lif_backward(gz, gv, u, beta, gain, v_th, reset_value, subtract, detach, kind, one, scale, half_scale,
                   pi_half_scale, gx, gv0):
     """BPTT of :func:`_lif_forward` (see the module docstring): from the gradients ``gz [T, B, n]``
     and ``gv`` (all membranes ``[T, B, n]``, or the last one ``[1, B, n]``), writes ``gx`` and ``gv0``."""
-    steps, batch, n = u.shape
+    steps, shape = u.shape[0], u.shape[1:]
     full = gv.shape[0] == steps
+    beta, gain, v_th, reset_value = (_rows(p, shape) for p in (beta, gain, v_th, reset_value))
+    g, d, tmp, keep = (np.empty(shape, u.dtype) for _ in range(4))
+    below = np.empty(shape, bool)
     carry = gv0
-    if full:
-        carry[:] = 0
-    else:
-        carry[:] = gv[0]
+    carry[...] = 0 if full else gv[0]
     for t in range(steps - 1, -1, -1):
-        gvt = gv[t] if full else gv[0]
-        for b in range(batch):
-            cb, gzb, gvb, ub, gxb = carry[b], gz[t, b], gvt[b], u[t, b], gx[t, b]
-            for k in range(n):
-                g = cb[k] + gvb[k] if full else cb[k]
-                d = ub[k] - v_th[k]
-                gzk = gzb[k]
-                if subtract:
-                    direct = g
-                    if not detach:
-                        gzk = gzk - g * reset_value[k]
-                else:
-                    direct = g - g if d > 0 else g
-                    if not detach:
-                        gzk = gzk + g * (reset_value[k] - ub[k])
-                gu = direct + gzk * _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale)
-                gxb[k] = gu * gain[k]
-                cb[k] = gu * beta[k]
+        if full:
+            np.add(carry, gv[t], out=g)
+        else:
+            np.copyto(g, carry)
+        np.subtract(u[t], v_th, out=d)
+        if not subtract:
+            np.less_equal(d, 0, out=below)
+            np.copyto(keep, below)  # dv/du of the zero reset: 1 - z
+        if not detach:  # gz + g dv/dz: dv/dz = -(v_th - v_reset), or v_reset - u
+            if subtract:
+                np.multiply(g, reset_value, out=tmp)
+                np.subtract(gz[t], tmp, out=tmp)
+            else:
+                np.subtract(reset_value, u[t], out=tmp)
+                tmp *= g
+                np.add(gz[t], tmp, out=tmp)
+        slope = _surrogate_derivative(d, kind, one, scale, half_scale, pi_half_scale)
+        slope *= gz[t] if detach else tmp
+        if not subtract:
+            g *= keep
+        gu = gx[t]
+        np.add(g, slope, out=gu)
+        np.multiply(gu, beta, out=carry)
+        gu *= gain
 
 
-@njit(cache=True, error_model="numpy")
 def _li_forward(x, v0, v_leak, beta, gain, v):
     """Leaky integrator over ``x [T, B, n]`` from ``v0 [B, n]``; writes the membranes ``v``."""
-    steps, batch, n = x.shape
-    for t in range(steps):
-        prev = v0 if t == 0 else v[t - 1]
-        for b in range(batch):
-            pb, xb, vb = prev[b], x[t, b], v[t, b]
-            for k in range(n):
-                vl = v_leak[k]
-                vb[k] = vl + (pb[k] - vl) * beta[k] + xb[k] * gain[k]
+    shape = x.shape[1:]
+    v_leak, beta, gain = (_rows(p, shape) for p in (v_leak, beta, gain))
+    d = np.empty(shape, x.dtype)
+    for t in range(x.shape[0]):
+        np.subtract(v0 if t == 0 else v[t - 1], v_leak, out=d)
+        d *= beta
+        d += v_leak
+        np.multiply(x[t], gain, out=v[t])
+        v[t] += d
 
 
-@njit(cache=True, error_model="numpy")
 def _li_backward(gv, beta, gain, gx, gv0):
     """BPTT of :func:`_li_forward`: writes ``gx`` and ``gv0`` from ``gv [T, B, n]``."""
-    steps, batch, n = gv.shape
+    beta, gain = (_rows(p, gv.shape[1:]) for p in (beta, gain))
     carry = gv0
-    carry[:] = 0
-    for t in range(steps - 1, -1, -1):
-        for b in range(batch):
-            cb, gvb, gxb = carry[b], gv[t, b], gx[t, b]
-            for k in range(n):
-                g = gvb[k] + cb[k]
-                gxb[k] = g * gain[k]
-                cb[k] = g * beta[k]
+    carry[...] = 0
+    for t in range(gv.shape[0] - 1, -1, -1):
+        g = gx[t]
+        np.add(gv[t], carry, out=g)
+        np.multiply(g, beta, out=carry)
+        g *= gain
 
 
 def _np(x: torch.Tensor) -> np.ndarray:

@@ -414,8 +414,9 @@ class Network(nn.Module):
                 raise NeurosimError(f"plastic projection {name!r} must lie inside a recurrent loop")
         keep = {n: [] for n in group if n in outputs or any(c.pre == n for c in self.connections.values()
                                                                 if c.post not in group)}
-        compiled = lookup("loop", self.populations[group[0]]) if len(group) == 1 else None
-        if self.compiled and compiled is not None and not torch.is_grad_enabled():
+        loop = self.compiled and len(group) == 1 and not torch.is_grad_enabled()
+        compiled = lookup("loop", self.populations[group[0]]) if loop else None
+        if compiled is not None:
             name = group[0]
             plasticity = [(self.plastic[n], state[PLASTICITY + n]) if n in self.plastic else None for n, _ in inner]
             done = compiled(self.populations[name], [c.projection for _, c in inner], drives[name], state[name],

@@ -16,6 +16,11 @@ and tap :math:`k` carries delay :math:`D-1-k`. The output is causal and as long 
 
     I_i[t] = \sum_j \sum_k K_{ij}[k]\, s_j[t - (D-1-k)] \qquad (s_j[t] = 0 \text{ for } t < 0).
 
+This convolution costs :math:`T D` multiply-adds per sample and synapse. For kernels of 8 taps or
+more it is computed as a product of spectra (:func:`spectral_conv`): over :math:`n \ge T + D - 1`
+points the DFT turns it into one complex ``[B, n_in] x [n_in, n_out]`` product per frequency,
+about :math:`2 (T + D)` multiply-adds, forward and backward, with the same result to rounding.
+
 The paper also pads :math:`(D-1)/\!/2` steps on the right, so its output is that much longer than
 its input; here those tail steps are dropped, so sequences keep their length ``T`` through every
 layer. Spikes still in flight at the end of a run are lost, and the next ``run`` (``state=``) does
@@ -61,6 +66,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -69,7 +75,6 @@ from torch.nn import functional as F
 
 from ..errors import NeurosimError, check_finite, check_last_dim
 from .base import MatrixProjection
-from .delay_kernels import event_sum, nonzero_count
 
 SIGMA_OFFSET = 0.27  # added to |sigma|: the Gaussian's smallest standard deviation, in steps
 SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5 steps)
@@ -77,6 +82,9 @@ SIGMA_FINAL = 0.23   # the paper's final sigma (effective standard deviation 0.5
 # is below this per distinct delay value; denser inputs go to the shifted matmuls (the crossover
 # measured by benchmarks/delays_inference.py).
 EVENT_DENSITY_PER_DELAY = 0.03
+# Kernels of at least this many taps are applied through the FFT, shorter ones as a convolution
+# (the crossover measured by benchmarks/delays_epoch.py --conv).
+FFT_MIN_TAPS = 8
 
 
 def gaussian_kernel(weight: torch.Tensor, positions: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
@@ -88,9 +96,54 @@ def gaussian_kernel(weight: torch.Tensor, positions: torch.Tensor, sigma: float,
 
 
 def causal_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``I[t] = sum_k K[:, :, k] s[t - (D-1-k)]`` for ``x`` ``[T, B, n_in]``; returns ``[T, B, n_out]``."""
+    """``I[t] = sum_k K[:, :, k] s[t - (D-1-k)]`` for ``x`` ``[T, B, n_in]``; returns ``[T, B, n_out]``:
+    :func:`spectral_conv` for kernels of at least ``FFT_MIN_TAPS`` taps, else :func:`direct_conv`."""
+    return (spectral_conv if kernel.shape[-1] >= FFT_MIN_TAPS else direct_conv)(x, kernel)
+
+
+def direct_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """:func:`causal_conv` as a convolution over time (``T D n_in n_out`` multiply-adds per sample)."""
     xs = F.pad(x.permute(1, 2, 0), (kernel.shape[-1] - 1, 0))
     return F.conv1d(xs, kernel).permute(2, 0, 1).contiguous()
+
+
+def fft_length(n: int) -> int:
+    """The smallest ``m >= n`` without prime factors above 5: a length the FFT handles fast."""
+    m = max(n, 1)
+    while True:
+        rest = m
+        for p in (2, 3, 5):
+            while rest % p == 0:
+                rest //= p
+        if rest == 1:
+            return m
+        m += 1
+
+
+@lru_cache(maxsize=64)
+def _tap_spectra(taps: int, n: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real and imaginary parts ``[n // 2 + 1, taps]`` of ``exp(-2 pi i f (taps-1-k) / n)``: the
+    ``n``-point DFT at frequency ``f`` of a unit on tap ``k`` (delay ``taps-1-k``)."""
+    f = torch.arange(n // 2 + 1, dtype=torch.float64)
+    delay = torch.arange(taps - 1, -1, -1, dtype=torch.float64)
+    angle = torch.outer(f, delay) * (2 * math.pi / n)
+    return torch.cos(angle).to(device, dtype), (-torch.sin(angle)).to(device, dtype)
+
+
+def spectral_conv(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    r""":func:`causal_conv` through the discrete Fourier transform over ``n >= T + D - 1`` points
+    (so that nothing wraps around): :math:`\hat I(f) = \hat s(f)\, \hat K(f)`, one complex
+    ``[B, n_in] x [n_in, n_out]`` product per frequency, about ``2 (T + D)`` instead of ``T D``
+    multiply-adds per sample and synapse. The kernel's spectrum is a real product with the
+    ``[n/2 + 1, D]`` DFT of the taps. Differentiable (autograd through the transforms). Equal to
+    :func:`direct_conv` to rounding: within a few units in the last place of the largest output."""
+    T, D = x.shape[0], kernel.shape[-1]
+    n_out, n_in = kernel.shape[:2]
+    n = fft_length(T + D - 1)
+    re, im = _tap_spectra(D, n, kernel.dtype, kernel.device)
+    taps = kernel.permute(2, 1, 0).reshape(D, n_in * n_out)
+    spectrum = torch.complex(re @ taps, im @ taps).view(-1, n_in, n_out)
+    return torch.fft.irfft(torch.fft.rfft(x, n=n, dim=0) @ spectrum, n=n, dim=0)[:T]
 
 
 def shifted_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:
@@ -111,10 +164,12 @@ def integer_sum(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> 
     if ((torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.device.type != "cpu"
             or x.dtype not in (torch.float32, torch.float64)):
         return shifted_sum(x, weight, delays)
-    count, limit = nonzero_count(x), EVENT_DENSITY_PER_DELAY * x.numel()
+    from . import delay_kernels  # compiled by numba: loaded by the first inference that needs it
+
+    count, limit = delay_kernels.nonzero_count(x), EVENT_DENSITY_PER_DELAY * x.numel()
     if count > limit and count > limit * torch.unique(delays).numel():
         return shifted_sum(x, weight, delays)
-    return event_sum(x, weight, delays)
+    return delay_kernels.event_sum(x, weight, delays)
 
 
 def sigma_schedule(sigma0: float, epochs: int, final: float = SIGMA_FINAL) -> list[float]:

@@ -56,6 +56,7 @@ from ..continual.plugin import Plugin, available_plugins, create_plugin, plugin_
 from ..continual.scenarios import SPLIT_MODES, Scenario, permuted, split
 from ..storage.store import RunStore, StoreWriteError
 from ..datasets.temporal_tasks import lag_task
+from .builtin import DEFAULT_EXPERIMENT
 
 #: Model name -> (module, network builder, readout function).
 MODELS = {"pmnist": ("neurosim.models.pmnist", "build_pmnist", "readout"),
@@ -76,7 +77,7 @@ DEFAULT_KEEP = 2
 #: The default experiment of ``neurosim run``: five permuted digit tasks on the HLOP paper's
 #: network at the size of 8x8 digits.
 PERMUTED_DIGITS = {
-    "name": "permuted-digits",
+    "name": DEFAULT_EXPERIMENT,
     "model": {"name": "pmnist", "n_in": 64, "hidden": 256, "seed": 0},
     "scenario": {"name": "permuted", "data": "digits", "tasks": 5, "seed": 0},
     "training": {"steps": 20, "epochs": 20, "batch_size": 32, "lr": 0.1, "optimizer": "sgd", "seed": 0},

@@ -13,8 +13,8 @@ import torch
 from ..errors import NeurosimError, optional_import
 from ..progress import progress_bar
 from ..network import Probe
+from .builtin import SIMULATIONS
 
-SIMULATIONS = ("cuba", "izhikevich2003")
 CHUNK_MS = 50.0
 
 

@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Mapping
 
-import h5py
 import numpy as np
 import torch
 
@@ -31,6 +30,8 @@ from ..progress import progress_bar
 from ..network import Network, Probe
 
 if TYPE_CHECKING:
+    import h5py
+
     from .store import RunStore
 
 KINDS = ("spikes", "state", "weights")
