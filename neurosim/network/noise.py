@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from ..errors import NeurosimError, check_int, check_positive
-from ..kernels.noise import GAUSSIAN, MAX_POISSON_MEAN, POISSON, fill_noise, stream_key
-from ..kernels.compiled import Noise
 from ..neurons.base import as_param
+
+# The streams are numba functions: :mod:`neurosim.kernels.noise` is imported by the first draw, not
+# with the network, so that training without noise does not load numba.
 
 
 def _check_seed(seed) -> None:
@@ -44,6 +45,7 @@ class GaussianNoise:
 
     def arguments(self, dt: float) -> tuple:
         """``(kind, p1, p2)`` of :func:`neurosim.kernels.noise.noise_value`."""
+        from ..kernels.noise import GAUSSIAN
         return GAUSSIAN, self.std, self.mean
 
 
@@ -66,6 +68,7 @@ class PoissonNoise:
         _check_seed(self.seed)
 
     def arguments(self, dt: float) -> tuple:
+        from ..kernels.noise import MAX_POISSON_MEAN, POISSON
         mean = self.rate * (self.count * dt / 1000.0)
         peak = float(mean.max()) if isinstance(mean, torch.Tensor) else mean
         if peak > MAX_POISSON_MEAN:
@@ -77,9 +80,12 @@ class PoissonNoise:
 NOISES = (GaussianNoise, PoissonNoise)
 
 
-def kernel_noise(noise, population, batch: int, step: int) -> Noise:
-    """The arguments with which the loops draw ``noise`` for ``population``, ``batch`` samples from
-    ``step`` on: parameters as numbers or per-neuron arrays of the population's dtype."""
+def kernel_noise(noise, population, batch: int, step: int):
+    """The arguments (a :class:`neurosim.kernels.compiled.Noise`) with which the loops draw ``noise``
+    for ``population``, ``batch`` samples from ``step`` on: parameters as numbers or per-neuron arrays
+    of the population's dtype."""
+    from ..kernels.compiled import Noise
+    from ..kernels.noise import GAUSSIAN, stream_key
     kind, p1, p2 = noise.arguments(population.dt)
     dtype = np.float64 if population.dtype == torch.float64 else np.float32
 
@@ -94,8 +100,10 @@ def kernel_noise(noise, population, batch: int, step: int) -> Noise:
                  value(p2, 'mean' if kind == GAUSSIAN else 'weight'))
 
 
-def draw(spec: Noise, step: int, n: int, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """The noise ``[B, n]`` of step ``step`` of the run ``spec`` starts (its first step is ``spec.step``)."""
+def draw(spec, step: int, n: int, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """The noise ``[B, n]`` of step ``step`` of the run ``spec`` (from :func:`kernel_noise`) starts
+    (its first step is ``spec.step``)."""
+    from ..kernels.noise import fill_noise
     out = np.empty((spec.keys.size, n), np.float64 if dtype == torch.float64 else np.float32)
     fill_noise(spec.kind, spec.keys, spec.step + step, spec.p1, spec.p2, out)
     return torch.from_numpy(out).to(device)
