@@ -143,7 +143,7 @@ def test_adex_in_an_experiment_file_with_a_plugin_and_replay(tmp_path, monkeypat
     assert result.R[0, 0] > 0.5  # ten digits: chance is 0.1
     r = replay(path, 0)
     assert len(r.recorded["h"][0]) > 10 and r.differing == {"h": 0}
-    with pytest.raises(ns.NeurosimError, match="model readout"):
+    with pytest.raises(ns.NeurosimError, match=r"model\.readout"):
         experiment.build({**config, "model": {"name": "adex:build_network"}}, progress=False)
     with pytest.raises(ns.NeurosimError, match="cannot be imported"):
         experiment.build({**config, "model": {"name": "adex:nope", "readout": "adex:readout"}}, progress=False)
