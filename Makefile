@@ -29,6 +29,6 @@ wheel-test: $(VENV)/.installed
 bench-deps: $(VENV)/.installed
 	$(PY) -m pip install --quiet --no-deps spikingjelly==0.0.0.0.14
 
-# Ray Tune and Optuna, for neurosim sweep and its slow tests (pytest -m slow tests/test_sweep.py).
+# Ray Tune and Optuna, for neurosim sweep (the test extra has them too).
 sweep-deps: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,sweep]' torch==2.13.0

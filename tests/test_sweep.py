@@ -1,6 +1,6 @@
 """Sweeps on Ray Tune: the sweep file, trial experiments, fault tolerance on a real local Ray, the report.
 
-The slow test runs ``neurosim sweep`` (6 trials: 3 seeds x 2 methods, 2 at a time) as a separate
+The fault-tolerance test runs ``neurosim sweep`` (6 trials: 3 seeds x 2 methods, 2 at a time) as a separate
 process on a local Ray, SIGKILLs the worker process of one running trial (found by the run file it
 holds open), then SIGKILLs the driver's whole process group mid-sweep and restarts it with
 ``--resume``. The killed trial's run file ends bit-identical to the same
@@ -83,6 +83,12 @@ def test_load_and_trial_experiments(tmp_path):
     assert sweep.method_of({}, {"plugins": []}) == "baseline"
 
 
+def test_a_trials_folder_is_named_by_its_values(tmp_path):
+    a = sweep.trial_folder("d", {"method": "ewc", "training.seed": 1})
+    assert a == sweep.trial_folder("d", {"training.seed": 1, "method": "ewc"})  # a restored trial finds it
+    assert a != sweep.trial_folder("d", {"method": "ewc", "training.seed": 2}) and a.startswith("d/ewc-")
+
+
 @pytest.mark.parametrize("change, message", [
     ('[space]\n"training.lr" = { normal = [0, 1] }', "must be a list or one of"),
     ('[space]\nmethod = ["ewc", "hlop"]\n[methods]\newc = []', "method 'hlop' is not in"),
@@ -92,6 +98,7 @@ def test_load_and_trial_experiments(tmp_path):
     ('[search]\nalgorithm = "bayes"\n[space]\n"training.lr" = [1.0]', "unknown search algorithm"),
     ('[search]\nconcurency = 2\n[space]\n"training.lr" = [1.0]', "unknown [search] key"),
     ('[space]', "is empty"),
+    ('[search]\nsamples = 3\n[space]\n"training.lr" = [0.1, 0.2]', "sweep training.seed instead"),
 ])
 def test_bad_sweeps_are_refused(tmp_path, change, message):
     path = write_sweep(tmp_path, 'name = "x"\nexperiment = "base.toml"\n' + change + "\n")
@@ -180,6 +187,14 @@ def state(run: Path) -> tuple[int, bool]:
         return 0, False
 
 
+def reports(directory: Path, trial: Path) -> int:
+    """Results that Tune received for the trial of the run folder ``trial``, over Tune's trial
+    folders of the same values (``result.json``, one line per report)."""
+    params = json.loads((trial / "params.json").read_text())["params"]
+    return sum((d / "result.json").read_text().count("\n") for d in directory.iterdir()
+               if (d / "result.json").exists() and json.loads((d / "params.json").read_text())["params"] == params)
+
+
 def wait_for(what, timeout: float, proc=None):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -204,9 +219,7 @@ def ray_processes(temp: str) -> list[int]:
     return pids
 
 
-@pytest.mark.slow
 def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
-    pytest.importorskip("ray")
     path = write_sweep(tmp_path)
     directory = tmp_path / "out" / "faults"
     temp = tempfile.mkdtemp(prefix="nsray", dir="/tmp")
@@ -228,7 +241,7 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
         # 2. SIGKILL the driver's process group once at least 2 trials are done and others are not
         def midway():
             runs = sorted(directory.glob("*/run.h5"))
-            done = [r for r in runs if state(r)[1]]
+            done = [r for r in runs if state(r)[1] and not holders(r)]  # complete and closed by its writer
             return done if len(done) >= 2 and len(done) < 6 else None
         done = wait_for(midway, 900, driver)
         os.killpg(driver.pid, signal.SIGKILL)
@@ -255,7 +268,7 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
     assert len(before) >= 2
     for r, (mtime, run_id) in before.items():
         assert (r.stat().st_mtime_ns, RunStore.open(r).run_id) == (mtime, run_id)
-        assert (r.parent / "result.json").read_text().count("\n") == BASE["scenario"]["tasks"]
+        assert reports(directory, r.parent) == BASE["scenario"]["tasks"]
     # the killed trial equals its experiment run uninterrupted, bit for bit
     params = json.loads((killed.parent / "params.json").read_text())["params"]
     s = sweep.load(path)

@@ -9,7 +9,7 @@ how to search it, written as TOML::
 
     [search]
     algorithm = "grid"               # grid | random | optuna
-    samples = 1                      # grid: repeats of the grid; random, optuna: trials
+    samples = 1                      # random, optuna: trials (a grid is run once)
     metric = "acc"                   # acc | bwt | fwt | loss, reported after every task
     mode = "max"
     concurrency = 2                  # trials at once
@@ -35,8 +35,9 @@ A key is a dotted path into the experiment: ``section.key`` (``training.lr``, ``
 ``plugins.NAME.key`` (the option ``key`` of every plugin named ``NAME`` in the trial's plugin list;
 ignored for a method whose list has no such plugin), or ``method``, which replaces the plugin list.
 
-Every trial trains its experiment into one run file, ``run.h5`` in its trial directory (under
-``STORAGE/NAME``; on a cluster, ``storage`` must be a folder every node sees). The run
+Every trial trains its experiment into one run file, ``run.h5`` in a folder of the sweep's
+directory ``STORAGE/NAME`` named after the method and a hash of the trial's values, beside
+``params.json`` (the values); on a cluster, ``storage`` must be a folder every node sees. The run
 file is the trial's checkpoint: after every task the trial reports ACC, BWT and FWT so far and the
 task's mean training loss to Tune, with a Tune checkpoint that names the task, so a scheduler
 (ASHA) can stop a poor trial at a task boundary. A trial whose worker dies is retried by Tune
@@ -50,6 +51,7 @@ Ray is an optional dependency (``pip install neurosim[sweep]``), imported when a
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
@@ -70,6 +72,7 @@ SCHEDULERS = ("fifo", "asha")
 METRICS = ("acc", "bwt", "fwt", "loss")
 DOMAINS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
 RUN_FILE = "run.h5"
+PARAMS_FILE = "params.json"
 PROGRESS_FILE = "progress.json"
 
 
@@ -113,9 +116,13 @@ class Sweep:
         check_positive("cpu", self.cpu)
         if not self.space:
             raise NeurosimError("the sweep's [space] is empty: name at least one key to sweep")
+        kinds = []
         for key, spec in self.space.items():
-            _domain_kind(key, spec)
+            kinds.append(_domain_kind(key, spec))
             self._check_key(key, spec)
+        if self.samples > 1 and all(k in ("grid", "choice") for k in kinds) and self.algorithm == "grid":
+            raise NeurosimError(f"samples = {self.samples} repeats every trial of a grid, and a trial is a "
+                                "function of its values: sweep training.seed instead")
 
     def _check_key(self, key: str, spec) -> None:
         parts = key.split(".")
@@ -260,6 +267,16 @@ class _Reporter:
                 self.tune.report(metrics, checkpoint=self.tune.Checkpoint.from_directory(d))
 
 
+def trial_folder(directory: str, params: dict) -> str:
+    """The folder of the trial with ``params`` in the sweep's ``directory``, named after the values
+    (not after Tune's trial, whose name a restored sweep may not keep), so a trial retried or
+    restored finds its run file. A trial is a function of its values, so no two trials of a sweep
+    share values (:class:`Sweep` refuses repeats of a grid)."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    method = str(params.get("method", "trial"))
+    return os.path.join(directory, f"{method}-{hashlib.sha1(text.encode()).hexdigest()[:12]}")
+
+
 def run_trial(config: dict, sweep: dict) -> None:
     """The Tune trainable: train (or resume) the trial's run file, reporting after every task."""
     import torch
@@ -272,9 +289,10 @@ def run_trial(config: dict, sweep: dict) -> None:
         with ckpt.as_directory() as d:
             with open(os.path.join(d, PROGRESS_FILE)) as f:
                 first = json.load(f)["task"] + 1
-    # in the sweep's own folder, not Tune's per-session staging copy: a restored sweep finds it there
-    folder = os.path.join(sweep["directory"], os.path.basename(tune.get_context().get_trial_dir()))
+    folder = trial_folder(sweep["directory"], config["params"])
     os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, PARAMS_FILE), "w") as f:
+        json.dump({"params": config["params"]}, f, sort_keys=True)
     path = os.path.join(folder, RUN_FILE)
     exp = trial_experiment(sweep["experiment"], config["params"], sweep["methods"])
     reporter = _Reporter(tune, first)
@@ -411,15 +429,15 @@ class Trial:
 
 
 def collect(directory: str | os.PathLike) -> list[Trial]:
-    """Every trial of the sweep in ``directory`` (Tune's experiment directory: one folder per trial,
-    each with ``params.json`` and the run file), sorted by name."""
+    """Every trial of the sweep in ``directory`` (one folder per trial, each with ``params.json`` and
+    the run file), sorted by name."""
     directory = Path(directory)
     if not directory.is_dir():
         raise NeurosimError(f"{directory} is not a directory")
     trials = []
     for run in sorted(directory.glob(f"*/{RUN_FILE}")):
         try:
-            params = json.loads((run.parent / "params.json").read_text()).get("params", {})
+            params = json.loads((run.parent / PARAMS_FILE).read_text()).get("params", {})
         except (OSError, ValueError):
             params = {}
         with RunStore.open(run) as store:
