@@ -20,6 +20,7 @@ from neurosim.storage.store import RunStore
 def warm() -> None:
     """Import here, once, what every run imports lazily (scikit-learn's digits, torch's optimiser
     machinery), so that forked children start at once."""
+    import neurosim.cli.commands  # noqa: F401  (the command line imports its commands on first use)
     from neurosim.datasets.images import digits
 
     digits()

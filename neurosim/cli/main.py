@@ -143,12 +143,27 @@ def main(argv: list[str] | None = None) -> int:
     if error is not None:
         _say(f"error: {error}")
         return EXIT_INPUT
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # also while the command's modules are imported
+        _say("interrupted")
+        return 128 + signal.SIGINT
+    except _Terminated:
+        _say("terminated")
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command ``args`` names, its errors turned into one line and an exit status."""
     from ..continual.runner import Diverged, Interrupted
     from ..errors import NeurosimError
     from ..storage.store import StoreWriteError
     from .commands import COMMANDS
 
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         return COMMANDS[args.command](args)
     except Interrupted as e:
@@ -163,12 +178,6 @@ def main(argv: list[str] | None = None) -> int:
     except NeurosimError as e:
         _say(f"error: {e}")
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return 128 + signal.SIGINT
-    except _Terminated:
-        _say("terminated")
-        return 128 + signal.SIGTERM
     except MemoryError:
         _say("error: out of memory")
         return EXIT_WRITE
@@ -177,9 +186,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _say(f"internal error: {type(e).__name__}: {e} (NEUROSIM_TRACEBACK=1 shows the traceback)")
         return EXIT_WRITE if isinstance(e, OSError) else 70
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _main_thread() -> bool:
