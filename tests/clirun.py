@@ -21,6 +21,8 @@ def warm() -> None:
     """Import here, once, what every run imports lazily (scikit-learn's digits, torch's optimiser
     machinery), so that forked children start at once."""
     import neurosim.cli.commands  # noqa: F401  (the command line imports its commands on first use)
+    import neurosim.kernels.compiled  # noqa: F401  (kernels are imported on their first lookup)
+    import neurosim.kernels.fused  # noqa: F401
     from neurosim.datasets.images import digits
 
     digits()

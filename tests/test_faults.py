@@ -27,7 +27,7 @@ tasks = 2
 seed = 2
 [training]
 steps = 2
-epochs = 1
+epochs = 3
 batch_size = 128
 lr = 0.1
 seed = 3
@@ -35,7 +35,8 @@ checkpoint_every = 4
 [[plugins]]
 name = "si"
 """
-BATCHES = 22  # 2 tasks x 11 batches of 128 of the 1348 training digits
+BATCHES = 66  # 2 tasks x 3 epochs x 11 batches of 128 of the 1348 training digits (training about
+# twice as long as the set-up before it, so that most random instants fall inside it)
 
 
 @pytest.fixture(scope="module")
@@ -228,11 +229,12 @@ def stop_at(step: int):
 def test_sigint_at_a_batch_checkpoints_and_names_where(reference, tmp_path):
     toml, ref, _, _ = reference
     path = tmp_path / "stop.h5"
-    rc, out, err = run_cli(["run", toml, "--store", path, "--quiet"], setup=stop_at(15))
-    assert rc == 130 and one_line(err) == f"neurosim: interrupted at task 1, batch 4; resume with: neurosim resume {path}"
+    rc, out, err = run_cli(["run", toml, "--store", path, "--quiet"], setup=stop_at(48))
+    assert rc == 130 and one_line(err) == (f"neurosim: interrupted at task 1, epoch 1, batch 4; resume with: "
+                                           f"neurosim resume {path}")
     with RunStore.open(path) as s:
-        assert s.checkpoint(s.count("checkpoints") - 1)["cursor"] == {"task": 1, "epoch": 0, "batch": 4, "step": 15}
-        assert len(s.read_log()) == 15
+        assert s.checkpoint(s.count("checkpoints") - 1)["cursor"] == {"task": 1, "epoch": 1, "batch": 4, "step": 48}
+        assert len(s.read_log()) == 48
     rc, out, err = run_cli(["resume", path, "--quiet"])
     assert rc == 0 and same_run(path, ref)
 
