@@ -178,7 +178,8 @@ def interrupt(reference, tmp_path, k: int, rnd: random.Random, signals: tuple, r
     else:
         argv = ["run", toml, "--store", path, "--quiet"]
     child = Child(argv)
-    __import__("time").sleep(rnd.uniform(0.05, 1.2 * seconds))
+    # the first instants anywhere from the start, the others within the training's share of the run
+    __import__("time").sleep(rnd.uniform(0.05, 1.2 * seconds) if k < 8 else rnd.uniform(0.35, 1.1) * seconds)
     for n, sig in enumerate(signals):
         try:
             os.kill(child.pid, sig)
