@@ -17,9 +17,11 @@ others likewise, which on a machine shared with other work is the comparable fig
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -108,12 +110,23 @@ def numba_loop(conn: dict, v0: np.ndarray, reps: int, clock=time.perf_counter) -
     return median_time(run, reps, clock), run(), first
 
 
-def brian2_standalone(build, reps: int) -> dict:
+class StandaloneProject(NamedTuple):
+    """A built Brian2 C++ standalone project (:func:`standalone_project`): ``build`` the seconds of
+    code generation and compilation, ``run()`` runs the binary once and returns ``(simulation
+    seconds as Brian2 measures them, whole-process wall seconds)``, ``monitor`` the spike monitor
+    (its count is that of the last run)."""
+
+    build: float
+    run: Callable[[], tuple[float, float]]
+    monitor: object
+
+
+@contextlib.contextmanager
+def standalone_project(build):
     """A Brian2 network in C++ standalone mode, one thread: ``build(b2)`` makes it on the standalone
-    device and returns ``(network, spike monitor, duration)``. Returns the seconds of the build
-    (code generation and compilation), the median seconds of the simulation alone (as Brian2
-    measures it: with one thread, the process's CPU time, ``std::clock``) and of the whole process
-    (wall time), and the spike count."""
+    device and returns ``(network, spike monitor, duration)``. Yields a :class:`StandaloneProject`,
+    so that its runs can alternate with other work; the simulation time is Brian2's own (with one
+    thread, the process's CPU time, ``std::clock``)."""
     import brian2 as b2
 
     with tempfile.TemporaryDirectory() as directory:
@@ -123,15 +136,25 @@ def brian2_standalone(build, reps: int) -> dict:
             network, monitor, duration = build(b2)
             network.run(duration)
             built = timed(lambda: b2.device.build(directory=directory, compile=True, run=False))
-            inside, whole = [], []
-            for _ in range(reps):
-                whole.append(timed(lambda: b2.device.run(directory=directory, with_output=False)))
-                inside.append(b2.device._last_run_time)
-            spikes = int(monitor.num_spikes)
+
+            def run() -> tuple[float, float]:
+                whole = timed(lambda: b2.device.run(directory=directory, with_output=False))
+                return b2.device._last_run_time, whole
+
+            yield StandaloneProject(built, run, monitor)
         finally:
             b2.device.reinit()
             b2.set_device("runtime")
-    return {"build": built, "simulation": statistics.median(inside), "process": statistics.median(whole),
+
+
+def brian2_standalone(build, reps: int) -> dict:
+    """:func:`standalone_project` run ``reps`` times: the seconds of the build, the median seconds of
+    the simulation alone (as Brian2 measures it) and of the whole process (wall time), and the
+    spike count."""
+    with standalone_project(build) as project:
+        inside, whole = zip(*(project.run() for _ in range(reps)))
+        spikes = int(project.monitor.num_spikes)
+    return {"build": project.build, "simulation": statistics.median(inside), "process": statistics.median(whole),
             "spikes": spikes}
 
 
@@ -143,7 +166,7 @@ def neurosim_rows(reps: int, torch_reps: int, clock=time.perf_counter) -> list[t
         name = "float64" if dtype == torch.float64 else "float32"
         with torch.no_grad():
             if dtype == torch.float64:
-                kernel = neurosim.kernels.compiled._lif_kernel
+                kernel = neurosim.kernels.compiled.LIF_LOOP.kernels[0]  # the serial loop (one thread)
                 misses = sum(kernel.stats.cache_misses.values())
                 first = timed(lambda: net.run(steps=STEPS), clock)
                 how = "compile" if sum(kernel.stats.cache_misses.values()) > misses else "cache load"
