@@ -10,6 +10,7 @@ import neurosim as ns
 import neurosim.kernels.compiled
 from neurosim.errors import NeurosimError
 from neurosim.kernels.noise import GAUSSIAN, POISSON, fill_noise, stream_key
+from neurosim.projections.plasticity import stdp_bounds
 from neurosim.reservoirs.builders import izhikevich_reservoir, lif_reservoir
 from neurosim.storage.snapshot import decode, encode
 
@@ -260,69 +261,153 @@ def test_plasticity_and_noise_refuse_what_they_cannot_do():
 # -- against Brian2 -----------------------------------------------------------------------------
 
 BRIAN2_STEPS = 2000
+N_B2, N_EXC_B2, N_VOLLEY = 100, 80, 10
+#: Two parameter sets, each a rule for the excitatory and one for the inhibitory projection; the
+#: bounds are magnitudes (Dale's law), and the initial weights spread over both sets' bounds. The
+#: excitatory weights end on both bounds, the inhibitory ones on the lower (A) or the upper (B).
+RULE_SETS = {
+    "A": (EXC_RULE, ns.STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.05, a_minus=0.3, w_min=1.0, w_max=8.0)),
+    "B": (ns.STDPParameters(tau_pre=5.0, tau_post=30.0, a_plus=0.3, a_minus=0.1, w_min=0.5, w_max=2.0),
+          ns.STDPParameters(tau_pre=30.0, tau_post=8.0, a_plus=0.3, a_minus=0.3, w_min=2.0, w_max=5.5)),
+}
 
 
-def brian2_plastic_cuba(conn, v0, w_exc, w_inh, steps):
-    """Brian2 (numpy target, float64) running CUBA's equations on the given synapses with STDP on
-    both projections: weights in mV, magnitudes, ``ge += w`` / ``gi -= w`` delivered before
-    the pathways change ``w``. Returns the spike events and the final weights."""
+def plastic_network_instance(seed=3):
+    """CUBA's neurons (100, 80 % E) on drawn E and I synapses (p = 0.1, weights 2 and 6 mV), initial
+    voltages, and volleys: ten input channels, each onto half of the neurons, fire together every
+    47 steps (and at random otherwise), so that many connected neurons fire in the same step."""
+    rng = np.random.default_rng(seed)
+    conn = {}
+    for name, sources in (("exc", np.arange(N_EXC_B2)), ("inh", np.arange(N_EXC_B2, N_B2))):
+        keep = rng.random((sources.size, N_B2)) < 0.1
+        pre, post = np.nonzero(keep)
+        conn[name] = (sources[pre], post)
+    weights = {"exc": rng.uniform(0.05, 4.0, conn["exc"][0].size), "inh": rng.uniform(1.05, 8.0, conn["inh"][0].size)}
+    v0 = rng.uniform(-60.0, -50.0, N_B2)
+    volley_pre, volley_post = np.nonzero(rng.random((N_VOLLEY, N_B2)) < 0.5)
+    volleys = rng.random((BRIAN2_STEPS, N_VOLLEY)) < 0.002
+    volleys[47::47] = True
+    return conn, weights, v0, (volley_pre, volley_post), volleys
+
+
+def neurosim_plastic_network(kind, rules, instance, dtype=torch.float64):
+    """The instance as a neurosim network with ``kind`` ("sparse" or "dense", under Dale's law) E and I
+    projections, STDP on both, the volleys through a fixed Sparse projection from input ``"x"``."""
+    from neurosim.models.cuba import TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_RESET, V_TH
+
+    conn, weights, v0, (volley_pre, volley_post), _ = instance
+    net = ns.Network(dt=0.1)
+    net.add_input("x", N_VOLLEY)
+    net.add("neurons", ns.LIF(N_B2, tau_mem=TAU_MEM, v_leak=V_LEAK, v_th=V_TH, v_reset=V_RESET, tau_ref=TAU_REF,
+                              reset="zero", tau_syn_exc=TAU_EXC, tau_syn_inh=TAU_INH, v0=torch.tensor(v0, dtype=dtype),
+                              dtype=dtype))
+    net.connect("x", "neurons", ns.Sparse(N_VOLLEY, N_B2, pre=volley_pre, post=volley_post, weight=8.0, dtype=dtype))
+    for (name, (pre, post)), rule, sign in zip(conn.items(), rules, ("exc", "inh")):
+        if kind == "sparse":
+            proj = ns.Sparse(N_B2, N_B2, pre=pre, post=post, weight=weights[name], dale=sign, channel=sign,
+                             dtype=dtype)
+            assert (proj.pre.numpy() == pre).all() and (proj.post.numpy() == post).all()
+        else:
+            w, mask = torch.zeros(N_B2, N_B2, dtype=dtype), torch.zeros(N_B2, N_B2, dtype=torch.bool)
+            w[post, pre], mask[post, pre] = torch.tensor(weights[name], dtype=dtype), True
+            proj = ns.Dense(N_B2, N_B2, weight=w, mask=mask, dale=sign, channel=sign, dtype=dtype)
+        net.connect("neurons", "neurons", proj, name=name, plasticity=rule)
+    return net
+
+
+def synapse_weights(proj):
+    """A projection's weight per synapse, in the order (pre, then post) of the instance's index arrays."""
+    if isinstance(proj, ns.Sparse):
+        return proj.weight.detach().numpy()
+    post, pre = torch.nonzero(proj.mask.t(), as_tuple=True)[::-1]
+    return proj.weight.detach()[post, pre].numpy()
+
+
+def brian2_plastic_network(rules, instance):
+    """Brian2 (numpy target, float64) running CUBA's equations on the instance with the standard STDP
+    synapse on both projections: weights in mV, magnitudes, ``ge += w`` / ``gi -= w`` delivered before
+    the pathways change ``w``; the volleys from a SpikeGeneratorGroup (``ge += 8 mV``). Returns the
+    spike events and the final weights."""
     b2 = pytest.importorskip("brian2")
     from brian2 import mV, ms
 
     from neurosim.models.cuba import TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_RESET, V_TH
 
+    conn, weights, v0, (volley_pre, volley_post), volleys = instance
     b2.prefs.codegen.target = "numpy"
     b2.start_scope()
     clock = b2.Clock(0.1 * ms)
-    group = b2.NeuronGroup(len(v0), """dv/dt = (ge + gi - (v - El)) / taum : volt (unless refractory)
-                                       dge/dt = -ge / taue : volt
-                                       dgi/dt = -gi / taui : volt""",
+    group = b2.NeuronGroup(N_B2, """dv/dt = (ge + gi - (v - El)) / taum : volt (unless refractory)
+                                    dge/dt = -ge / taue : volt
+                                    dgi/dt = -gi / taui : volt""",
                            threshold="v > Vt", reset="v = Vr", refractory=TAU_REF * ms, method="exact", clock=clock)
     group.v = v0 * mV
-    synapses, weights = [], {}
-    for name, sign, rule, w in (("exc", "+", EXC_RULE, w_exc), ("inh", "-", INH_RULE, w_inh)):
-        target = "ge" if name == "exc" else "gi"
+    t_in, i_in = np.nonzero(volleys)
+    source = b2.SpikeGeneratorGroup(N_VOLLEY, i_in, t_in * clock.dt, clock=clock)
+    drive = b2.Synapses(source, group, on_pre="ge += 8 * mV", clock=clock)
+    drive.connect(i=volley_pre, j=volley_post)
+    synapses = {}
+    for (name, (pre, post)), rule in zip(conn.items(), rules):
+        target, sign = ("ge", "+") if name == "exc" else ("gi", "-")
+        low, high = stdp_bounds(rule, magnitude=True)
         s = b2.Synapses(group, group, """w : volt
                                          dapre/dt = -apre / taupre : volt (event-driven)
                                          dapost/dt = -apost / taupost : volt (event-driven)""",
                         on_pre=f"{target} {sign}= w\napre += Apre\nw = clip(w + apost, wmin, wmax)",
                         on_post="apost += Apost\nw = clip(w + apre, wmin, wmax)", clock=clock,
                         namespace=dict(taupre=rule.tau_pre * ms, taupost=rule.tau_post * ms, Apre=rule.a_plus * mV,
-                                       Apost=-rule.a_minus * mV, wmin=(rule.w_min or 0.0) * mV, wmax=rule.w_max * mV))
-        s.connect(i=conn[name][0], j=conn[name][1])
-        assert (s.i[:] == conn[name][0]).all() and (s.j[:] == conn[name][1]).all()
-        s.w = w * mV
-        synapses.append(s)
-        weights[name] = s
+                                       Apost=-rule.a_minus * mV, wmin=low * mV, wmax=high * mV))
+        s.connect(i=pre, j=post)
+        assert (s.i[:] == pre).all() and (s.j[:] == post).all()
+        s.w = weights[name] * mV
+        synapses[name] = s
     spikes = b2.SpikeMonitor(group)
     namespace = dict(taum=TAU_MEM * ms, taue=TAU_EXC * ms, taui=TAU_INH * ms, Vt=V_TH * mV, Vr=V_RESET * mV,
                      El=V_LEAK * mV)
-    b2.Network(group, *synapses, spikes).run(steps * clock.dt, namespace=namespace)
+    b2.Network(group, source, drive, *synapses.values(), spikes).run(BRIAN2_STEPS * clock.dt, namespace=namespace)
     events = (np.round(spikes.t / clock.dt).astype(np.int64), np.asarray(spikes.i[:], dtype=np.int64))
-    return events, {name: np.asarray(s.w[:] / mV) for name, s in weights.items()}
+    return events, {name: np.asarray(s.w[:] / mV) for name, s in synapses.items()}
+
+
+_BRIAN2_RUNS = {}
+
+
+def brian2_plastic_run(rule_set):
+    """:func:`brian2_plastic_network` on the instance, once per parameter set (Dense and Sparse share it)."""
+    if rule_set not in _BRIAN2_RUNS:
+        _BRIAN2_RUNS[rule_set] = brian2_plastic_network(RULE_SETS[rule_set], plastic_network_instance())
+    return _BRIAN2_RUNS[rule_set]
 
 
 @pytest.mark.parametrize("compiled", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["compiled", "torch"])
-def test_plastic_reservoir_matches_brian2(compiled):
-    """CUBA's neurons (100, p = 0.1) with STDP on the excitatory and inhibitory projections, for
-    200 ms: every spike as in Brian2, and the final weights within 1e-9 mV. neurosim changes the
-    weights for a step's spikes at the start of the next step, so its weights after step T + 1
-    are Brian2's after step T."""
-    from neurosim.models.cuba import build_cuba, connectivity, initial_voltage
-
-    net = build_cuba(100, p=0.1, seed=3, dt=0.1)
-    net.plasticity("exc", EXC_RULE)
-    net.plasticity("inh", INH_RULE)
-    w_exc, w_inh = (net.projections[k].weight.detach().numpy().copy() for k in ("exc", "inh"))
-    (t_b2, i_b2), w_b2 = brian2_plastic_cuba(connectivity(net), initial_voltage(net), w_exc, w_inh, BRIAN2_STEPS)
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+@pytest.mark.parametrize("rule_set", list(RULE_SETS))
+def test_plastic_network_matches_brian2(rule_set, kind, compiled, compiled_calls):
+    """A plastic E/I network inside ``Network.run`` against Brian2 running the same network with the
+    standard STDP synapse on both projections: two parameter sets, Sparse and Dense projections,
+    200 ms with volleys that make connected neurons fire in the same step (same-step pairs) and
+    weights that end on their bounds: every spike in the same step, final weights within 1e-9 mV.
+    neurosim changes the weights for a step's spikes at the start of the next step, so its weights
+    after step T + 1 are Brian2's after step T; the volleys reach Brian2's neurons one step after
+    the generator fires (through its synapses), so neurosim's input is the volleys one step later."""
+    instance = plastic_network_instance()
+    conn, weights, _, _, volleys = instance
+    (t_b2, i_b2), w_b2 = brian2_plastic_run(rule_set)
+    net = neurosim_plastic_network(kind, RULE_SETS[rule_set], instance)
     net.compiled = compiled
+    x = torch.zeros(BRIAN2_STEPS + 1, 1, N_VOLLEY, dtype=torch.float64)
+    x[1:, 0] = torch.from_numpy(volleys.astype(np.float64))
     with torch.no_grad():
-        res = net.run(steps=BRIAN2_STEPS + 1, outputs=["neurons"])
-    t_ns, _, i_ns = res.outputs["neurons"].nonzero(as_tuple=True)
-    keep = t_ns < BRIAN2_STEPS
-    assert t_b2.size > 200
-    assert sorted(zip(t_ns[keep].tolist(), i_ns[keep].tolist())) == sorted(zip(t_b2.tolist(), i_b2.tolist()))
-    for name, initial in (("exc", w_exc), ("inh", w_inh)):
-        w = net.projections[name].weight.detach().numpy()
-        assert np.abs(w - initial).max() > 0.5, name
+        res = net.run({"x": x}, outputs=["neurons"])
+    assert compiled_calls == ([True] if compiled else [])
+    raster = np.zeros((BRIAN2_STEPS, N_B2), dtype=bool)
+    raster[t_b2, i_b2] = True
+    same_step = sum(int((raster[:, pre] & raster[:, post]).sum()) for pre, post in conn.values())
+    assert t_b2.size > 500 and same_step > 100  # pairs of connected neurons firing in the same step
+    np.testing.assert_array_equal(res.outputs["neurons"][:BRIAN2_STEPS, 0].numpy() > 0, raster)
+    for name, rule in zip(conn, RULE_SETS[rule_set]):
+        w = synapse_weights(net.projections[name])
+        assert np.abs(w - weights[name]).max() > 0.5, name
+        hits = [(w == bound).sum() for bound in stdp_bounds(rule, magnitude=True)]
+        assert min(hits) > 0 if name == "exc" else max(hits) > 50, (name, hits)
         np.testing.assert_allclose(w, w_b2[name], rtol=0, atol=1e-9)
