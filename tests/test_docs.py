@@ -1,8 +1,9 @@
 """The documentation: the site builds without warnings, its tutorials and the README's examples run, and the
 references cover every module and every experiment-file key.
 
-Code blocks run in order, one namespace per page, in a fresh directory: ```python blocks are executed,
-a block with ``title="NAME"`` is written to the file NAME first, and ```bash blocks are ``neurosim``
+Code blocks run in order, one namespace per page, in a fresh directory that is on the import path:
+```python blocks are executed, a block with ``title="NAME"`` is written to the file NAME (blocks with
+the same title are joined, in order, two blank lines apart), and ```bash blocks are ``neurosim``
 commands, run in the same process.
 """
 import os
@@ -33,16 +34,26 @@ def blocks(path: Path) -> list[tuple[str, str | None, str]]:
     return found
 
 
+def joined(pieces: list[str]) -> str:
+    """The file written from the blocks ``pieces`` of one title (module docstring)."""
+    return "\n\n\n".join(piece.rstrip("\n") for piece in pieces) + "\n"
+
+
 def run_blocks(page: Path, chosen, where: Path, monkeypatch, edit=lambda code: code) -> int:
     """Run the blocks of ``page`` as the module docstring says; returns how many ran."""
     monkeypatch.chdir(where)
+    monkeypatch.syspath_prepend(str(where))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     torch.manual_seed(0)
     namespace = {"__name__": f"doc_{page.stem}"}
+    files: dict[str, list[str]] = {}
     ran = 0
     for n, (lang, title, code) in enumerate(chosen):
         if title is not None:
-            (where / title).write_text(code)
+            files.setdefault(title, []).append(code)
+            (where / title).write_text(joined(files[title]))
+            if title.endswith(".py"):  # imported from here, not from a module of that name loaded before
+                monkeypatch.delitem(sys.modules, title[:-3], raising=False)
         elif lang == "python":
             exec(compile(edit(code), f"{page.name}, block {n}", "exec"), namespace)
         elif lang == "bash":
@@ -65,6 +76,18 @@ PAGES = [DOCS / "index.md"] + sorted((DOCS / "concepts").glob("*.md"))
 @pytest.mark.parametrize("page", TUTORIALS, ids=[p.stem for p in TUTORIALS])
 def test_tutorial_runs(page, tmp_path, monkeypatch):
     assert run_blocks(page, blocks(page), tmp_path, monkeypatch) >= 2
+
+
+def test_the_neuron_model_tutorial_builds_the_example_file():
+    """The tutorial writes examples/adex.py piece by piece (which test_user_neuron.py checks against
+    Brian2 and test_neuron_conformance.py runs through the suite), and quotes the suite's entry."""
+    page = DOCS / "tutorials" / "neuron-model.md"
+    pieces = [code for _, title, code in blocks(page) if title == "adex.py"]
+    assert len(pieces) >= 5
+    assert joined(pieces) == (ROOT / "examples" / "adex.py").read_text()
+    (quoted,) = [code for lang, _, code in blocks(page) if lang == "text" and "Model(" in code]
+    suite = (ROOT / "tests" / "test_neuron_conformance.py").read_text()
+    assert " ".join(quoted.split()) in " ".join(suite.split())
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
