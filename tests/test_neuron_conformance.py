@@ -280,3 +280,23 @@ def make_with(model: Model, kwargs: dict):
         return type(pop)(N, **kwargs)
     fields = {f.name for f in dataclasses.fields(pop.params)}
     return type(pop)(N, dataclasses.replace(pop.params, **{k: v for k, v in kwargs.items() if k in fields}), dt=pop.dt)
+
+
+def subclasses(cls) -> set:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | subclasses(sub)
+    return found
+
+
+def test_every_built_in_model_is_in_the_suite():
+    """Every population class of neurosim (the models of neurosim.neurons and any subclass of
+    Population defined in neurosim's modules) has an entry in MODELS."""
+    import neurosim.neurons
+
+    exported = {obj for obj in vars(neurosim.neurons).values()
+                if isinstance(obj, type) and issubclass(obj, ns.Population) and obj is not ns.Population}
+    defined = {cls for cls in subclasses(ns.Population) if cls.__module__.split(".")[0] == "neurosim"}
+    covered = {type(model.make(torch.float64)) for model in MODELS.values()}
+    assert len(exported) >= 6
+    assert not (exported | defined) - covered, sorted(c.__name__ for c in (exported | defined) - covered)
