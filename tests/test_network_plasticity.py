@@ -1,6 +1,7 @@
-"""STDP and noise inside Network.run: the compiled loop against the torch step loop (bit for bit),
-any number of threads against one, runs in chunks and through checkpoints against one run, and
-a plastic reservoir against Brian2 running the same network."""
+"""STDP, the three-factor rule and noise inside Network.run: the compiled loop against the torch
+step loop (bit for bit), any number of threads against one, runs in chunks and through checkpoints
+against one run, the three-factor rule against its step function on the run's spikes, and a
+plastic network against Brian2 running the same network."""
 import numba
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ import neurosim as ns
 import neurosim.kernels.compiled
 from neurosim.errors import NeurosimError
 from neurosim.kernels.noise import GAUSSIAN, POISSON, fill_noise, stream_key
+from neurosim.projections.eligibility import ThreeFactorParameters, three_factor_initial_state, three_factor_step
 from neurosim.projections.plasticity import stdp_bounds
 from neurosim.reservoirs.builders import izhikevich_reservoir, lif_reservoir
 from neurosim.storage.snapshot import decode, encode
 
 EXC_RULE = ns.STDPParameters(tau_pre=10.0, tau_post=15.0, a_plus=0.2, a_minus=0.25, w_max=4.0)
 INH_RULE = ns.STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.1, a_minus=0.05, w_min=1.0, w_max=8.0)
+THREE_FACTOR = ThreeFactorParameters(tau_pre=10.0, tau_post=15.0, tau_e=50.0, a_plus=0.5, a_minus=0.4)
+PRE_ONLY = ThreeFactorParameters(tau_pre=8.0, tau_e=30.0, a_plus=0.2, hebbian="pre")
 
 
 @pytest.fixture
@@ -33,12 +37,13 @@ def compiled_calls(monkeypatch):
     return calls
 
 
-def plastic_lif(dtype=torch.float64, n=200, noise=False):
-    """A LIF E/I reservoir (Dale's law) with STDP on both recurrent projections and a spike input."""
+def plastic_lif(dtype=torch.float64, n=200, noise=False, inh_rule=INH_RULE):
+    """A LIF E/I reservoir (Dale's law) with STDP on both recurrent projections (or ``inh_rule`` on
+    the inhibitory one) and a spike input."""
     net = lif_reservoir(n, p=0.1, w_exc=2.0, w_inh=-6.0, v0=(-60.0, -50.0), seed=1, dtype=dtype,
                         n_inputs=20, p_in=0.3, w_in=3.0)
     net.plasticity("exc", EXC_RULE)
-    net.plasticity("inh", INH_RULE)
+    net.plasticity("inh", inh_rule)
     if noise:
         net.add_noise("background", "neurons", ns.GaussianNoise(std=0.5, seed=3))
     return net
@@ -54,14 +59,21 @@ def run(net, inputs=None, compiled=True, **kwargs):
         return net.run(inputs, outputs=["neurons"], **kwargs)
 
 
-def assert_same_run(a, b, net_a, net_b, names=("exc", "inh")):
+def assert_same_run(a, b, net_a, net_b, names=("exc", "inh"), exact=True):
+    """Spikes, weights, changes and plasticity states equal; neuron states equal (``exact``) or
+    to rounding (Dense rows summed in another order)."""
     assert torch.equal(a.outputs["neurons"], b.outputs["neurons"])
     for name in names:
         assert torch.equal(net_a.projections[name].weight, net_b.projections[name].weight), name
+        grads = net_a.projections[name].weight.grad, net_b.projections[name].weight.grad
+        assert (grads[0] is None and grads[1] is None) or torch.equal(*grads), name
         for ta, tb in zip(a.state["plasticity:" + name], b.state["plasticity:" + name]):
             assert torch.equal(ta, tb), name
     for fa, fb in zip(a.state["neurons"][0], b.state["neurons"][0]):
-        assert torch.equal(fa, fb)
+        if exact:
+            assert torch.equal(fa, fb)
+        else:
+            torch.testing.assert_close(fa, fb, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.float32, marks=pytest.mark.slow)])
@@ -134,18 +146,19 @@ def test_stdp_batch_of_two_runs_the_step_loop(compiled_calls):
 
 
 def test_threads_give_the_spikes_of_one_thread(compiled_calls):
-    """The neurons cut into ranges, one per thread, with plasticity and noise: identical spikes,
-    weights and states for 1, 2 and 3 ranges; and a network above the size threshold runs on
-    several threads by itself."""
+    """The neurons cut into ranges, one per thread, with STDP, the three-factor rule and noise:
+    identical spikes, weights, changes and states for 1, 2 and 3 ranges; and a network above the
+    size threshold runs on several threads by itself."""
     x = spikes_in(600)
+    m = torch.randn(600, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     previous = numba.get_num_threads()
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
         results = []
         for threads in (1, 2, 3):
-            net = plastic_lif(n=400, noise=True)
+            net = plastic_lif(n=400, noise=True, inh_rule=THREE_FACTOR)
             net.threads = threads
-            results.append((run(net, x), net))
+            results.append((run(net, x, modulators={"inh": m}), net))
         assert compiled_calls == [True] * 3
         for res, net in results[1:]:
             assert_same_run(results[0][0], res, results[0][1], net)
@@ -154,6 +167,102 @@ def test_threads_give_the_spikes_of_one_thread(compiled_calls):
         assert neurosim.kernels.compiled.ranges(400, 3).tolist() == [0, 192, 384, 400]
     finally:
         numba.set_num_threads(previous)
+
+
+def three_factor_by_hand(raster, proj, rule, modulator, dt):
+    """The three-factor rule's step function (:func:`three_factor_step`, on every pair of neurons)
+    over the spike raster ``[T, n]`` of a recurrent projection with per-step ``modulator``
+    ``[T, 1 or n_out]``; returns the eligibility ``[n_out, n_in]`` and the summed change, both
+    where the projection has synapses."""
+    n = raster.shape[1]
+    state = three_factor_initial_state(1, n, n, torch.float64)
+    total = torch.zeros(n, n, dtype=torch.float64)
+    for t in range(raster.shape[0]):
+        m = modulator[t, 0] if modulator.shape[1] == 1 else modulator[t][None]
+        state, dw = three_factor_step(raster[t][None], raster[t][None], m, state, rule, dt)
+        total += dw
+    exists = proj.to_dense() != 0 if isinstance(proj, ns.Sparse) else proj.mask
+    return state.e[0] * exists, total * exists
+
+
+def three_factor_lif(kind):
+    """A LIF network of 120 neurons (no Dale's law), a Sparse or a Dense (masked) recurrent
+    projection with the three-factor rule, another one with its presynaptic form (``hebbian="pre"``)."""
+    n = 120
+    g = torch.Generator().manual_seed(8)
+    net = ns.Network(dt=0.5)
+    net.add("neurons", ns.LIF(n, tau_mem=10.0, v_th=1.0, tau_ref=1.0, dtype=torch.float64))
+    for name, rule, scale in (("a", THREE_FACTOR, 0.08), ("b", PRE_ONLY, -0.05)):
+        mask = torch.rand(n, n, generator=g) < 0.15
+        w = scale * torch.rand(n, n, generator=g, dtype=torch.float64) * mask
+        if kind == "sparse":
+            post, pre = torch.nonzero(mask.t(), as_tuple=True)[::-1]
+            proj = ns.Sparse(n, n, pre=pre.numpy(), post=post.numpy(), weight=w[post, pre].numpy(),
+                             learnable=True, dtype=torch.float64)
+        else:
+            proj = ns.Dense(n, n, weight=w, mask=mask, dtype=torch.float64)
+        net.connect("neurons", "neurons", proj, name=name, plasticity=rule)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+def test_three_factor_compiled_equals_torch_and_its_step_function(kind, compiled_calls):
+    """The three-factor rule inside a run (a global modulator on one projection, one per neuron on
+    the other): the compiled loop equals the torch step loop bit for bit (spikes, eligibility,
+    traces, the change in ``.grad``); both equal the rule's step function over the run's spikes;
+    the weights do not change during the run; two runs in chunks (through a checkpoint) equal one;
+    a run without modulators updates the traces alone. (The compiled loop sums Dense rows in
+    another order than torch: the membranes agree to rounding there.)"""
+    T, n = 800, 120
+    g = torch.Generator().manual_seed(9)
+    drive = 0.2 * torch.rand(T, 1, n, generator=g, dtype=torch.float64)
+    modulators = {"a": torch.randn(T, generator=g, dtype=torch.float64),
+                  "b": torch.randn(T, 1, n, generator=g, dtype=torch.float64)}
+    nets = [three_factor_lif(kind) for _ in range(4)]
+    initial = {k: nets[0].projections[k].weight.detach().clone() for k in "ab"}
+    ref = run(nets[0], {"neurons": drive}, compiled=False, modulators=modulators)
+    out = run(nets[1], {"neurons": drive}, modulators=modulators)
+    assert compiled_calls == [True]
+    assert_same_run(ref, out, nets[0], nets[1], names="ab", exact=kind == "sparse")
+    raster = out.outputs["neurons"][:, 0]
+    assert 0.02 < raster.mean() < 0.3
+    for k, rule in (("a", THREE_FACTOR), ("b", PRE_ONLY)):
+        proj = nets[1].projections[k]
+        assert torch.equal(proj.weight.detach(), initial[k])
+        e, change = three_factor_by_hand(raster, proj, rule, modulators[k].reshape(T, -1), 0.5)
+        got_e, got_grad = out.state["plasticity:" + k].e[0], proj.weight.grad
+        if kind == "sparse":
+            e, change = e[proj.post, proj.pre], change[proj.post, proj.pre]
+        assert change.abs().max() > 1.0, k
+        torch.testing.assert_close(got_e, e, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got_grad, -change, rtol=1e-12, atol=1e-11)
+    first = run(nets[2], {"neurons": drive[:300]}, modulators={k: m[:300] for k, m in modulators.items()})
+    second = run(nets[2], {"neurons": drive[300:]}, state=decode(encode(first.state)),
+                 modulators={k: m[300:] for k, m in modulators.items()})
+    joined = ref._replace(outputs={"neurons": torch.cat([first.outputs["neurons"], second.outputs["neurons"]])})
+    assert_same_run(out, joined._replace(state=second.state), nets[1], nets[2], names="ab")
+    silent = run(nets[3], {"neurons": drive})
+    assert all(nets[3].projections[k].weight.grad is None for k in "ab")
+    for k in "ab":
+        assert all(torch.equal(a, b) for a, b in zip(silent.state["plasticity:" + k], out.state["plasticity:" + k]))
+
+
+def test_three_factor_batch_of_two_is_the_mean_of_its_samples(compiled_calls):
+    """Two samples take the torch step loop: the change is the mean of each sample's alone."""
+    x = spikes_in(300, batch=2)
+    m = torch.randn(300, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    pair = plastic_lif(inh_rule=THREE_FACTOR)
+    pair.plasticity("exc", None)
+    res = run(pair, x, modulators={"inh": m})
+    assert compiled_calls == [False]
+    assert res.state["plasticity:inh"].e.shape == (2, pair.projections["inh"].weight.numel())
+    grads = []
+    for b in range(2):
+        one = plastic_lif(inh_rule=THREE_FACTOR)
+        one.plasticity("exc", None)
+        run(one, x[:, b:b + 1], modulators={"inh": m[:, b]})
+        grads.append(one.projections["inh"].weight.grad)
+    torch.testing.assert_close(pair.projections["inh"].weight.grad, (grads[0] + grads[1]) / 2, rtol=1e-12, atol=1e-12)
 
 
 def izhikevich_with_noise(dtype=torch.float64):
@@ -232,9 +341,18 @@ def test_plasticity_and_noise_refuse_what_they_cannot_do():
         net.plasticity("nope", EXC_RULE)
     with pytest.raises(NeurosimError, match="w_min must be >= 0"):
         net.plasticity("exc", ns.STDPParameters(w_min=-1.0))
-    with pytest.raises(NeurosimError, match="must be STDPParameters"):
+    with pytest.raises(NeurosimError, match="must be STDPParameters or ThreeFactorParameters"):
         net.plasticity("exc", {"a_plus": 0.1})
     net.plasticity("exc", EXC_RULE)
+    net.plasticity("inh", THREE_FACTOR)
+    with torch.no_grad():
+        x = torch.zeros(3, 1, 5, dtype=torch.float64)
+        with pytest.raises(NeurosimError, match="no projection of that name has the three-factor rule"):
+            net.run(x, modulators={"exc": torch.zeros(3)})
+        with pytest.raises(NeurosimError, match=r"modulator 'inh' must have shape \[T\] = \[3\]"):
+            net.run(x, modulators={"inh": torch.zeros(4)})
+        with pytest.raises(NeurosimError, match="modulator 'inh' contains NaN"):
+            net.run(x, modulators={"inh": torch.full((3,), float("nan"))})
     with pytest.raises(NeurosimError, match="torch.no_grad"):
         net.run(torch.zeros(3, 1, 5, dtype=torch.float64))
     chain = ns.Network(dt=1.0)

@@ -13,7 +13,10 @@ sample, the thread of a range:
    that numba reads them without its negative-index check;
 2. runs the STDP pathways of plastic projections for those spikes, on the synapses onto its range
    (:mod:`neurosim.projections.plasticity`; the weights delivered in step 1 are those before the
-   change, as Brian2's ``on_pre`` delivers before it changes ``w``);
+   change, as Brian2's ``on_pre`` delivers before it changes ``w``), and the three-factor rule's
+   step for them (:mod:`neurosim.projections.eligibility`: the eligibility of every synapse onto
+   its range, the change under the modulator of that step, the traces; the last step's is run
+   after the loop);
 3. sums, per synaptic channel, the external drive, the noise drawn for the step
    (:mod:`neurosim.kernels.noise`) and the projection rows in the order of
    :meth:`Network._run_loop <neurosim.network.Network._run_loop>`;
@@ -58,6 +61,7 @@ from ..events import SpikeEvents
 from ..neurons.izhikevich import Izhikevich
 from ..neurons.lif import LIF, decay, refractory_steps, synaptic_gain
 from ..projections.dense import Dense
+from ..projections.eligibility import ThreeFactorParameters
 from ..projections.plasticity import STDPParameters, stdp_bounds
 from ..projections.sparse import Sparse
 from .noise import noise_value
@@ -116,6 +120,39 @@ def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, cols
             g = sgn[j]
             m = w[q] * g + x[j]
             w[q] = min(max(m, low), high) * g
+
+
+@njit(cache=True)
+def _eligibility(lo, hi, s, prm, x, x_next, y, e, acc, m, z, colptr, colsyn, colpre):
+    """The three-factor rule's step for the spikes ``z`` (0 or 1, every neuron) of step ``s`` on the
+    synapses onto neurons ``lo <= i < hi`` (listed by ``colsyn``, their presynaptic neurons by
+    ``colpre``): the Hebbian term from the traces before the step (``x``, ``y``), the eligibility
+    ``e``, the change ``acc -= m e`` under the modulator row ``m[s]`` (``m`` ``[1, 0]``: none), then the
+    postsynaptic traces ``y`` of those neurons and their presynaptic traces into ``x_next``.
+    ``prm``: ``lambda_pre, lambda_post, lambda_e, A+, A-`` and 1 for ``hebbian="pre"``."""
+    lam_pre, lam_post, lam_e, a_plus, a_minus = prm[0], prm[1], prm[2], prm[3], prm[4]
+    pre_only = prm[5] != 0
+    modulated = m.shape[1] > 0
+    row = m[s if modulated else 0]
+    per_neuron = row.size > 1
+    mi = row[0] if modulated else lam_e
+    for i in range(lo, hi):
+        si, yi = z[i], y[i]
+        if per_neuron:
+            mi = row[i]
+        for p in range(colptr[i], colptr[i + 1]):
+            q, j = colsyn[p], colpre[p]
+            if pre_only:
+                h = a_plus * (lam_pre * x[j] + z[j])
+            else:
+                h = a_plus * si * x[j] - a_minus * yi * z[j]
+            eq = lam_e * e[q] + h
+            e[q] = eq
+            if modulated:
+                acc[q] = acc[q] - mi * eq
+        y[i] = lam_post * yi + si
+    for j in range(lo, min(hi, x.size)):
+        x_next[j] = lam_pre * x[j] + z[j]
 
 
 @njit(cache=True)
@@ -316,13 +353,16 @@ def update(args, states, b, lo, hi, src_exc, src_inh, zb):
 
 def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_inh, src_inh,
            keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, colpre, sgn,
-           spk, count, zb, zw, bounds, ev_idx, ev_ptr):
+           tf, tf_e, tf_acc, tf_m, zf, spk, count, zb, zw, bounds, ev_idx, ev_ptr):
     """Steps ``t0 <= t < t1`` (module docstring) with the model's ``update``, a global name bound
     per model by :func:`loop_kernels`. ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
     the spikes of step ``t`` by range; ``stdp[k]`` (None without plasticity) holds the parameters
     of projection ``k`` (empty when it is not plastic), ``x_tr[k][t % 2]`` its presynaptic trace
     after step ``t`` (read by the other threads during step ``t + 1``), ``y_tr[k]`` its
-    postsynaptic trace.
+    postsynaptic trace; ``tf[k]`` (None without the three-factor rule) the three-factor parameters
+    (empty when projection ``k`` has not that rule), ``tf_e[k]``, ``tf_acc[k]``, ``tf_m[k]`` its
+    eligibility, change and modulator (:func:`_eligibility`), ``x_tr[k][(s + 1) % 2]`` its
+    presynaptic trace before step ``s``, whose spikes it reads in ``zf[s % 2]`` during step ``s + 1``.
     Returns the step reached: ``t1``, or earlier when the event buffer ``ev_idx`` could overflow
     during the next step."""
     nb, n = count.shape[1], src_exc.size
@@ -342,6 +382,11 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
                         if stdp[k].size:
                             _stdp(lo, hi, r, spk_prev, count_prev, bounds, post[k], w[k], split[k], stdp[k],
                                   x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], colpre[k], sgn[k])
+                if tf is not None and t > 0:
+                    for k in range(len(w)):
+                        if tf[k].size:
+                            _eligibility(lo, hi, t - 1, tf[k], x_tr[k][cur], x_tr[k][prev], y_tr[k], tf_e[k],
+                                         tf_acc[k], tf_m[k], zf[prev], colptr[k], colsyn[k], colpre[k])
                 if fold_exc is not None:
                     _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
                 if fold_inh is not None:
@@ -351,6 +396,9 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
                     for k in range(len(w)):
                         if stdp[k].size:
                             _traces(lo, hi, zb, stdp[k], x_tr[k][prev], x_tr[k][cur])
+                if zf is not None:
+                    for i in range(lo, hi):
+                        zf[cur, i] = 1 if zb[i] else 0
                 count[cur, b, r] = _spiked(zb, zw, lo, hi, spk[cur, b])
         for b in range(nb):
             if ev_idx is not None:
@@ -590,13 +638,20 @@ def threads_for(n: int, batch: int, threads: int | None) -> int:
 
 
 class _Plastic(NamedTuple):
-    """STDP arguments of one projection: parameters, traces (numpy, in place; ``x`` ``[2, n_in]``
-    alternating by step), the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``),
-    presynaptic signs, and each synapse's presynaptic neuron ``pre``."""
+    """Plasticity arguments of one projection: the parameters of STDP (``stdp``) or of the
+    three-factor rule (``tf``; the other empty), traces (numpy, in place; ``x`` ``[2, n_in]``
+    alternating by step), the three-factor rule's eligibility ``e``, change ``acc`` (from
+    ``weight.grad``) and modulator ``m`` ``[T, 1 or n_out]`` (``[1, 0]``: none) per synapse in the
+    loop's order, the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``), presynaptic
+    signs, and each synapse's presynaptic neuron ``pre``."""
 
-    prm: np.ndarray
+    stdp: np.ndarray
+    tf: np.ndarray
     x: np.ndarray
     y: np.ndarray
+    e: np.ndarray
+    acc: np.ndarray
+    m: np.ndarray
     colptr: np.ndarray
     colsyn: np.ndarray
     colpre: np.ndarray
@@ -604,14 +659,55 @@ class _Plastic(NamedTuple):
     pre: np.ndarray
 
 
-def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dtype) -> _Plastic:
-    """The kernel's STDP arguments of ``proj`` with its traces ``(x [1, n_in], y [1, n_out])``."""
-    lam_pre, lam_post = params.decays(dt)
-    low, high = stdp_bounds(params, proj.signs is not None)
-    prm = np.array([lam_pre, lam_post, params.a_plus, params.a_minus,
-                    -np.inf if low is None else low, np.inf if high is None else high], dtype)
-    x, y = (_cpu(t) for t in traces)
+def _in_loop_order(proj, syn: _Synapses, values: torch.Tensor) -> np.ndarray:
+    """Per-synapse ``values`` (a Sparse projection's ``[nnz]``, a Dense one's ``[n_out, n_in]``) in
+    the loop's synapse order, as a new array."""
+    values = _cpu(values)
+    if isinstance(proj, Sparse):
+        return np.array(values.numpy())
+    if syn.positions is None:
+        return np.array(values.t().reshape(-1).numpy())
+    return np.array(values[syn.positions].numpy())
+
+
+def _in_projection_order(proj, syn: _Synapses, values: np.ndarray, into: torch.Tensor) -> None:
+    """Per-synapse ``values`` in the loop's order written into ``into`` (the projection's layout)."""
+    values = torch.from_numpy(values)
+    if isinstance(proj, Sparse):
+        into.copy_(values)
+    elif syn.positions is None:
+        into.copy_(values.reshape(proj.n_in, proj.n_out).t())
+    else:
+        into.index_put_(syn.positions, values)
+
+
+def _plastic(proj, syn: _Synapses, rule, dt: float, dtype, steps: int) -> _Plastic:
+    """The kernel's plasticity arguments of ``proj`` from ``(parameters, state, modulator or None)``
+    of :meth:`Network.plasticity <neurosim.network.Network.plasticity>`."""
+    params, traces, modulator = rule
+    empty = np.zeros(0, dtype)
+    x, y = (_cpu(t) for t in traces[:2])
     if x.shape != (1, proj.n_in) or y.shape != (1, proj.n_out) or x.dtype != y.dtype or x.numpy().dtype != dtype:
+        raise _Unsupported
+    e, acc, m = empty, empty, np.zeros((1, 0), dtype)
+    if isinstance(params, STDPParameters):
+        lam_pre, lam_post = params.decays(dt)
+        low, high = stdp_bounds(params, proj.signs is not None)
+        stdp = np.array([lam_pre, lam_post, params.a_plus, params.a_minus,
+                         -np.inf if low is None else low, np.inf if high is None else high], dtype)
+        tf = empty
+    elif isinstance(params, ThreeFactorParameters):
+        stdp = empty
+        tf = np.array([*params.decays(dt), params.a_plus, params.a_minus, params.hebbian == "pre"], dtype)
+        e = _in_loop_order(proj, syn, traces[2][0])
+        if modulator is not None:
+            m = _cpu(modulator)
+            if m.shape[:2] != (steps, 1) or m.numpy().dtype != dtype:
+                raise _Unsupported
+            m = np.ascontiguousarray(m[:, 0].numpy())
+            grad = proj.weight.grad
+            acc = np.zeros(syn.post.size, dtype) if grad is None else _in_loop_order(proj, syn, grad)
+    else:
         raise _Unsupported
 
     def csc():
@@ -626,21 +722,27 @@ def _plastic(proj, syn: _Synapses, params: STDPParameters, traces, dt: float, dt
     sgn = np.ones(proj.n_in, dtype) if proj.signs is None else _cpu(proj.signs).numpy().astype(dtype)
     both = np.empty((2, proj.n_in), dtype)
     both[1] = x.numpy()[0]  # the trace after step -1, which step 0 reads
-    return _Plastic(prm, both, np.array(y.numpy()[0]), colptr, colsyn, colpre, sgn, pre)
+    return _Plastic(stdp, tf, both, np.array(y.numpy()[0]), e, acc, m, colptr, colsyn, colpre, sgn, pre)
 
 
-def _write_back(proj, syn: _Synapses, plastic: _Plastic) -> None:
-    """The kernel's weights into ``proj.weight`` (magnitudes under Dale's law), then the cache
-    declared up to date."""
-    values = torch.from_numpy(syn.weight * plastic.sgn[plastic.pre])
-    with torch.no_grad():
-        if isinstance(proj, Sparse):
-            proj.weight.copy_(values)
-        elif syn.positions is None:
-            proj.weight.copy_(values.reshape(proj.n_in, proj.n_out).t())
-        else:
-            proj.weight.index_put_(syn.positions, values)
-    _stored(proj, _weight_sources(proj))
+def _write_back(proj, syn: _Synapses, plastic: _Plastic, traces, last: int) -> tuple:
+    """What the kernel changed, back into torch: STDP's weights into ``proj.weight`` (magnitudes
+    under Dale's law; the cache declared up to date), the three-factor rule's change into
+    ``weight.grad``. Returns the rule's new state (its fields), from the kernel's arrays (the
+    presynaptic trace of parity ``last``) and the previous state ``traces``."""
+    x, y = torch.from_numpy(plastic.x[last].copy())[None], torch.from_numpy(plastic.y)[None]
+    if plastic.stdp.size:
+        with torch.no_grad():
+            _in_projection_order(proj, syn, syn.weight * plastic.sgn[plastic.pre], proj.weight)
+        _stored(proj, _weight_sources(proj))
+        return x, y
+    e = traces[2].clone()
+    _in_projection_order(proj, syn, plastic.e, e[0])
+    if plastic.m.shape[1]:
+        if proj.weight.grad is None:
+            proj.weight.grad = torch.zeros_like(proj.weight)
+        _in_projection_order(proj, syn, plastic.acc, proj.weight.grad)
+    return x, y, e
 
 
 def _drive_array(x: torch.Tensor | None, batch: int, n: int, pop_dtype: torch.dtype):
@@ -713,13 +815,14 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
 
     ``state`` is ``(population state, last spikes [B, n])``; recurrent input at step ``t`` comes
     from the spikes of step ``t - 1``. ``plasticity``: one entry per projection, None or
-    ``(STDPParameters, (x, y))`` with the traces of :meth:`Network.plasticity
+    ``(rule, state, modulator)`` with the parameters (STDP's or the three-factor rule's), the state
+    and the modulator ``[T, 1, n_out or 1]`` or None (three-factor rule) of :meth:`Network.plasticity
     <neurosim.network.Network.plasticity>` (batch 1 only); ``noise``: :class:`Noise`;
     ``threads``: the number of threads, or None (module docstring). Appends to each probe's
     ``chunks`` one tensor ``[ceil(T / stride), B, n]``, or :class:`SpikeEvents` for an event probe.
     Returns ``((state, last spikes), spikes [T, B, n] if keep_output else None, traces)`` with the
-    new traces per projection (None where not plastic), or ``None`` when the configuration is not
-    supported.
+    fields of each projection's new plasticity state (None where not plastic), or ``None`` when the
+    configuration is not supported.
     """
     plasticity = list(plasticity or [None] * len(projections))
     split_channels = spec.inh_channel and population.has_inh_channel
@@ -743,7 +846,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             raise _Unsupported
         exc, inh = (_drive_array(x, batch, n, population.dtype) for x in drive)
         steps = drive[0].shape[0]
-        plastic = [None if rule is None else _plastic(proj, syn, rule[0], rule[1], population.dt, dtype)
+        plastic = [None if rule is None else _plastic(proj, syn, rule, population.dt, dtype, steps)
                    for proj, syn, rule in zip(projections, synapses, plasticity)]
         if batch > 1 and any(p is not None for p in plastic):
             raise _Unsupported
@@ -770,7 +873,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
     empty = np.zeros(0, dtype)
     if any(p is not None for p in plastic):
         none_int = np.zeros(0, np.uint64)
-        stdp_args = (tuple(empty if p is None else p.prm for p in plastic),
+        stdp_args = (tuple(empty if p is None else p.stdp for p in plastic),
                      tuple(np.zeros((2, 0), dtype) if p is None else p.x for p in plastic),
                      tuple(empty if p is None else p.y for p in plastic))
         stdp_args += (tuple(none_int if p is None else p.colptr for p in plastic),
@@ -779,6 +882,15 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
                       tuple(empty if p is None else p.sgn for p in plastic))
     else:
         stdp_args = (None,) * 7
+    eligible = [k for k, p in enumerate(plastic) if p is not None and p.tf.size]
+    if eligible:
+        zf = np.zeros((2, n), dtype)  # spikes of the last two steps, as the rule reads them
+        tf_args = (tuple(empty if p is None else p.tf for p in plastic),
+                   tuple(empty if p is None else p.e for p in plastic),
+                   tuple(empty if p is None else p.acc for p in plastic),
+                   tuple(np.zeros((1, 0), dtype) if p is None else p.m for p in plastic), zf)
+    else:
+        tf_args = (None,) * 5
 
     spk = np.zeros((2, batch, n), np.int32)
     count = np.zeros((2, batch, count_ranges), np.int64)
@@ -813,7 +925,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             stop = min(steps, t + chunk)
             reached = kernel(t, stop, args, tuple(arrays), tuple(items) if items else None, *channels, *noise_args,
                              rec, tuple(s.post for s in synapses), tuple(s.weight for s in synapses), split,
-                             *stdp_args, spk, count, zb, zb.view(np.uint64), bounds, ev_idx, ev_ptr)
+                             *stdp_args, *tf_args, spk, count, zb, zb.view(np.uint64), bounds, ev_idx, ev_ptr)
             if reached < stop:
                 grown = np.empty(max(2 * ev_idx.size, ev_ptr[reached * batch] + batch * n), np.int32)
                 grown[:ev_ptr[reached * batch]] = ev_idx[:ev_ptr[reached * batch]]
@@ -821,6 +933,11 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             if bar is not None:
                 bar.update(reached - t)
             t = reached
+        for k in eligible:  # the rule's step for the spikes of the last step
+            p = plastic[k]
+            for r in range(count_ranges):
+                _eligibility(bounds[r], bounds[r + 1], steps - 1, p.tf, p.x[steps % 2], p.x[last], p.y, p.e, p.acc,
+                             p.m, tf_args[4][last], p.colptr, p.colsyn, p.colpre)
     finally:
         numba.set_num_threads(previous_threads)
         if bar is not None:
@@ -839,13 +956,8 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
     for b in range(batch):
         idx = np.concatenate([spk[last, b, bounds[r]:bounds[r] + count[last, b, r]] for r in range(count_ranges)])
         z[b, torch.from_numpy(idx.astype(np.int64))] = 1
-    traces = []
-    for proj, syn, p in zip(projections, synapses, plastic):
-        if p is None:
-            traces.append(None)
-            continue
-        _write_back(proj, syn, p)
-        traces.append((torch.from_numpy(p.x[last].copy())[None], torch.from_numpy(p.y)[None]))
+    traces = [None if p is None else _write_back(proj, syn, p, rule[1], last)
+              for proj, syn, p, rule in zip(projections, synapses, plastic, plasticity)]
     new_state = type(st)(*(torch.from_numpy(a) for a in arrays))
     out = _events_to_dense(ev_idx, ev_ptr, steps, batch, n, tdtype) if keep_output else None
     return (new_state, z), out, traces

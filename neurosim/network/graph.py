@@ -10,9 +10,10 @@ Execution plan: the graph's strongly connected components, in topological order.
   its recurrent projections runs in the compiled loop registered for its model
   (:mod:`neurosim.kernels.registry`) when there is one and it supports the configuration.
 
-Plasticity (:meth:`Network.plasticity`) changes the weights of projections inside loops during a
-run, without gradients; noise (:meth:`Network.add_noise`) is drawn inside the run. Both keep
-their state in the run state next to the populations', so runs in chunks equal one long run.
+Plasticity (:meth:`Network.plasticity`) runs on projections inside loops during a run, without
+gradients: STDP changes their weights, the three-factor rule puts its change into ``.grad``;
+noise (:meth:`Network.add_noise`) is drawn inside the run. Both keep their state in the run
+state next to the populations', so runs in chunks equal one long run.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from ..kernels.registry import lookup
 from ..neurons.base import Population
 from ..projections.base import Projection
 from ..projections.dense import Dense
+from ..projections.eligibility import (ThreeFactorParameters, ThreeFactorState, deposit, three_factor_initial_state,
+                                       three_factor_synapses)
 from ..projections.plasticity import STDPParameters, STDPState, stdp_bounds, stdp_pathways, stdp_trace
 from ..projections.sparse import Sparse
 from .noise import NOISES, draw, kernel_noise
@@ -35,6 +38,7 @@ from .plan import components
 from .probes import Probe
 
 PLASTICITY, NOISE = "plasticity:", "noise:"
+RULES = (STDPParameters, ThreeFactorParameters)
 
 
 @dataclass
@@ -72,7 +76,7 @@ class Network(nn.Module):
         self.inputs: dict[str, int] = {}
         self.connections: dict[str, Connection] = {}
         self.probes: dict[str, Probe] = {}
-        self.plastic: dict[str, STDPParameters] = {}
+        self.plastic: dict[str, STDPParameters | ThreeFactorParameters] = {}
         self.noises: dict[str, tuple] = {}
         self.compiled = True
         self.threads: int | None = None
@@ -117,7 +121,7 @@ class Network(nn.Module):
         return list(self.inputs) + list(self.populations)
 
     def connect(self, pre: str, post: str, projection: Projection, name: str | None = None, *,
-                plasticity: STDPParameters | None = None) -> Projection:
+                plasticity: STDPParameters | ThreeFactorParameters | None = None) -> Projection:
         """Connect ``pre`` (population or input) to population ``post``; recurrent if they are the same.
         ``plasticity``: a rule for the projection's weights (:meth:`plasticity`)."""
         n_pre, n_post = self.size(pre), self.size(post)
@@ -140,20 +144,23 @@ class Network(nn.Module):
         return projection
 
     def _check_plastic(self, name: str, c: Connection, rule) -> None:
-        if not isinstance(rule, STDPParameters):
-            raise NeurosimError(f"plasticity must be STDPParameters (or None to remove it), got {type(rule).__name__}")
+        if not isinstance(rule, RULES):
+            raise NeurosimError("plasticity must be STDPParameters or ThreeFactorParameters (or None to remove it), "
+                                f"got {type(rule).__name__}")
+        kind = "STDP" if isinstance(rule, STDPParameters) else "the three-factor rule"
         if not isinstance(c.projection, (Dense, Sparse)):
-            raise NeurosimError(f"STDP needs a Dense or Sparse projection; {name!r} is {type(c.projection).__name__}")
+            raise NeurosimError(f"{kind} needs a Dense or Sparse projection; {name!r} is {type(c.projection).__name__}")
         for role, pop in (("presynaptic", c.pre), ("postsynaptic", c.post)):
             if pop not in self.populations or not self.populations[pop].spiking:
-                raise NeurosimError(f"STDP on {name!r} needs a spiking {role} population, not {pop!r}")
-        stdp_bounds(rule, c.projection.signs is not None)
+                raise NeurosimError(f"{kind} on {name!r} needs a spiking {role} population, not {pop!r}")
+        if isinstance(rule, STDPParameters):
+            stdp_bounds(rule, c.projection.signs is not None)
 
-    def plasticity(self, projection: str, rule: STDPParameters | None) -> None:
-        """Let ``rule`` change the weights of ``projection`` during every run without gradients (or
+    def plasticity(self, projection: str, rule: STDPParameters | ThreeFactorParameters | None) -> None:
+        """Let ``rule`` act on the weights of ``projection`` during every run without gradients (or
         remove the rule with ``None``).
 
-        The rule is Brian2's STDP synapse (:mod:`neurosim.projections.plasticity`): in each step,
+        :class:`STDPParameters`: Brian2's STDP synapse (:mod:`neurosim.projections.plasticity`): in each step,
         the spikes of the previous step are delivered with the weights they find, then the
         presynaptic and the postsynaptic pathway change those weights (clipping after each), then
         the neurons update, and the presynaptic traces take the new spikes. The weights change in
@@ -168,6 +175,20 @@ class Network(nn.Module):
         do not change). With several samples, each pathway adds the batch mean of its changes.
         Compiled loops run it for one sample; other runs use the torch step loop, with the same
         results.
+
+        :class:`ThreeFactorParameters`: the three-factor rule (:mod:`neurosim.projections.eligibility`)
+        on the projection's synapses, with the spikes of each step as pre- and postsynaptic activity.
+        The weights stay as they are during the run: the change :math:`\sum_t M[t] e[t]` (batch
+        mean) is added to ``weight.grad`` as a descent direction (``grad -= dW``), for an optimiser
+        step after the run, as :class:`~neurosim.learning.ThreeFactor` does step by step; the
+        modulator of each step is given to :meth:`run` (``modulators={name: M}``), and without one
+        the run updates the traces alone. The traces and the eligibility of every synapse
+        (``[B, n_out, n_in]`` on a Dense projection, zero outside its mask; ``[B, nnz]`` on a
+        Sparse one) are the run state's ``"plasticity:NAME"``
+        (:class:`~neurosim.projections.eligibility.ThreeFactorState`), so that a reward arriving
+        after the run can still act on them. Under Dale's law the rule acts on the magnitude, as
+        STDP does. Compiled loops run it for one sample (every synapse's eligibility decays every
+        step); other runs use the torch step loop, with the same results.
         """
         if projection not in self.connections:
             raise NeurosimError(f"unknown projection {projection!r}; known: {', '.join(self.connections)}")
@@ -278,15 +299,19 @@ class Network(nn.Module):
 
     def initial_state(self, batch: int, device=None) -> dict:
         """Per population (by name): its neuron state and its last spikes (which loops carry to the
-        next step); per plastic projection (``"plasticity:NAME"``): its :class:`STDPState`; per
-        noise source (``"noise:NAME"``): the step its streams have reached."""
+        next step); per plastic projection (``"plasticity:NAME"``): its :class:`STDPState` or
+        :class:`ThreeFactorState`; per noise source (``"noise:NAME"``): the step its streams have reached."""
         state = {n: (p.initial_state(batch, device), torch.zeros(batch, p.n, dtype=p.dtype, device=device))
                  for n, p in self.populations.items()}
-        for name in self.plastic:
+        for name, rule in self.plastic.items():
             proj = self.projections[name]
             w = proj.weight
-            state[PLASTICITY + name] = STDPState(torch.zeros(batch, proj.n_in, dtype=w.dtype, device=w.device),
-                                                 torch.zeros(batch, proj.n_out, dtype=w.dtype, device=w.device))
+            if isinstance(rule, ThreeFactorParameters):
+                state[PLASTICITY + name] = three_factor_initial_state(
+                    batch, proj.n_in, proj.n_out, w.dtype, w.device, w.numel() if isinstance(proj, Sparse) else None)
+            else:
+                state[PLASTICITY + name] = STDPState(torch.zeros(batch, proj.n_in, dtype=w.dtype, device=w.device),
+                                                     torch.zeros(batch, proj.n_out, dtype=w.dtype, device=w.device))
         for name in self.noises:
             state[NOISE + name] = 0
         return state
@@ -299,9 +324,9 @@ class Network(nn.Module):
         for name, pop in self.populations.items():
             st, z = state[name]
             state[name] = (st if isinstance(st, pop.State) else pop.State(*st), z)
-        for name in self.plastic:
-            traces = state[PLASTICITY + name]
-            state[PLASTICITY + name] = traces if isinstance(traces, STDPState) else STDPState(*traces)
+        for name, rule in self.plastic.items():
+            traces, kind = state[PLASTICITY + name], STDPState if isinstance(rule, STDPParameters) else ThreeFactorState
+            state[PLASTICITY + name] = traces if isinstance(traces, kind) else kind(*traces)
         return state
 
     def _drive(self, post: str, group: set[str], seqs: dict, inputs: dict, T: int, B: int):
@@ -331,21 +356,25 @@ class Network(nn.Module):
 
     def run(self, inputs=None, *, state: dict | None = None, steps: int | None = None,
             batch: int | None = None, outputs=None, probes: Mapping[str, Probe] | None = None,
-            progress: bool = False) -> RunResult:
+            modulators: Mapping[str, torch.Tensor] | None = None, progress: bool = False) -> RunResult:
         """Simulate all steps of ``inputs`` (``[T, B, n]`` per input; a population's name feeds it
         directly). Returns full sequences for ``outputs`` (default: populations with no outgoing
         projection), the recordings of the network's probes and of ``probes`` (name ->
-        :class:`Probe`, for this run only), and the final state.
+        :class:`Probe`, for this run only), and the final state. ``modulators``: per projection
+        with the three-factor rule (:meth:`plasticity`), the modulator of every step: ``[T]``,
+        ``[T, B]`` or ``[T, B, n_out]``.
 
         ``net.run(...)`` and ``net(...)`` are the same call (through :meth:`forward`, so the
         network's forward hooks see every run)."""
-        return self(inputs, state=state, steps=steps, batch=batch, outputs=outputs, probes=probes, progress=progress)
+        return self(inputs, state=state, steps=steps, batch=batch, outputs=outputs, probes=probes,
+                    modulators=modulators, progress=progress)
 
     def forward(self, inputs=None, *, state: dict | None = None, steps: int | None = None,
                 batch: int | None = None, outputs=None, probes: Mapping[str, Probe] | None = None,
-                progress: bool = False) -> RunResult:
+                modulators: Mapping[str, torch.Tensor] | None = None, progress: bool = False) -> RunResult:
         """The simulation behind :meth:`run`, with the same arguments and the same :class:`RunResult`."""
         inputs, T, B = self._check_inputs(inputs, steps, batch)
+        modulators = self._check_modulators(modulators, T, B)
         probes = dict(probes or {})
         for name, probe in probes.items():
             if name in self.probes:
@@ -371,7 +400,7 @@ class Network(nn.Module):
             drives = {p: self._drive(p, gset, seqs, inputs, T, B) for p in group}
             of = {p: [probe for probe in active.values() if probe.target == p] for p in group}
             if self._is_loop(group):
-                self._run_loop(group, drives, state, seqs, outputs, of, T, progress, noise)
+                self._run_loop(group, drives, state, seqs, outputs, of, T, progress, noise, modulators)
             else:
                 for name in self.plastic:
                     if self.connections[name].post == group[0]:
@@ -405,8 +434,29 @@ class Network(nn.Module):
         seqs[name] = zs
         state[name] = (st, zs[-1])
 
+    def _check_modulators(self, modulators, T: int, B: int) -> dict:
+        """``modulators`` checked (:meth:`run`), each as ``[T, B or 1, n_out or 1]``."""
+        if modulators is None:
+            return {}
+        if not isinstance(modulators, Mapping):
+            raise NeurosimError(f"modulators must be a dict of tensors, got {type(modulators).__name__}")
+        checked = {}
+        for name, m in modulators.items():
+            if not isinstance(self.plastic.get(name), ThreeFactorParameters):
+                raise NeurosimError(f"modulator for {name!r}: no projection of that name has the three-factor rule")
+            if not isinstance(m, torch.Tensor):
+                raise NeurosimError(f"modulator {name!r} must be a torch.Tensor, got {type(m).__name__}")
+            n_out = self.projections[name].n_out
+            shapes = {(T,): (T, 1, 1), (T, B): (T, B, 1), (T, B, n_out): (T, B, n_out)}
+            if tuple(m.shape) not in shapes:
+                raise NeurosimError(f"modulator {name!r} must have shape [T] = [{T}], [T, B] = [{T}, {B}] or "
+                                    f"[T, B, n_out] = [{T}, {B}, {n_out}], got {tuple(m.shape)}")
+            check_finite(f"modulator {name!r}", m)
+            checked[name] = m.detach().reshape(shapes[tuple(m.shape)]).to(self.projections[name].weight.dtype)
+        return checked
+
     def _run_loop(self, group: list[str], drives: dict, state: dict, seqs: dict, outputs, probes: dict,
-                  T: int, progress: bool, noise: dict) -> None:
+                  T: int, progress: bool, noise: dict, modulators: dict) -> None:
         inner = [(n, c) for n, c in self.connections.items() if c.pre in group and c.post in group]
         for name in self.plastic:
             c = self.connections[name]
@@ -418,7 +468,8 @@ class Network(nn.Module):
         compiled = lookup("loop", self.populations[group[0]]) if loop else None
         if compiled is not None:
             name = group[0]
-            plasticity = [(self.plastic[n], state[PLASTICITY + n]) if n in self.plastic else None for n, _ in inner]
+            plasticity = [(self.plastic[n], state[PLASTICITY + n], modulators.get(n)) if n in self.plastic else None
+                          for n, _ in inner]
             done = compiled(self.populations[name], [c.projection for _, c in inner], drives[name], state[name],
                             probes[name], name in keep, progress, plasticity=plasticity,
                             noise=noise[name][1] if name in noise else None, threads=self.threads)
@@ -426,11 +477,12 @@ class Network(nn.Module):
                 state[name], seq, traces = done
                 for (n, _), tr in zip(inner, traces):
                     if tr is not None:
-                        state[PLASTICITY + n] = STDPState(*tr)
+                        state[PLASTICITY + n] = type(state[PLASTICITY + n])(*tr)
                 if seq is not None:
                     seqs[name] = seq
                 return
-        plastic = [(n, c, self.plastic[n]) for n, c in inner if n in self.plastic]
+        plastic = [(n, c, self.plastic[n]) for n, c in inner if isinstance(self.plastic.get(n), STDPParameters)]
+        eligible = [(n, c, self.plastic[n]) for n, c in inner if isinstance(self.plastic.get(n), ThreeFactorParameters)]
         steps = progress_bar(range(T), desc="simulating", unit="step") if progress else range(T)
         for t in steps:
             currents = {}
@@ -468,8 +520,24 @@ class Network(nn.Module):
                 traces = state[PLASTICITY + n]
                 pre = state[c.pre][1].to(traces.x.dtype)
                 state[PLASTICITY + n] = STDPState(stdp_trace(traces.x, pre, rule, self.dt), traces.y)
+            for n, c, rule in eligible:
+                self._eligibility(n, c, rule, state, None if n not in modulators else modulators[n][t])
         for name, zs in keep.items():
             seqs[name] = torch.stack(zs)
+
+    def _eligibility(self, name: str, c: Connection, rule: ThreeFactorParameters, state: dict, modulator) -> None:
+        """The three-factor rule's step on projection ``name`` for the last spikes in ``state``,
+        its change deposited into ``weight.grad`` when there is a ``modulator`` (:meth:`plasticity`)."""
+        proj, traces = c.projection, state[PLASTICITY + name]
+        pre, post = (state[p][1].to(traces.x.dtype) for p in (c.pre, c.post))
+        sparse = isinstance(proj, Sparse)
+        if modulator is not None and modulator.shape[0] == 1:
+            modulator = modulator.expand(pre.shape[0], -1)
+        state[PLASTICITY + name], dw = three_factor_synapses(
+            pre, post, None if modulator is None else modulator.squeeze(-1) if modulator.shape[-1] == 1 else modulator,
+            traces, rule, self.dt, (proj.post, proj.pre) if sparse else None, None if sparse else proj.mask)
+        if dw is not None:
+            deposit(proj.weight, dw if sparse or proj.mask is None else dw * proj.mask)
 
     def _pathways(self, name: str, c: Connection, rule: STDPParameters, state: dict) -> None:
         """The STDP pathways of projection ``name`` for the last spikes in ``state`` (:meth:`plasticity`)."""
