@@ -197,3 +197,17 @@ def test_readme_fsdd_example(tmp_path, monkeypatch):
     assert '"/path/to/fsdd"' in code and "epochs=30" in code
     code = code.replace('"/path/to/fsdd"', repr(str(root))).replace("epochs=30", "epochs=2")
     run_blocks(README, [("python", None, code)], tmp_path, monkeypatch)
+
+
+def test_the_tests_the_documentation_names_exist():
+    """Every test file (``tests/test_x.py``) and test function (``test_name``, alone or after ``::``)
+    that the README or a documentation page names as the evidence of a claim exists."""
+    pages = [README] + sorted(DOCS.rglob("*.md"))
+    text = "\n".join(page.read_text() for page in pages)
+    defined = {name for path in (ROOT / "tests").glob("test_*.py")
+               for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    files = set(re.findall(r"tests/(test_\w+\.py)", text))
+    names = set(re.findall(r"(?:::|`)(test_\w+)(?=[`\s,)])", text)) - {f[:-3] for f in files}
+    assert len(files) >= 6 and len(names) >= 12
+    assert not [f for f in files if not (ROOT / "tests" / f).is_file()], files
+    assert not names - defined, sorted(names - defined)
