@@ -23,7 +23,8 @@ Refractory period: for ``round(tau_ref / dt) - 1`` steps after a spike ``v`` is 
 neuron cannot fire, while ``a`` keeps decaying (Brian2: ``(unless refractory)`` on ``v`` only).
 This is Brian2's schedule (state update, threshold, reset in one step): a Brian2 ``NeuronGroup``
 with ``threshold='v > v_th + b*a'``, ``reset='v = v_reset; a += 1'`` and ``refractory=tau_ref``
-(a whole number of steps) computes the same. The gradient of ``z`` is the surrogate's, at
+(a whole number of steps) computes the same (every spike, ``v`` within 1e-9 mV, with both
+methods: ``tests/test_brian2_lif.py::test_adaptive_threshold_lif_matches_brian2``). The gradient of ``z`` is the surrogate's, at
 :math:`v' - v_{th} - b a'`, so it reaches both ``v`` and ``a``; the increment of ``a`` keeps the
 spike's gradient, the reset of ``v`` drops it with ``detach_reset``. Every numeric parameter may
 be a per-neuron tensor.
