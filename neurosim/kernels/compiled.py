@@ -123,12 +123,14 @@ def _stdp(lo, hi, r, spk, count, bounds, post, w, split, prm, x, y, colptr, cols
 
 
 @njit(cache=True)
-def _eligibility(lo, hi, s, prm, x, x_next, y, e, acc, m, z, colptr, colsyn, colpre):
+def _eligibility(lo, hi, s, prm, x, x_next, y, e, acc, m, z, colptr, colpre):
     """The three-factor rule's step for the spikes ``z`` (0 or 1, every neuron) of step ``s`` on the
-    synapses onto neurons ``lo <= i < hi`` (listed by ``colsyn``, their presynaptic neurons by
-    ``colpre``): the Hebbian term from the traces before the step (``x``, ``y``), the eligibility
-    ``e``, the change ``acc -= m e`` under the modulator row ``m[s]`` (``m`` ``[1, 0]``: none), then the
-    postsynaptic traces ``y`` of those neurons and their presynaptic traces into ``x_next``.
+    synapses onto neurons ``lo <= i < hi`` (``colptr[i] <= p < colptr[i + 1]``, their presynaptic
+    neurons ``colpre[p]``): the Hebbian term from the traces before the step (``x``, ``y``), the
+    eligibility ``e[p]``, the change ``acc[p] -= m e[p]`` under the modulator row ``m[s]`` (``m``
+    ``[1, 0]``: none), then the postsynaptic traces ``y`` of those neurons and their presynaptic
+    traces into ``x_next``. ``e`` and ``acc`` are in this order (by target), read and written in
+    sequence.
     ``prm``: ``lambda_pre, lambda_post, lambda_e, A+, A-`` and 1 for ``hebbian="pre"``."""
     lam_pre, lam_post, lam_e, a_plus, a_minus = prm[0], prm[1], prm[2], prm[3], prm[4]
     pre_only = prm[5] != 0
@@ -141,15 +143,15 @@ def _eligibility(lo, hi, s, prm, x, x_next, y, e, acc, m, z, colptr, colsyn, col
         if per_neuron:
             mi = row[i]
         for p in range(colptr[i], colptr[i + 1]):
-            q, j = colsyn[p], colpre[p]
+            j = colpre[p]
             if pre_only:
                 h = a_plus * (lam_pre * x[j] + z[j])
             else:
                 h = a_plus * si * x[j] - a_minus * yi * z[j]
-            eq = lam_e * e[q] + h
-            e[q] = eq
+            ep = lam_e * e[p] + h
+            e[p] = ep
             if modulated:
-                acc[q] = acc[q] - mi * eq
+                acc[p] = acc[p] - mi * ep
         y[i] = lam_post * yi + si
     for j in range(lo, min(hi, x.size)):
         x_next[j] = lam_pre * x[j] + z[j]
@@ -386,7 +388,7 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
                     for k in range(len(w)):
                         if tf[k].size:
                             _eligibility(lo, hi, t - 1, tf[k], x_tr[k][cur], x_tr[k][prev], y_tr[k], tf_e[k],
-                                         tf_acc[k], tf_m[k], zf[prev], colptr[k], colsyn[k], colpre[k])
+                                         tf_acc[k], tf_m[k], zf[prev], colptr[k], colpre[k])
                 if fold_exc is not None:
                     _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
                 if fold_inh is not None:
@@ -641,8 +643,8 @@ class _Plastic(NamedTuple):
     """Plasticity arguments of one projection: the parameters of STDP (``stdp``) or of the
     three-factor rule (``tf``; the other empty), traces (numpy, in place; ``x`` ``[2, n_in]``
     alternating by step), the three-factor rule's eligibility ``e``, change ``acc`` (from
-    ``weight.grad``) and modulator ``m`` ``[T, 1 or n_out]`` (``[1, 0]``: none) per synapse in the
-    loop's order, the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``), presynaptic
+    ``weight.grad``) per synapse by target (CSC order), the modulator ``m`` ``[T, 1 or n_out]``
+    (``[1, 0]``: none), the synapses by target (CSC: ``colptr``, ``colsyn``, ``colpre``), presynaptic
     signs, and each synapse's presynaptic neuron ``pre``."""
 
     stdp: np.ndarray
@@ -689,6 +691,15 @@ def _plastic(proj, syn: _Synapses, rule, dt: float, dtype, steps: int) -> _Plast
     x, y = (_cpu(t) for t in traces[:2])
     if x.shape != (1, proj.n_in) or y.shape != (1, proj.n_out) or x.dtype != y.dtype or x.numpy().dtype != dtype:
         raise _Unsupported
+    def csc():
+        counts = np.diff(syn.indptr)
+        pre = np.repeat(np.arange(proj.n_in, dtype=np.int32), counts)
+        colsyn = np.argsort(syn.post, kind="stable").astype(np.uint64)
+        colptr = np.zeros(proj.n_out + 1, np.int64)
+        np.cumsum(np.bincount(syn.post, minlength=proj.n_out), out=colptr[1:])
+        return colptr.astype(np.uint64), colsyn, pre[colsyn].astype(np.uint32), pre
+
+    colptr, colsyn, colpre, pre = _derived(proj, ("csc",), csc)
     e, acc, m = empty, empty, np.zeros((1, 0), dtype)
     if isinstance(params, STDPParameters):
         lam_pre, lam_post = params.decays(dt)
@@ -699,26 +710,17 @@ def _plastic(proj, syn: _Synapses, rule, dt: float, dtype, steps: int) -> _Plast
     elif isinstance(params, ThreeFactorParameters):
         stdp = empty
         tf = np.array([*params.decays(dt), params.a_plus, params.a_minus, params.hebbian == "pre"], dtype)
-        e = _in_loop_order(proj, syn, traces[2][0])
+        e = _in_loop_order(proj, syn, traces[2][0])[colsyn]
         if modulator is not None:
             m = _cpu(modulator)
             if m.shape[:2] != (steps, 1) or m.numpy().dtype != dtype:
                 raise _Unsupported
             m = np.ascontiguousarray(m[:, 0].numpy())
             grad = proj.weight.grad
-            acc = np.zeros(syn.post.size, dtype) if grad is None else _in_loop_order(proj, syn, grad)
+            acc = np.zeros(syn.post.size, dtype) if grad is None else _in_loop_order(proj, syn, grad)[colsyn]
     else:
         raise _Unsupported
 
-    def csc():
-        counts = np.diff(syn.indptr)
-        pre = np.repeat(np.arange(proj.n_in, dtype=np.int32), counts)
-        colsyn = np.argsort(syn.post, kind="stable").astype(np.uint64)
-        colptr = np.zeros(proj.n_out + 1, np.int64)
-        np.cumsum(np.bincount(syn.post, minlength=proj.n_out), out=colptr[1:])
-        return colptr.astype(np.uint64), colsyn, pre[colsyn].astype(np.uint32), pre
-
-    colptr, colsyn, colpre, pre = _derived(proj, ("csc",), csc)
     sgn = np.ones(proj.n_in, dtype) if proj.signs is None else _cpu(proj.signs).numpy().astype(dtype)
     both = np.empty((2, proj.n_in), dtype)
     both[1] = x.numpy()[0]  # the trace after step -1, which step 0 reads
@@ -736,12 +738,14 @@ def _write_back(proj, syn: _Synapses, plastic: _Plastic, traces, last: int) -> t
             _in_projection_order(proj, syn, syn.weight * plastic.sgn[plastic.pre], proj.weight)
         _stored(proj, _weight_sources(proj))
         return x, y
-    e = traces[2].clone()
-    _in_projection_order(proj, syn, plastic.e, e[0])
+    e, by_source = traces[2].clone(), np.empty_like(plastic.e)
+    by_source[plastic.colsyn] = plastic.e
+    _in_projection_order(proj, syn, by_source, e[0])
     if plastic.m.shape[1]:
         if proj.weight.grad is None:
             proj.weight.grad = torch.zeros_like(proj.weight)
-        _in_projection_order(proj, syn, plastic.acc, proj.weight.grad)
+        by_source[plastic.colsyn] = plastic.acc
+        _in_projection_order(proj, syn, by_source, proj.weight.grad)
     return x, y, e
 
 
@@ -937,7 +941,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             p = plastic[k]
             for r in range(count_ranges):
                 _eligibility(bounds[r], bounds[r + 1], steps - 1, p.tf, p.x[steps % 2], p.x[last], p.y, p.e, p.acc,
-                             p.m, tf_args[4][last], p.colptr, p.colsyn, p.colpre)
+                             p.m, tf_args[4][last], p.colptr, p.colpre)
     finally:
         numba.set_num_threads(previous_threads)
         if bar is not None:
