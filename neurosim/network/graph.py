@@ -531,11 +531,11 @@ class Network(nn.Module):
         proj, traces = c.projection, state[PLASTICITY + name]
         pre, post = (state[p][1].to(traces.x.dtype) for p in (c.pre, c.post))
         sparse = isinstance(proj, Sparse)
-        if modulator is not None and modulator.shape[0] == 1:
-            modulator = modulator.expand(pre.shape[0], -1)
+        if modulator is not None:
+            modulator = modulator.expand(post.shape)  # from [B or 1, n_out or 1]
         state[PLASTICITY + name], dw = three_factor_synapses(
-            pre, post, None if modulator is None else modulator.squeeze(-1) if modulator.shape[-1] == 1 else modulator,
-            traces, rule, self.dt, (proj.post, proj.pre) if sparse else None, None if sparse else proj.mask)
+            pre, post, modulator, traces, rule, self.dt, (proj.post, proj.pre) if sparse else None,
+            None if sparse else proj.mask)
         if dw is not None:
             deposit(proj.weight, dw if sparse or proj.mask is None else dw * proj.mask)
 
