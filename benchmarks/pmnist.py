@@ -1,19 +1,21 @@
-r"""Ten-task permuted MNIST with the HLOP paper's network: no protection, EWC, metaplasticity and HLOP.
+r"""Ten-task permuted MNIST with the HLOP paper's network: every built-in strategy, seeds, resumable run files.
 
 The network and settings of :mod:`neurosim.models.pmnist` (Xiao et al., ICLR 2024): a DSR-trained
 spiking MLP 784-800-800-10 without biases, one shared head, pixels standardised and fed as a
 constant current for 20 steps, scores from :func:`~neurosim.models.pmnist.readout`; one epoch per
 task of plain SGD (lr 0.1, no momentum, batch 64), the optimiser rebuilt at every task by
 :class:`~neurosim.continual.runner.Continual`. Task 0 is unpermuted MNIST, tasks 1-9 fixed pixel
-permutations. Every method starts from the same network (``build_pmnist(seed)``) and sees the
-same samples in the same order (runner seed).
+permutations. For each seed every method starts from the same network (``build_pmnist(seed)``),
+sees the same permutations and the same samples in the same order (runner seed); the seed also
+seeds the plugins' own draws (HLOP's initial rows, GPM's and EWC's samples, replay's memory).
 
 **Protocol** (the HLOP paper's scripts, for every method): from task 1 on only the weights learn.
 The authors' script fixes the thresholds (and batch norms) at the start of every later task and
 builds its optimiser without 1-D parameters, for the baseline and every other method it runs;
-here :class:`~neurosim.plugins.freeze.Freeze` does the same for the baseline, EWC and
-metaplasticity, and HLOP freezes by itself. ``--no-freeze`` lets the thresholds learn throughout
-(except under HLOP), the protocol of earlier versions of this script.
+here :class:`~neurosim.plugins.freeze.Freeze` does the same for the baseline, EWC, SI,
+metaplasticity and replay, and HLOP and GPM freeze by themselves. ``--no-freeze`` lets the
+thresholds learn throughout (except under HLOP and GPM), the protocol of earlier versions of this
+script.
 
 Methods:
 
@@ -22,12 +24,23 @@ Methods:
   (not online), the diagonal empirical Fisher on 1,000 training samples of the task, the
   proximal form; every parameter still trained is protected (the three weight matrices: the
   thresholds freeze after the Fisher of task 0 is taken, and its entries for them are not used);
+- ``si``: :class:`~neurosim.plugins.si.SI` with its defaults (c 1, xi 0.001);
 - ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with its defaults
   (m = 1.35 relative to each projection's initial weight RMS) on the three projections, acting
   on the SGD updates;
-- ``hlop``: :func:`neurosim.models.pmnist.hlop` (Hebbian rates 0.001 / 0.01 / 0.01 on weighted
-  firing rates, rows 80 / 200 / 100 at task 0 then 70, 50, 30, 10, gradient-form projection,
-  thresholds frozen after task 0).
+- ``replay``: :class:`~neurosim.plugins.replay.Replay` with its defaults (a memory of 200 samples
+  split evenly over the tasks seen, 32 of them added to every batch of 64);
+- ``gpm``: :func:`neurosim.models.pmnist.gpm`, its authors' permuted-MNIST settings (energy
+  thresholds 0.95 / 0.99 / 0.99, constant over tasks, on 300 training samples per task; their
+  ``main_pmnist.py``), on the weighted firing rates DSR trains on;
+- ``hlop``: :class:`~neurosim.plugins.hlop.HLOP` with the rows per task its energy criterion
+  picks (the plugin's default, energy 0.97), the other settings as ``hlop-paper``;
+- ``hlop-paper``: :func:`neurosim.models.pmnist.hlop`, the paper's settings (Hebbian rates
+  0.001 / 0.01 / 0.01 on weighted firing rates, rows 80 / 200 / 100 at task 0 then 70, 50, 30,
+  10, gradient-form projection).
+
+The log prints each task's row of ``R`` as it is known and, for HLOP and GPM, the rows each
+protected projection's basis holds (out of its activity dimension).
 
 **EWC in the HLOP authors' code.** Their public repository runs the baseline, HLOP and replay,
 but holds no EWC; the settings of their EWC row (lambda, the Fisher's estimate) are not
@@ -37,7 +50,7 @@ the HAT repository's (Serra et al.) squares mini-batch gradients over the whole 
 (batches of 20, times the batch size), averages the Fishers of the tasks seen and uses lambda
 5,000 with SGD and gradient clipping. Here the defaults of the plugin are used as they are.
 
-**How the defaults were chosen** (3 tasks, full data, seed 0, one run each; ACC / BWT in %, the
+**How the EWC defaults were chosen** (3 tasks, full data, seed 0, one run each; ACC / BWT in %, the
 diagonal of ``R`` shows how well each task was learnt; this script with ``--tasks 3``):
 
 =============================================== ================ ====================
@@ -64,51 +77,84 @@ Metaplasticity keeps its defaults (m = 1.35 relative to each projection's initia
 shrinking updates of a weight of typical magnitude scaled by about 0.3), not tuned. Relative to
 the raw weights, m = 1.35 left the updates of these weights (mean magnitude about 0.02) within
 0.1 % of unchanged, and ten tasks gave 68.71 / -30.89 against the baseline's 67.88 / -31.90.
-META3
 
-HLOP: the paper's settings as :func:`~neurosim.models.pmnist.hlop` gives them, not tuned.
-
-Published figures (HLOP paper, Table 2, PMNIST, ACC / BWT in %): baseline 70.61 / -28.88,
-EWC 91.45 / -3.20, HLOP 95.15 / -1.30. The table has no metaplasticity row.
+Published figures (HLOP paper, Table 2, PMNIST, ACC / BWT in %): multitask training 96.15,
+baseline 70.61 / -28.88, EWC 91.45 / -3.20, GPM 94.80 / -1.62, HLOP 95.15 / -1.30 (with its fixed
+rows). The table has no SI, replay or metaplasticity row on PMNIST.
 
 By default only the tasks trained so far are evaluated after each task (the lower triangle of
 ``R``, all ACC and BWT need); ``--eval-unseen`` also evaluates the tasks not yet trained, and the
 untrained network, as the runner does for forward transfer (FWT), at about twice the evaluation
 time.
 
+**Run files.** With ``--out-dir DIR`` each (method, seed) trains into its own run file
+``DIR/<method>-seed<seed>.h5`` (:class:`~neurosim.storage.store.RunStore`): the loss of every batch,
+each row of ``R`` as it is known, the plugins' health figures, and a checkpoint after every task
+and every ``--checkpoint-every`` batches (the latest two are kept). Running the same command again
+skips the pairs whose file holds all of ``R``, and resumes a partial one from its last complete
+checkpoint; the runner resumes bit for bit (the same weights and ``R`` as a run never
+interrupted; checked here on two tasks of 3,200 samples, interrupted by SIGTERM and by SIGKILL,
+for every method). A file written with other settings (tasks, subsets, protocol, options) is
+refused, not mixed in. SIGTERM or Ctrl-C stop after the current batch with a checkpoint.
+``--report`` reads the run files and prints, per method, the mean and sample standard deviation
+over the finished seeds of ACC and BWT, beside the paper's figures; it trains nothing and may run
+while the runs go on.
+
 Usage::
 
-    python benchmarks/pmnist.py [--tasks 10] [--methods baseline ewc metaplasticity hlop]
-        [--root DIR] [--train-subset N] [--test-subset N] [--seed 0] [--threads 1] [--out results.json]
+    python benchmarks/pmnist.py [--tasks 10] [--methods hlop gpm ewc metaplasticity baseline si replay hlop-paper]
+        [--seeds 0 1 2] [--out-dir DIR] [--checkpoint-every 250] [--root DIR] [--train-subset N]
+        [--test-subset N] [--threads 1]
+    python benchmarks/pmnist.py --report --out-dir DIR
 
-One method takes about 25 minutes on one thread of a laptop-class core (about 90 s of training per
-task, 8 s per task evaluated).
+The full measurement, one process on one thread, detached, resumable (the same command continues
+it)::
+
+    cd /path/to/neurosim && mkdir -p /work/runs/pmnist && OMP_NUM_THREADS=1 NEUROSIM_DATA=/work/shared/data \
+        setsid nohup .venv/bin/python benchmarks/pmnist.py --seeds 0 1 2 --out-dir /work/runs/pmnist \
+        >> /work/runs/pmnist/log.txt 2>&1 < /dev/null &
+    .venv/bin/python benchmarks/pmnist.py --report --out-dir /work/runs/pmnist
+
+One method and seed takes about 25 minutes on one thread of a laptop-class core (about 90 s of
+training per task, 8 s per task evaluated); replay trains on 96 samples per batch instead of 64.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import glob
 import math
 import os
+import re
 import sys
 import time
 
 import numpy as np
 import torch
 
-from neurosim.continual.runner import Continual
+from neurosim.continual.metrics import acc, bwt
+from neurosim.continual.plugin import Plugin
+from neurosim.continual.runner import Continual, Diverged, Interrupted
+from neurosim.continual.scenarios import Scenario, Task
 from neurosim.datasets.images import Dataset
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
-from neurosim.continual.plugin import Plugin
 from neurosim.plugins.ewc import EWC, FISHERS, FORMS
 from neurosim.plugins.freeze import Freeze
+from neurosim.plugins.hlop import HLOP
 from neurosim.plugins.metaplasticity import Metaplasticity
-from neurosim.continual.scenarios import Scenario, Task
+from neurosim.plugins.orthogonal import OrthogonalProjection
+from neurosim.plugins.replay import Replay
+from neurosim.plugins.si import SI
+from neurosim.storage.store import RunStore
 
-METHODS = ("baseline", "ewc", "metaplasticity", "hlop")
-#: HLOP paper, Table 2, PMNIST: ACC / BWT in %.
-PAPER = {"baseline": (70.61, -28.88), "ewc": (91.45, -3.20), "hlop": (95.15, -1.30)}
+#: In the order the full measurement runs them.
+METHODS = ("hlop", "gpm", "ewc", "metaplasticity", "baseline", "si", "replay", "hlop-paper")
+#: HLOP paper, Table 2, PMNIST: ACC / BWT in % (its HLOP row uses the fixed rows of ``hlop-paper``).
+PAPER = {"baseline": (70.61, -28.88), "ewc": (91.45, -3.20), "gpm": (94.80, -1.62), "hlop": (95.15, -1.30),
+         "hlop-paper": (95.15, -1.30)}
+MULTITASK = 96.15
+#: Checkpoints each run file keeps.
+KEEP = 2
 
 
 class SeenTasks(Continual):
@@ -135,7 +181,7 @@ class Progress(Plugin):
         now = time.perf_counter()
         row = " ".join("  -  " if math.isnan(v) else f"{100 * v:5.1f}" for v in runner.R[task])
         print(f"  {self.label} task {task}: {row}   ({now - self.last:.0f} s, {now - self.start:.0f} s total)"
-              f"{ewc_stiffness(runner)}", flush=True)
+              f"{basis_rows(runner)}{ewc_stiffness(runner)}", flush=True)
         self.last = now
 
     def before_task(self, runner, task: int) -> None:
@@ -144,6 +190,15 @@ class Progress(Plugin):
 
     def after_training(self, runner) -> None:
         self._report(runner, runner.task)
+
+
+def basis_rows(runner) -> str:
+    """For HLOP and GPM: the rows of each protected projection's basis, of its activity dimension."""
+    plugin = next((p for p in runner.plugins if isinstance(p, OrthogonalProjection)), None)
+    if plugin is None:
+        return ""
+    rows = " / ".join(f"{plugin.basis(n).shape[0]}/{plugin.basis(n).shape[1]}" for n in pmnist.LAYERS)
+    return f"; basis rows {rows}"
 
 
 def ewc_stiffness(runner) -> str:
@@ -169,49 +224,113 @@ def subset(d: Dataset, n: int | None) -> Dataset:
     return d if n is None else Dataset(d.x[:n], d.y[:n], d.shape)
 
 
-def scenario(args) -> Scenario:
-    full = pmnist.mnist_scenario(args.tasks, root=args.root, seed=args.seed)
+def scenario(args, seed: int) -> Scenario:
+    full = pmnist.mnist_scenario(args.tasks, root=args.root, seed=seed)
     tasks = [Task(t.index, subset(t.train, args.train_subset), subset(t.test, args.test_subset), t.classes)
              for t in full.tasks]
     return Scenario(full.name, tasks, full.n_inputs, full.n_outputs, full.task_incremental)
 
 
-def plugins_for(method: str, args) -> list[Plugin]:
-    """The method's plugins, after :class:`Freeze` unless ``--no-freeze`` (HLOP freezes by itself)."""
-    freeze = [Freeze()] if args.freeze and method != "hlop" else []
+def options(method: str, args) -> dict:
+    """The options given on the command line for ``method`` (the plugin's defaults otherwise)."""
+    if method == "ewc":
+        return {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
+                                  ("fisher", args.ewc_fisher), ("form", args.ewc_form)) if v is not None}
+    if method == "metaplasticity" and args.meta_m is not None:
+        return {"m": args.meta_m}
+    return {}
+
+
+def hlop_default(seed: int, freeze: bool) -> HLOP:
+    """HLOP with rows per task from its energy criterion (its default); the rest as the paper's."""
+    paper = pmnist.hlop()
+    return HLOP(lr_hebb=paper.lr_hebb, rates=paper.rates, form=paper.form, projections=list(pmnist.LAYERS),
+                freeze_after_first_task=freeze, seed=seed)
+
+
+def plugins_for(method: str, seed: int, args) -> list[Plugin]:
+    """The method's plugins, after :class:`Freeze` unless ``--no-freeze`` (HLOP and GPM freeze by themselves)."""
+    given = options(method, args)
+    if method == "hlop":
+        return [hlop_default(seed, args.freeze)]
+    if method == "hlop-paper":
+        return [pmnist.hlop(freeze_after_first_task=args.freeze, seed=seed)]
+    if method == "gpm":
+        return [pmnist.gpm(freeze_after_first_task=args.freeze, seed=seed)]
+    freeze = [Freeze()] if args.freeze else []
     if method == "baseline":
         return freeze
     if method == "ewc":
-        options = {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
-                                     ("fisher", args.ewc_fisher), ("form", args.ewc_form)) if v is not None}
-        return freeze + [EWC(**options)]
-    if method == "metaplasticity":
-        return freeze + [Metaplasticity(**({} if args.meta_m is None else {"m": args.meta_m}))]
-    return [pmnist.hlop(freeze_after_first_task=args.freeze)]
+        return freeze + [EWC(**given, seed=seed)]
+    if method == "si":
+        return freeze + [SI()]
+    if method == "replay":
+        return freeze + [Replay(seed=seed)]
+    return freeze + [Metaplasticity(**given)]
 
 
-def run_method(method: str, scen: Scenario, args) -> dict:
-    torch.manual_seed(args.seed)
-    net = pmnist.build_pmnist(seed=args.seed)
+def config(method: str, seed: int, args) -> dict:
+    """What a run file is for: a file of other settings is not resumed into this run."""
+    return {"benchmark": "permuted MNIST, the HLOP paper's network", "method": method, "seed": seed,
+            "tasks": args.tasks, "train_subset": args.train_subset, "test_subset": args.test_subset,
+            "freeze": args.freeze, "eval_unseen": args.eval_unseen, "options": options(method, args)}
+
+
+def run_path(out_dir: str, method: str, seed: int) -> str:
+    return os.path.join(out_dir, f"{method}-seed{seed}.h5")
+
+
+def finished(R: np.ndarray) -> bool:
+    return R.size > 0 and not np.isnan(R[-1]).any()
+
+
+def open_run(path: str, cfg: dict) -> tuple[RunStore | None, np.ndarray | None]:
+    """The run file at ``path`` for writing (created if absent), or, when it holds all of ``R``, None
+    and its ``R``; refuses a file of other settings."""
+    if not os.path.exists(path):
+        return RunStore.create(path, cfg, n_tasks=cfg["tasks"], keep=KEEP), None
+    with RunStore.open(path) as store:
+        stored, R = store.config, store.R
+    if stored != cfg:
+        differ = sorted(k for k in set(stored) | set(cfg) if stored.get(k) != cfg.get(k))
+        raise NeurosimError(f"{path} holds a run with other settings ({', '.join(f'{k}: {stored.get(k)!r}' for k in differ)}"
+                            f"; this command asks for {', '.join(f'{k}: {cfg.get(k)!r}' for k in differ)}): "
+                            "use another --out-dir or remove the file")
+    if finished(R):
+        return None, R
+    return RunStore.open(path, "a"), None
+
+
+def run_method(method: str, seed: int, scen: Scenario, args) -> dict:
+    torch.manual_seed(seed)
+    net = pmnist.build_pmnist(seed=seed)
     cls = Continual if args.eval_unseen else SeenTasks
-    runner = cls(net, scen, plugins_for(method, args) + [Progress(method)], steps=pmnist.STEPS,
+    label = f"{method} seed {seed}"
+    store, done = (None, None) if args.out_dir is None else open_run(run_path(args.out_dir, method, seed),
+                                                                     config(method, seed, args))
+    if done is not None:
+        print(f"{label}: finished in its run file; ACC {100 * acc(done):.2f}, BWT {100 * bwt(done):.2f}", flush=True)
+        return {"method": method, "seed": seed, "acc": acc(done), "bwt": bwt(done), "R": done}
+    runner = cls(net, scen, plugins_for(method, seed, args) + [Progress(label)], steps=pmnist.STEPS,
                  readout=pmnist.readout, lr=pmnist.LR, batch_size=pmnist.BATCH_SIZE, epochs=pmnist.EPOCHS,
-                 optimizer="sgd", seed=args.seed, progress=False)
+                 optimizer="sgd", seed=seed, progress=False, store=store,
+                 checkpoint_every=args.checkpoint_every if store is not None else None)
+    resumed = store is not None and store.count("checkpoints") > 0
+    print(f"\n{label}{': resumed from ' + store.path if resumed else ''}", flush=True)
     start = time.perf_counter()
     try:
-        res = runner.run()
-    except NeurosimError as e:  # a diverging loss
-        print(f"{method}: failed: {e}", flush=True)
-        return {"method": method, "error": str(e), "wall_s": time.perf_counter() - start,
-                "R": runner.R.tolist()}
+        res = runner.run(resume=resumed)
+    except Diverged as e:  # the run file keeps its last checkpoint
+        print(f"{label}: failed: {e}", flush=True)
+        return {"method": method, "seed": seed, "error": str(e), "R": runner.R}
+    finally:
+        if store is not None:
+            store.close()
     wall = time.perf_counter() - start
-    out = {"method": method, "acc": res.acc, "bwt": res.bwt, "fwt": res.fwt, "wall_s": wall, "R": res.R.tolist()}
-    weights = [net.connections[n].projection.weight.detach().abs() for n in pmnist.LAYERS]
-    out["mean_abs_weight"] = [float(w.mean()) for w in weights]
-    print(f"\n{method}: R (%), row i = after training task i, column j = test task j; "
+    print(f"\n{label}: R (%), row i = after training task i, column j = test task j; "
           f"ACC {100 * res.acc:.2f}, BWT {100 * res.bwt:.2f}, {wall:.0f} s", flush=True)
     print(format_R(res.R), flush=True)
-    return out
+    return {"method": method, "seed": seed, "acc": res.acc, "bwt": res.bwt, "R": res.R}
 
 
 def format_R(R: np.ndarray) -> str:
@@ -221,14 +340,77 @@ def format_R(R: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+def mean_sd(values: list[float]) -> str:
+    v = 100 * np.asarray(values)
+    return f"{v.mean():6.2f} ± {v.std(ddof=1):4.2f}" if len(v) > 1 else f"{v.mean():6.2f}       "
+
+
+def table(runs: dict[str, list[dict]], partial: dict[str, list[str]]) -> str:
+    """Per method: finished seeds, mean ± sample standard deviation of ACC and BWT (and of the mean
+    of ``R``'s diagonal, how well each task was learnt when it was trained), the paper's figures."""
+    head = (f"{'method':<16}{'seeds':>6}{'ACC %':>16}{'BWT %':>16}{'learnt %':>16}   paper ACC / BWT"
+            f"   per seed ACC / BWT")
+    lines = [head, "-" * len(head)]
+    for method, done in runs.items():
+        paper = PAPER.get(method)
+        ref = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "no row"
+        if done:
+            seeds = "; ".join(f"{r['seed']}: {100 * r['acc']:.2f} / {100 * r['bwt']:.2f}" for r in done)
+            lines.append(f"{method:<16}{len(done):>6}{mean_sd([r['acc'] for r in done]):>16}"
+                         f"{mean_sd([r['bwt'] for r in done]):>16}"
+                         f"{mean_sd([np.diag(r['R']).mean() for r in done]):>16}   {ref:<15}   {seeds}")
+        else:
+            lines.append(f"{method:<16}{0:>6}{'-':>16}{'-':>16}{'-':>16}   {ref:<15}")
+        if partial.get(method):
+            lines.append(f"{'':<16}in progress: {'; '.join(partial[method])}")
+    lines.append(f"(mean ± sample standard deviation over the finished seeds; paper: HLOP paper, Table 2, "
+                 f"PMNIST; multitask training {MULTITASK:.2f}; its HLOP row uses the fixed rows of hlop-paper)")
+    return "\n".join(lines)
+
+
+def report(args) -> None:
+    """Read every run file in ``--out-dir`` and print :func:`table`."""
+    files = glob.glob(os.path.join(args.out_dir, "*-seed*.h5"))
+    if not files:
+        sys.exit(f"no run files in {args.out_dir}")
+    runs = {m: [] for m in args.methods}
+    partial: dict[str, list[str]] = {}
+    settings = set()
+    for path in sorted(files, key=lambda p: (os.path.basename(p).rsplit("-seed", 1)[0],
+                                             int(re.findall(r"seed(\d+)", p)[-1]))):
+        with RunStore.open(path) as store:
+            cfg, R = store.config, store.R
+        method = cfg.get("method")
+        if method not in runs:
+            continue
+        settings.add((cfg["tasks"], cfg["train_subset"], cfg["test_subset"], cfg["freeze"]))
+        if finished(R):
+            runs[method].append({"seed": cfg["seed"], "acc": acc(R), "bwt": bwt(R), "R": R})
+        else:
+            k = sum(not np.isnan(R[i, i]) for i in range(len(R)))
+            partial.setdefault(method, []).append(f"seed {cfg['seed']}: {k} of {len(R)} tasks")
+    print(f"permuted MNIST, run files in {args.out_dir}; settings (tasks, train subset, test subset, "
+          f"thresholds frozen after task 0): {', '.join(map(str, sorted(settings, key=str)))}")
+    print(table(runs, partial))
+    if any(s != (10, None, None, True) for s in settings):
+        print("(reduced problem or another protocol: the paper's figures are for 10 tasks on the full data, "
+              "thresholds frozen after task 0)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=10)
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0],
+                    help="network initialisation, permutations, sample order and the plugins' draws")
+    ap.add_argument("--out-dir", default=None, help="directory of the run files, one per method and seed "
+                    "(resumed when the same command runs again); without it nothing is kept")
+    ap.add_argument("--checkpoint-every", type=int, default=250, help="batches between checkpoints, besides "
+                    "one after every task")
+    ap.add_argument("--report", action="store_true", help="print the table of the run files in --out-dir")
     ap.add_argument("--root", default=None, help="directory of the MNIST IDX files (default $NEUROSIM_DATA/mnist)")
     ap.add_argument("--train-subset", type=int, default=None, help="first N training samples of each task")
     ap.add_argument("--test-subset", type=int, default=None, help="first N test samples of each task")
-    ap.add_argument("--seed", type=int, default=0, help="network initialisation, permutations and sample order")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-freeze", dest="freeze", action="store_false",
                     help="let thresholds learn after task 0 (the paper's scripts freeze them for every method)")
@@ -240,45 +422,48 @@ def main() -> None:
     ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--eval-unseen", action="store_true",
                     help="also evaluate tasks not trained yet (and the untrained network), for FWT")
-    ap.add_argument("--out", default=None, help="write the results as JSON to this file")
     args = ap.parse_args()
+    if args.report:
+        if args.out_dir is None:
+            sys.exit("--report reads the run files of --out-dir")
+        return report(args)
     torch.set_num_threads(args.threads)
     if args.root is None and not os.environ.get("NEUROSIM_DATA"):
         sys.exit("no data: pass --root or set NEUROSIM_DATA")
+    if args.out_dir is not None:
+        os.makedirs(args.out_dir, exist_ok=True)
 
-    scen = scenario(args)
-    n_train, n_test = len(scen.tasks[0].train.y), len(scen.tasks[0].test.y)
-    ewc = next(p for p in plugins_for("ewc", args) if isinstance(p, EWC))
-    meta = next(p for p in plugins_for("metaplasticity", args) if isinstance(p, Metaplasticity))
-    print(f"permuted MNIST, {args.tasks} tasks, {n_train} training / {n_test} test samples per task; "
-          f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
-          f"{pmnist.EPOCHS} epoch per task; seed {args.seed}; thresholds "
-          f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP)'}; "
-          f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; metaplasticity m {meta.m:g} "
-          f"(scale {meta.scale}); torch {torch.__version__}, {args.threads} thread(s); "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    results = []
-    for method in args.methods:
-        print(f"\n{method}", flush=True)
-        results.append(run_method(method, scen, args))
-        if args.out:
-            with open(args.out, "w") as f:
-                json.dump({"args": vars(args), "results": results}, f, indent=1)
+    ewc = next(p for p in plugins_for("ewc", 0, args) if isinstance(p, EWC))
+    meta = next(p for p in plugins_for("metaplasticity", 0, args) if isinstance(p, Metaplasticity))
+    results = {m: [] for m in args.methods}
+    for seed in args.seeds:
+        scen = scenario(args, seed)
+        n_train, n_test = len(scen.tasks[0].train.y), len(scen.tasks[0].test.y)
+        print(f"\npermuted MNIST, {args.tasks} tasks, {n_train} training / {n_test} test samples per task; "
+              f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
+              f"{pmnist.EPOCHS} epoch per task; seed {seed}; thresholds "
+              f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP, GPM)'}; "
+              f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; "
+              f"metaplasticity m {meta.m:g} (scale {meta.scale}); torch {torch.__version__}, {args.threads} "
+              f"thread(s); load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
+        for method in args.methods:
+            try:
+                r = run_method(method, seed, scen, args)
+            except Interrupted as e:
+                print(f"{method} seed {seed}: stopped by signal {e.signum} with a checkpoint in its run file; "
+                      "the same command continues", flush=True)
+                sys.exit(e.exit_code)
+            except NeurosimError as e:
+                sys.exit(f"{method} seed {seed}: {e}")
+            if "error" not in r:
+                results[method].append(r)
 
-    print(f"\npermuted MNIST, {args.tasks} tasks ({n_train} / {n_test} samples per task); load average "
+    print(f"\npermuted MNIST, {args.tasks} tasks, seeds {' '.join(map(str, args.seeds))}; load average "
           f"{os.getloadavg()[0]:.1f}")
-    head = f"{'method':<16}{'ACC %':>8}{'BWT %':>8}{'wall time':>11}   paper ACC / BWT (HLOP, Table 2)"
-    print(head)
-    print("-" * len(head))
-    for r in results:
-        paper = PAPER.get(r["method"])
-        ref = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "no PMNIST row in the paper's table"
-        if "error" in r:
-            print(f"{r['method']:<16}{'failed':>16}{r['wall_s'] / 60:>9.1f} m   {ref}")
-        else:
-            print(f"{r['method']:<16}{100 * r['acc']:>8.2f}{100 * r['bwt']:>8.2f}{r['wall_s'] / 60:>9.1f} m   {ref}")
-    if args.tasks != 10 or args.train_subset or args.test_subset:
-        print("(reduced problem: the paper's figures are for 10 tasks on the full data)")
+    print(table(results, {}))
+    if args.tasks != 10 or args.train_subset or args.test_subset or not args.freeze:
+        print("(reduced problem or another protocol: the paper's figures are for 10 tasks on the full data, "
+              "thresholds frozen after task 0)")
 
 
 if __name__ == "__main__":
