@@ -450,8 +450,9 @@ def main() -> None:
             try:
                 r = run_method(method, seed, scen, args)
             except Interrupted as e:
-                print(f"{method} seed {seed}: stopped by signal {e.signum} with a checkpoint in its run file; "
-                      "the same command continues", flush=True)
+                where = str(e).split("; resume with")[0]
+                print(f"{method} seed {seed}: {where}, with a checkpoint in its run file; the same command "
+                      "continues", flush=True)
                 sys.exit(e.exit_code)
             except NeurosimError as e:
                 sys.exit(f"{method} seed {seed}: {e}")
