@@ -93,7 +93,7 @@ each row of ``R`` as it is known, the plugins' health figures, and a checkpoint 
 and every ``--checkpoint-every`` batches (the latest two are kept). Running the same command again
 skips the pairs whose file holds all of ``R``, and resumes a partial one from its last complete
 checkpoint; the runner resumes bit for bit (the same weights and ``R`` as a run never
-interrupted; checked here on two tasks of 3,200 samples, interrupted by SIGTERM and by SIGKILL,
+interrupted; checked here on two tasks of 1,600 samples, interrupted by SIGTERM and by SIGKILL,
 for every method). A file written with other settings (tasks, subsets, protocol, options) is
 refused, not mixed in. SIGTERM or Ctrl-C stop after the current batch with a checkpoint.
 ``--report`` reads the run files and prints, per method, the mean and sample standard deviation
@@ -107,16 +107,21 @@ Usage::
         [--test-subset N] [--threads 1]
     python benchmarks/pmnist.py --report --out-dir DIR
 
-The full measurement, one process on one thread, detached, resumable (the same command continues
-it)::
+The full measurement, one process on one thread, detached; the same command continues it where it
+stopped (first check that none is running: ``pgrep -f runs/pmnist/src/benchmarks/pmnist.py``; a
+second writer of a run file is refused). It runs from a copy of the code installed into its own
+environment, so that later changes to the repository cannot mix into a measurement under way
+(``git archive COMMIT | tar -x -C /work/runs/pmnist/src``, ``python3 -m venv /work/runs/pmnist/venv``,
+``pip install torch==2.13.0``, ``pip install /work/runs/pmnist/src``)::
 
-    cd /path/to/neurosim && mkdir -p /work/runs/pmnist && OMP_NUM_THREADS=1 NEUROSIM_DATA=/work/shared/data \
-        setsid nohup .venv/bin/python benchmarks/pmnist.py --seeds 0 1 2 --out-dir /work/runs/pmnist \
-        >> /work/runs/pmnist/log.txt 2>&1 < /dev/null &
-    .venv/bin/python benchmarks/pmnist.py --report --out-dir /work/runs/pmnist
+    cd /work/runs/pmnist && OMP_NUM_THREADS=1 NEUROSIM_DATA=/work/shared/data setsid nohup \
+        /work/runs/pmnist/venv/bin/python /work/runs/pmnist/src/benchmarks/pmnist.py --seeds 0 1 2 \
+        --out-dir /work/runs/pmnist >> /work/runs/pmnist/log.txt 2>&1 < /dev/null &
+    /work/runs/pmnist/venv/bin/python /work/runs/pmnist/src/benchmarks/pmnist.py --report --out-dir /work/runs/pmnist
 
 One method and seed takes about 25 minutes on one thread of a laptop-class core (about 90 s of
-training per task, 8 s per task evaluated); replay trains on 96 samples per batch instead of 64.
+training per task, 8 s per task evaluated), about four times as long on a core shared with other
+work; replay trains on 96 samples per batch instead of 64.
 """
 from __future__ import annotations
 
