@@ -393,7 +393,8 @@ def report(args) -> None:
             runs[method].append({"seed": cfg["seed"], "acc": acc(R), "bwt": bwt(R), "R": R})
         else:
             k = sum(not np.isnan(R[i, i]) for i in range(len(R)))
-            partial.setdefault(method, []).append(f"seed {cfg['seed']}: {k} of {len(R)} tasks")
+            so_far = f" (so far ACC {100 * acc(R):.2f}, BWT {100 * bwt(R):.2f})" if k > 1 else ""
+            partial.setdefault(method, []).append(f"seed {cfg['seed']}: {k} of {len(R)} tasks{so_far}")
     print(f"permuted MNIST, run files in {args.out_dir}; settings (tasks, train subset, test subset, "
           f"thresholds frozen after task 0): {', '.join(map(str, sorted(settings, key=str)))}")
     print(table(runs, partial))
