@@ -48,8 +48,13 @@ def check_int(name: str, value, minimum: int = 1) -> int:
 
 
 def check_finite(name: str, x: torch.Tensor) -> None:
-    """Raise if ``x`` holds NaN or infinity."""
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+    """Raise if ``x`` holds NaN or infinity. A finite sum proves every element finite (a NaN or an
+    infinity makes the sum NaN or infinite) in one pass without a mask; a sum that overflowed is
+    checked element by element."""
+    if not x.is_floating_point():
+        return
+    x = x.detach()
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         kind = "NaN" if bool(torch.isnan(x).any()) else "infinite values"
         raise NeurosimError(f"{name} contains {kind}")
 

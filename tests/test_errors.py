@@ -64,6 +64,25 @@ def test_bad_population_input():
         LIF(4, dt=1.0)(torch.full((10, 2, 4), float("inf")))
 
 
+def test_finite_check_takes_values_whose_sum_overflows_and_names_nan_and_infinity():
+    from neurosim.errors import check_finite
+
+    big = torch.full((4, 3), 3e38)  # finite, but their float32 sum is not
+    assert not torch.isfinite(big.sum())
+    check_finite("x", big)
+    check_finite("x", torch.tensor([[1.0, -2.0]], requires_grad=True))
+    check_finite("x", torch.tensor([1, 2]))
+    for bad, kind in ((float("nan"), "NaN"), (float("inf"), "infinite values"), (-float("inf"), "infinite values")):
+        x = big.clone()
+        x[2, 1] = bad
+        with pytest.raises(NeurosimError, match=f"x contains {kind}"):
+            check_finite("x", x)
+    x = torch.zeros(3)
+    x[0], x[1] = float("inf"), -float("inf")  # a NaN sum from infinities alone
+    with pytest.raises(NeurosimError, match="x contains infinite values"):
+        check_finite("x", x)
+
+
 def test_cli_rejects_bad_arguments(capsys):
     assert main(["run", "nosuchnet", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
