@@ -90,6 +90,14 @@ assert registry.lookup("loop", LIF(3)) is mine
     (["run", "nope"], 2, "neurosim: error: unknown experiment 'nope'; built-in: permuted-digits, cuba"),
     (["run", "--methods", "baseline,nope"], 2, "neurosim: error: unknown method 'nope'; expected one of"),
     (["run", "cuba", "--duration", "soon"], 2, "invalid float value: 'soon'"),
+    (["run", "/no/such/exp.toml"], 2, "neurosim: error: cannot read /no/such/exp.toml: No such file or directory"),
+    (["run", "/tmp"], 2, "unknown experiment '/tmp'"),
+    (["run", "cuba", "--raster", "/no/such/r.png"], 2, "cannot write the raster to /no/such/r.png: /no/such is not"),
+    (["inspect", "/no/such/run.h5"], 2, "neurosim: error: /no/such/run.h5 does not exist"),
+    (["resume", "/tmp"], 2, "neurosim: error: /tmp is a directory, not a run file"),
+    (["replay", "/no/such/run.h5", "--task", "1"], 2, "/no/such/run.h5 does not exist"),
+    (["repair", __file__, "--out", __file__], 2, f"{__file__} already exists; repair writes a new file"),
+    (["plot", __file__, "raster", "--out", "/no/such/p.png"], 2, "cannot write /no/such/p.png: /no/such is not a "),
 ])
 def test_the_command_line_answers_help_and_argument_errors_without_torch(argv, status, message):
     script = (f"import sys\nfrom neurosim.cli import main\ntry:\n    code = main({argv!r})\n"

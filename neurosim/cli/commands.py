@@ -144,9 +144,6 @@ def _cmd_inspect(args) -> int:
 def _cmd_plot(args) -> int:
     from .plots import plot
 
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder):
-        raise NeurosimError(f"cannot write {args.out}: {folder} is not a directory")
     opts = {k: v for k, v in (("recording", args.recording), ("bin_ms", args.bin_ms), ("sample", args.sample),
                               ("checkpoint", args.checkpoint)) if v is not None}
     plot(args.run, args.what, args.out, **opts)
@@ -155,10 +152,6 @@ def _cmd_plot(args) -> int:
 
 
 def _simulation(args) -> None:
-    if args.raster:
-        folder = os.path.dirname(os.path.abspath(args.raster))
-        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-            raise NeurosimError(f"cannot write the raster to {args.raster}: {folder} is not a writable directory")
     r = simulate(args.experiment, args.duration, args.seed, progress=not args.quiet)
     print(summary(r))
     if args.raster:

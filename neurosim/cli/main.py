@@ -28,6 +28,7 @@ errors answer at once; :mod:`neurosim.cli.commands` does the work.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -125,15 +126,35 @@ def _say(text: str) -> None:
 
 
 def argument_error(args: argparse.Namespace) -> str | None:
-    """What is wrong with parsed arguments that the parser cannot tell, or None."""
-    if args.command != "run":
+    """What is wrong with parsed arguments that the parser cannot tell, or None: unknown names, a
+    file to read that is missing, a file to write whose folder is missing or that must be new
+    (the same messages as the commands give, without loading what the commands need)."""
+    if args.command == "run":
+        name = args.experiment
+        if name != DEFAULT_EXPERIMENT and name not in SIMULATIONS and not name.endswith(".toml"):
+            return f"unknown experiment {name!r}; built-in: {DEFAULT_EXPERIMENT}, {', '.join(SIMULATIONS)}"
+        if name.endswith(".toml") and not os.path.isfile(name):
+            return f"cannot read {name}: {os.strerror(errno.EISDIR if os.path.isdir(name) else errno.ENOENT)}"
+        for m in args.methods.split(","):
+            if m not in METHODS:
+                return f"unknown method {m!r}; expected one of: {', '.join(METHODS)}"
+        if args.raster:
+            folder = os.path.dirname(os.path.abspath(args.raster))
+            if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+                return f"cannot write the raster to {args.raster}: {folder} is not a writable directory"
         return None
-    name = args.experiment
-    if name != DEFAULT_EXPERIMENT and name not in SIMULATIONS and not name.endswith(".toml"):
-        return f"unknown experiment {name!r}; built-in: {DEFAULT_EXPERIMENT}, {', '.join(SIMULATIONS)}"
-    for m in args.methods.split(","):
-        if m not in METHODS:
-            return f"unknown method {m!r}; expected one of: {', '.join(METHODS)}"
+    run = getattr(args, "run", None)  # the run file of resume, repair, replay, inspect and plot
+    if run is not None:
+        if not os.path.exists(run):
+            return f"{run} does not exist"
+        if os.path.isdir(run):
+            return f"{run} is a directory, not a run file"
+    if args.command == "repair" and os.path.exists(args.out):
+        return f"{args.out} already exists; repair writes a new file"
+    if args.command == "plot":
+        folder = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(folder):
+            return f"cannot write {args.out}: {folder} is not a directory"
     return None
 
 
