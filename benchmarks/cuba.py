@@ -17,11 +17,8 @@ others likewise, which on a machine shared with other work is the comparable fig
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
-import tempfile
 import time
-from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +30,8 @@ from neurosim.models.cuba import (TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_
 from neurosim.neurons.lif import decay, refractory_steps, synaptic_gain
 from neurosim.reservoirs.builders import spike_events
 
+from common import brian2_standalone, median_time, timed
+
 N = 4000
 DT = 0.1  # ms
 STEPS = 10000  # 1 s
@@ -42,17 +41,6 @@ dv/dt = (ge + gi - (v - El)) / taum : volt (unless refractory)
 dge/dt = -ge / taue : volt
 dgi/dt = -gi / taui : volt
 """
-
-
-def timed(fn, clock=time.perf_counter) -> float:
-    """Seconds of one call of ``fn`` by ``clock`` (wall time, or ``time.process_time`` for CPU time)."""
-    start = clock()
-    fn()
-    return clock() - start
-
-
-def median_time(fn, reps: int, clock=time.perf_counter) -> float:
-    return statistics.median(timed(fn, clock) for _ in range(reps))
 
 
 @njit(cache=False)
@@ -108,54 +96,6 @@ def numba_loop(conn: dict, v0: np.ndarray, reps: int, clock=time.perf_counter) -
 
     first = timed(run, clock)
     return median_time(run, reps, clock), run(), first
-
-
-class StandaloneProject(NamedTuple):
-    """A built Brian2 C++ standalone project (:func:`standalone_project`): ``build`` the seconds of
-    code generation and compilation, ``run()`` runs the binary once and returns ``(simulation
-    seconds as Brian2 measures them, whole-process wall seconds)``, ``monitor`` the spike monitor
-    (its count is that of the last run)."""
-
-    build: float
-    run: Callable[[], tuple[float, float]]
-    monitor: object
-
-
-@contextlib.contextmanager
-def standalone_project(build):
-    """A Brian2 network in C++ standalone mode, one thread: ``build(b2)`` makes it on the standalone
-    device and returns ``(network, spike monitor, duration)``. Yields a :class:`StandaloneProject`,
-    so that its runs can alternate with other work; the simulation time is Brian2's own (with one
-    thread, the process's CPU time, ``std::clock``)."""
-    import brian2 as b2
-
-    with tempfile.TemporaryDirectory() as directory:
-        b2.set_device("cpp_standalone", build_on_run=False, directory=directory)
-        b2.prefs.devices.cpp_standalone.openmp_threads = 0
-        try:
-            network, monitor, duration = build(b2)
-            network.run(duration)
-            built = timed(lambda: b2.device.build(directory=directory, compile=True, run=False))
-
-            def run() -> tuple[float, float]:
-                whole = timed(lambda: b2.device.run(directory=directory, with_output=False))
-                return b2.device._last_run_time, whole
-
-            yield StandaloneProject(built, run, monitor)
-        finally:
-            b2.device.reinit()
-            b2.set_device("runtime")
-
-
-def brian2_standalone(build, reps: int) -> dict:
-    """:func:`standalone_project` run ``reps`` times: the seconds of the build, the median seconds of
-    the simulation alone (as Brian2 measures it) and of the whole process (wall time), and the
-    spike count."""
-    with standalone_project(build) as project:
-        inside, whole = zip(*(project.run() for _ in range(reps)))
-        spikes = int(project.monitor.num_spikes)
-    return {"build": project.build, "simulation": statistics.median(inside), "process": statistics.median(whole),
-            "spikes": spikes}
 
 
 def neurosim_rows(reps: int, torch_reps: int, clock=time.perf_counter) -> list[tuple[str, float, int | None]]:

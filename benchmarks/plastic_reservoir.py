@@ -36,17 +36,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import neurosim as ns  # noqa: E402
-from cuba import standalone_project  # noqa: E402
+from common import standalone_project  # noqa: E402
 from neurosim.models.cuba import (TAU_EXC, TAU_INH, TAU_MEM, TAU_REF, V_LEAK, V_RESET, V_TH,  # noqa: E402
                                   connectivity, initial_voltage)
-from neurosim.reservoirs.builders import lif_reservoir  # noqa: E402
-
-P, DT = 0.02, 0.1  # ms
+from scaling import DT, P, reservoir  # noqa: E402
 
 
 def build(n: int):
-    net = lif_reservoir(n, p=P, w_exc=1.62 * 4000 / n, w_inh=-9.0 * 4000 / n, v0=(-60.0, -50.0), seed=0, dt=DT,
-                        dtype=torch.float64)
+    net = reservoir(n, torch.float64)
     w = 1.62 * 4000 / n
     rule = ns.STDPParameters(tau_pre=20.0, tau_post=20.0, a_plus=0.01 * w, a_minus=0.0105 * w, w_min=0.0, w_max=2 * w)
     net.plasticity("exc", rule)

@@ -31,10 +31,9 @@ import numpy as np
 import torch
 
 from neurosim.storage.recording import SPIKE_CHUNK, record_run
-from neurosim.reservoirs.builders import lif_reservoir
 from neurosim.storage.store import RunStore
 
-DT = 0.1  # ms
+from scaling import DT, reservoir
 
 
 def rss() -> int:
@@ -129,7 +128,7 @@ def main() -> None:
     folder = args.dir or tempfile.mkdtemp(prefix="neurosim-recording-")
     path = os.path.join(folder, "recording.h5")
 
-    net = lif_reservoir(n, p=0.02, w_exc=1.62 * 4000 / n, w_inh=-9.0 * 4000 / n, v0=(-60.0, -50.0), seed=0, dt=DT)
+    net = reservoir(n)
     with torch.no_grad():
         state = net.run(steps=1000, outputs=[]).state
         net.run(state=state, steps=100, outputs=[])  # compile and cache outside the timings

@@ -1,28 +1,31 @@
 """Every workload of the performance table in one run, each beside its anchor measured in the same run.
 
-The rows, each on one thread (medians; the functions of the benchmark scripts named, which say
-more):
+The rows (medians; the benchmark scripts named hold the measurements and say more):
 
-- CUBA, 4000 neurons, 1 s (``cuba.py``): neurosim's compiled loop (``Network.run``, float64)
-  against a hand-written numba loop of the same arithmetic and Brian2 C++ standalone;
-- Izhikevich 2003, 1000 neurons, 1 s (``izhikevich.py``): neurosim with its thalamic input drawn
-  beforehand, and drawn inside the run when this version can (like for like), against Brian2 C++
-  standalone, which draws it inside its loop;
-- the training step 700-256-256-20, T 100, batch 32 (``train_step.py``): neurosim against
-  snnTorch and a plain torch loop, each framework in processes of its own taking turns; and the
-  peak resident memory of those processes, neurosim's against snnTorch's;
-- ``neurosim --help`` against ``python -c "import torch"``, whole processes;
+- CUBA, 4000 neurons, 1 s (``cuba.py``), one thread: neurosim's compiled loop (``Network.run``,
+  float64) against a hand-written numba loop of the same arithmetic and Brian2 C++ standalone;
+- Izhikevich 2003, 1000 neurons, 1 s (``izhikevich.py``), one thread: neurosim drawing the
+  thalamic noise inside its loop against Brian2 C++ standalone doing the same (like for like), and
+  neurosim fed the same draws as an input;
+- the training step 700-256-256-20, T 100, batch 32 (``train_step.py``), one thread: neurosim
+  against snnTorch and a plain torch loop, each framework in processes of its own taking turns;
+  and the peak resident memory of those processes, neurosim's against snnTorch's;
+- ``neurosim --help`` and an argument error (a run file that does not exist) against
+  ``python -c "import torch"``, whole processes;
 - a training epoch of the learnable-delay network 64-128-128-10 on FSDD (``delays_epoch.py``;
-  the generated lag task when FSDD is not found) against the same model on ``dcls``;
-- the E/I LIF reservoir of 64k neurons at p 0.02 per simulated step (``scaling.py``): the
-  compiled loop against the torch event-driven loop.
+  the generated lag task when FSDD is not found), one thread, against the same model on ``dcls``;
+- the E/I LIF reservoir of 64k neurons at p 0.02 per simulated step (``scaling.py``), one
+  thread: the compiled loop against the torch event-driven loop;
+- two threads against one (``threads.py``, ``Network.threads``) on that reservoir and on CUBA,
+  with CUBA's automatic choice too; the spikes are compared with one thread's.
 
-The machine this runs on may be shared: simulation and training times are process CPU seconds
-(Brian2 times its standalone run that way too), which other work on the machine disturbs far less
-than wall-clock time; start-up is wall-clock time (what a user waits) with its CPU time beside it.
-The load average before and after is printed with the table; on a machine loaded well beyond its
-cores, read the ratios rather than the absolute times. The table is printed as Markdown, to paste
-into the README.
+Clocks: one-thread simulation and training times are process CPU seconds (Brian2 times its
+standalone run that way), which other work on a shared machine disturbs far less than wall-clock
+time; start-up and the two-thread rows are wall-clock time (what a user waits; CPU time cannot
+show two threads working at once). Each row gives the 1-minute load average when its measurement
+started: two threads can only show their speed-up on two otherwise idle cores, so on a machine
+loaded beyond about 1.5 (two cores) the two-thread rows say little. The table is printed as
+Markdown, with the line saying when and how it was measured, to paste into the README.
 
     python benchmarks/table.py [--quick] [--skip ROW ...] [--reservoir 64000] [--root FSDD_FOLDER]
 """
@@ -39,7 +42,9 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
+import numba
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,26 +53,57 @@ import cuba  # noqa: E402
 import delays_epoch  # noqa: E402
 import izhikevich  # noqa: E402
 import scaling  # noqa: E402
+import threads  # noqa: E402
 import train_step  # noqa: E402
+from common import brian2_available, median_time  # noqa: E402
 
 ROWS = ("cuba", "izhikevich", "train", "help", "delays", "reservoir")
 CPU = time.process_time
 
 
-def _brian2() -> bool:
-    try:
-        import brian2  # noqa: F401
-    except ImportError:
-        return False
-    return True
+class Row(NamedTuple):
+    """One line of the table: neurosim's figure, the anchors' ``(name, figure)`` measured in the
+    same run, the unit, the goal as ``(text, test of neurosim / first anchor)`` or None, and the
+    load average when the measurement started."""
+
+    label: str
+    ours: float | None
+    anchors: list
+    unit: str
+    goal: tuple | None
+    load: float
 
 
-def cuba_rows(reps: int, brian2: bool) -> list:
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _at_most(limit: float) -> tuple:
+    return f"<= {limit:g}", lambda ratio: ratio <= limit
+
+
+def _thread_rows(workload: str, results: list[dict], load: float, goal: tuple) -> list[Row]:
+    """Rows of :func:`threads.compare` results, each setting after the first against the first."""
+    one = results[0]
+    rows = []
+    for r in results[1:]:
+        same = "same spikes" if r["identical"] else "spikes DIFFER from one thread's"
+        setting = r["label"] + ("" if r["label"].startswith(f"{r['threads']} thread") else f" ({r['threads']} used)")
+        rows.append(Row(f"{workload}, {setting} against 1, wall clock ({same})", r["per_step"],
+                        [("1 thread", one["per_step"])], "us",
+                        goal if r["identical"] else ("same spikes", lambda ratio: False),
+                        load))
+    return rows
+
+
+def cuba_rows(reps: int, brian2: bool) -> list[Row]:
+    load = _load()
     net = cuba.build_cuba(cuba.N, dt=cuba.DT)
     conn, v0 = cuba.connectivity(net), cuba.initial_voltage(net)
+    net.threads = 1
     with torch.no_grad():
         net.run(steps=cuba.STEPS)  # compiles or loads the kernel
-        ours = cuba.median_time(lambda: net.run(steps=cuba.STEPS), reps, CPU)
+        ours = median_time(lambda: net.run(steps=cuba.STEPS), reps, CPU)
     loop, _, _ = cuba.numba_loop(conn, v0, reps, CPU)
     anchors = [("hand-written numba loop", loop)]
     if brian2:
@@ -75,22 +111,26 @@ def cuba_rows(reps: int, brian2: bool) -> list:
 
         standalone = cuba.brian2_standalone(lambda b2: (*cuba.brian2_network(b2, conn, v0), 1 * second), reps)
         anchors.append(("Brian2 C++ standalone", standalone["simulation"]))
-    return [("CUBA 4000, 1 s, simulation", ours, anchors, "s", "")]
-
-
-def izhikevich_rows(reps: int, brian2: bool) -> list:
-    ours = izhikevich.neurosim_times(reps, clock=CPU)
-    anchors = []
-    if brian2:
-        anchors = [("Brian2 C++ standalone (input drawn in its loop)", izhikevich.brian2_time(reps)["simulation"])]
-    rows = [("Izhikevich 2003, 1000 n, 1 s, input pre-drawn", ours["pre-drawn"][0], anchors, "s", "")]
-    inside = ours["inside"]
-    rows.append(("the same, like for like (input drawn in the run)", None if inside is None else inside[0], anchors,
-                 "s", "<= 1.0"))
+    rows = [Row("CUBA 4000, 1 s, simulation, 1 thread", ours, anchors, "s", None, load)]
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        load = _load()
+        rows += _thread_rows("CUBA 4000 per step", threads.cuba_threads(reps, net), load, _at_most(1.0))
     return rows
 
 
-def train_rows(rounds: int, steps: int, warmup: int) -> list:
+def izhikevich_rows(reps: int, brian2: bool) -> list[Row]:
+    load = _load()
+    ours = izhikevich.neurosim_times(reps, clock=CPU)
+    anchors = [("Brian2 C++ standalone, noise drawn in its loop", izhikevich.brian2_times(reps)["simulation"])] \
+        if brian2 else []
+    same = "same spikes" if ours["identical"] else "spikes DIFFER"
+    return [Row("Izhikevich 2003, 1000 n, 1 s, thalamic noise drawn in the loop (like for like)", ours["inside"][0],
+                anchors, "s", _at_most(1.0), load),
+            Row(f"the same noise given as an input tensor ({same})", ours["pre-drawn"][0], anchors, "s", None, load)]
+
+
+def train_rows(rounds: int, steps: int, warmup: int) -> list[Row]:
+    load = _load()
     names = ("neurosim", "snntorch", "torch")
     options = SimpleNamespace(threads=1)
     for name in names:  # fills on-disk caches before anything is measured
@@ -103,37 +143,44 @@ def train_rows(rounds: int, steps: int, warmup: int) -> list:
                 runs[name].append(r)
     step = {n: statistics.median(t for r in rs for t in r["cpu_times"]) if rs else None for n, rs in runs.items()}
     peak = {n: max(r["peak_mib"] for r in rs) if rs else None for n, rs in runs.items()}
-    return [("training step 700-256-256-20, T 100, B 32", step["neurosim"],
-             [("snnTorch", step["snntorch"]), ("plain torch", step["torch"])], "ms", ""),
-            ("peak memory of that training process", peak["neurosim"], [("snnTorch", peak["snntorch"])], "MiB",
-             "<= 1.0")]
+    return [Row("training step 700-256-256-20, T 100, B 32, 1 thread", step["neurosim"],
+                [("snnTorch", step["snntorch"]), ("plain torch", step["torch"])], "ms", None, load),
+            Row("peak memory of that training process", peak["neurosim"], [("snnTorch", peak["snntorch"])], "MiB",
+                _at_most(1.0), load)]
 
 
 def _process(cmd: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one run of ``cmd``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cmd, capture_output=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def help_rows(reps: int) -> list:
+def help_rows(reps: int) -> list[Row]:
+    load = _load()
     script = shutil.which("neurosim", path=os.path.dirname(sys.executable))
-    ours_cmd = [script, "--help"] if script else [sys.executable, "-m", "neurosim", "--help"]
-    torch_cmd = [sys.executable, "-c", "import torch"]
-    ours, theirs = [], []
+    command = [script] if script else [sys.executable, "-m", "neurosim"]
+    cmds = {"help": command + ["--help"], "error": command + ["inspect", "/nonexistent/run.h5"],
+            "torch": [sys.executable, "-c", "import torch"]}
+    times = {k: [] for k in cmds}
     for _ in range(reps):  # taking turns
-        ours.append(_process(ours_cmd))
-        theirs.append(_process(torch_cmd))
-    wall = [statistics.median(w for w, _ in t) for t in (ours, theirs)]
-    cpu = [statistics.median(c for _, c in t) for t in (ours, theirs)]
-    return [("`neurosim --help`, whole process (wall)", wall[0], [("`import torch`", wall[1])], "s", "< 0.3 s"),
-            ("the same, CPU time", cpu[0], [("`import torch`", cpu[1])], "s", "")]
+        for k, cmd in cmds.items():
+            times[k].append(_process(cmd))
+    wall = {k: statistics.median(w for w, _ in t) for k, t in times.items()}
+    cpu = {k: statistics.median(c for _, c in t) for k, t in times.items()}
+    torch_wall, torch_cpu = [("`import torch`", wall["torch"])], [("`import torch`", cpu["torch"])]
+    return [Row("`neurosim --help`, whole process, wall clock", wall["help"], torch_wall, "s",
+                ("< 0.3 s", lambda ratio: wall["help"] < 0.3), load),
+            Row("the same, CPU time", cpu["help"], torch_cpu, "s", None, load),
+            Row("an argument error (`neurosim inspect` of a missing file), wall clock", wall["error"], torch_wall, "s",
+                ("< 0.3 s", lambda ratio: wall["error"] < 0.3), load)]
 
 
-def delay_rows(quick: bool, root: str | None) -> tuple[list, str]:
+def delay_rows(quick: bool, root: str | None) -> tuple[list[Row], str]:
+    load = _load()
     args = delays_epoch.parser().parse_args(["--quick"] if quick else [])
     if quick:
         args.samples, args.rounds = 192, 3
@@ -147,35 +194,47 @@ def delay_rows(quick: bool, root: str | None) -> tuple[list, str]:
         what = f"lag task, {len(data)} samples (FSDD not loaded: {e})"
     times = delays_epoch.compare(args, data)
     ours, theirs = (statistics.median(c for _, c in times[k]) for k in ("neurosim", "dcls"))
-    return [(f"delay network training epoch ({what.split(',')[0]}, 64-128-128-10)", ours,
-             [("same model on dcls", theirs)], "s", "<= 0.7")], what
+    return [Row(f"delay network training epoch ({what.split(',')[0]}, 64-128-128-10), 1 thread", ours,
+                [("same model on dcls", theirs)], "s", _at_most(0.7), load)], what
 
 
-def reservoir_rows(n: int, quick: bool) -> list:
-    r = scaling.measure(n, steps=500 if quick else 2000, torch_steps=50 if quick else 200,
-                        warmup=200 if quick else 1000, reps=3 if quick else 5, clock=CPU)
-    return [(f"E/I reservoir {n / 1000:g}k neurons, p 0.02 ({r['synapses'] / 1e6:.3g} M synapses), per step",
-             r["compiled"], [("torch event path", r["torch"])], "us", "")]
+def reservoir_rows(n: int, quick: bool) -> list[Row]:
+    load = _load()
+    steps, warmup, reps = (500, 200, 3) if quick else (2000, 1000, 5)
+    net = scaling.reservoir(n)
+    r = scaling.measure(net, steps=steps, torch_steps=50 if quick else 200, warmup=warmup, reps=reps, clock=CPU)
+    label = f"E/I reservoir {n / 1000:g}k neurons, p 0.02 ({scaling.synapses(net) / 1e6:.3g} M synapses)"
+    rows = [Row(f"{label}, per step, 1 thread", r["compiled"], [("torch event path", r["torch"])], "us", None, load)]
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        load = _load()
+        results = threads.reservoir_threads(n, steps, warmup, reps, net=net, state=r["state"])
+        rows += _thread_rows(f"{label} per step", results, load, _at_most(1 / 1.6))
+    return rows
 
 
 def _value(x, unit: str) -> str:
     if x is None:
         return "not available"
     if unit == "us":
-        return f"{x * 1e6:.0f} us"
+        return f"{x * 1e6:.0f} us" if x >= 1e-5 else f"{x * 1e6:.2f} us"
     if unit == "ms":
         return f"{x * 1e3:.1f} ms"
     if unit == "MiB":
         return f"{x:.0f} MiB"
-    return f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
+    return f"{x:.4f} s" if x < 0.1 else f"{x:.3f} s" if x < 10 else f"{x:.1f} s"
 
 
-def markdown(rows: list) -> str:
-    lines = ["| workload | neurosim | anchor | ratio | goal |", "|---|---|---|---|---|"]
-    for label, ours, anchors, unit, goal in rows:
-        anchor = "; ".join(f"{name} {_value(v, unit)}" for name, v in anchors) or "-"
-        ratio = " / ".join(f"{ours / v:.2f}" for _, v in anchors if ours is not None and v) or "-"
-        lines.append(f"| {label} | {_value(ours, unit)} | {anchor} | {ratio} | {goal} |")
+def markdown(rows: list[Row]) -> str:
+    lines = ["| workload | neurosim | anchor | ratio | goal | load |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        anchor = "; ".join(f"{name} {_value(v, row.unit)}" for name, v in row.anchors) or "-"
+        ratios = [row.ours / v for _, v in row.anchors if row.ours is not None and v]
+        goal = "-"
+        if row.goal is not None:
+            text, test = row.goal
+            goal = text if test is None or not ratios else f"{text}: {'met' if test(ratios[0]) else 'not met'}"
+        lines.append(f"| {row.label} | {_value(row.ours, row.unit)} | {anchor} | "
+                     f"{' / '.join(f'{r:.2f}' for r in ratios) or '-'} | {goal} | {row.load:.1f} |")
     return "\n".join(lines)
 
 
@@ -183,18 +242,18 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller delay epochs and reservoir runs")
     ap.add_argument("--skip", nargs="+", choices=ROWS, default=[], help="rows to leave out")
-    ap.add_argument("--reservoir", type=int, default=64000, help="neurons of the reservoir row")
+    ap.add_argument("--reservoir", type=int, default=64000, help="neurons of the reservoir rows")
     ap.add_argument("--root", default=None, help="FSDD folder (default $NEUROSIM_DATA/fsdd)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     reps = 3 if args.quick else 7
-    brian2 = _brian2()
+    brian2 = brian2_available()
     load, start = os.getloadavg(), time.time()
     rows, notes = [], []
     for name in ROWS:
         if name in args.skip:
             continue
-        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        print(f"measuring {name} ... (load average {_load():.1f})", file=sys.stderr, flush=True)
         if name == "cuba":
             rows += cuba_rows(reps, brian2)
         elif name == "izhikevich":
@@ -211,10 +270,14 @@ def main(argv=None) -> None:
             rows += reservoir_rows(args.reservoir, args.quick)
     if not brian2:
         notes.append("Brian2 not installed: no Brian2 anchors")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}, "
-          f"one thread each; load average {load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
-          f"({(time.time() - start) / 60:.0f} min); simulation and training times in CPU seconds, medians"
-          + "".join(f"; {n}" for n in notes))
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        notes.append("numba has one thread: no two-thread rows")
+    print(f"Measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(start))} by `benchmarks/table.py"
+          f"{' --quick' if args.quick else ''}` in {(time.time() - start) / 60:.0f} min on "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"numba {numba.__version__}; load average {load[0]:.1f} at the start, {_load():.1f} at the end (the "
+          f"load column: when each row's measurement started). One-thread rows in CPU time, start-up and "
+          f"two-thread rows in wall-clock time; medians" + "".join(f"; {n}" for n in notes) + ".")
     print()
     print(markdown(rows))
 
