@@ -96,7 +96,6 @@ assert registry.lookup("loop", LIF(3)) is mine
     (["inspect", "/no/such/run.h5"], 2, "neurosim: error: /no/such/run.h5 does not exist"),
     (["resume", "/tmp"], 2, "neurosim: error: /tmp is a directory, not a run file"),
     (["replay", "/no/such/run.h5", "--task", "1"], 2, "/no/such/run.h5 does not exist"),
-    (["repair", __file__, "--out", __file__], 2, f"{__file__} already exists; repair writes a new file"),
     (["plot", __file__, "raster", "--out", "/no/such/p.png"], 2, "cannot write /no/such/p.png: /no/such is not a "),
 ])
 def test_the_command_line_answers_help_and_argument_errors_without_torch(argv, status, message):

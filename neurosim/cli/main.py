@@ -127,8 +127,8 @@ def _say(text: str) -> None:
 
 def argument_error(args: argparse.Namespace) -> str | None:
     """What is wrong with parsed arguments that the parser cannot tell, or None: unknown names, a
-    file to read that is missing, a file to write whose folder is missing or that must be new
-    (the same messages as the commands give, without loading what the commands need)."""
+    file to read that is missing, a file to write whose folder is missing (the messages the
+    commands would give, without loading what the commands need)."""
     if args.command == "run":
         name = args.experiment
         if name != DEFAULT_EXPERIMENT and name not in SIMULATIONS and not name.endswith(".toml"):
@@ -149,8 +149,6 @@ def argument_error(args: argparse.Namespace) -> str | None:
             return f"{run} does not exist"
         if os.path.isdir(run):
             return f"{run} is a directory, not a run file"
-    if args.command == "repair" and os.path.exists(args.out):
-        return f"{args.out} already exists; repair writes a new file"
     if args.command == "plot":
         folder = os.path.dirname(os.path.abspath(args.out))
         if not os.path.isdir(folder):
