@@ -159,6 +159,24 @@ def test_scale_options_and_refusals():
         Metaplasticity().before_training(runner)
 
 
+def test_initial_scale_of_wrapped_and_masked_projections():
+    """A Chain's scale is its wrapped projection's weight RMS; a masked projection's, over its synapses."""
+    g = torch.Generator().manual_seed(4)
+    mask = torch.rand(30, 40, generator=g) < 0.3
+    net = ns.Network(dt=1.0)
+    net.add_input("x", 40)
+    net.add("h", ns.LIF(30, dtype=torch.float64))
+    net.add("o", ns.LI(5, dtype=torch.float64))
+    net.connect("x", "h", ns.Dense(40, 30, mask=mask, generator=g, dtype=torch.float64))
+    net.connect("h", "o", ns.Chain(ns.Dense(30, 5, generator=g, dtype=torch.float64), batch_norm=False))
+    meta = Metaplasticity()
+    meta.before_training(Runner(net))
+    masked = net.connections["x_to_h"].projection.weight.detach()[mask]
+    wrapped = net.connections["h_to_o"].projection.projection.weight.detach()
+    assert meta.scales["x_to_h"] == pytest.approx(float(masked.pow(2).mean().sqrt()), rel=1e-12)
+    assert meta.scales["h_to_o"] == pytest.approx(float(wrapped.pow(2).mean().sqrt()), rel=1e-12)
+
+
 def test_scale_is_kept_in_state_and_not_recomputed_after_loading():
     net = one_layer()
     meta = Metaplasticity()
