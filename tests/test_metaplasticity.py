@@ -101,6 +101,23 @@ def test_adam_steps_match_laborieux_form():
     assert disagree > 0  # the condition follows the first moment, not the gradient
 
 
+@pytest.mark.parametrize("fan_in", [64, 784, 4096])
+def test_default_attenuation_of_a_typical_weight_at_initialisation(fan_in):
+    """Dense's initial weights are uniform on +-b, b = 1/sqrt(fan-in): RMS b/sqrt(3), median |w| b/2. The
+    default scales m by the RMS, so the median weight's shrinking updates are scaled by
+    1 - tanh^2(1.35 sqrt(3) / 2) = 0.318 whatever the fan-in; m = 1.35 on the raw weights leaves them
+    within 1 % of unchanged."""
+    net = one_layer(n_in=fan_in, n_out=50, seed=fan_in)
+    meta = Metaplasticity()
+    meta.before_training(Runner(net))
+    w = net.connections["x_to_o"].projection.weight.detach()
+    typical = w.abs().median()
+    f = float(f_meta(typical, meta.m_effective("x_to_o")))
+    assert 0.1 < f < 0.9
+    assert f == pytest.approx(reference_f(1.35 * np.sqrt(3) / 2, 1.0), abs=0.02)
+    assert float(f_meta(typical, 1.35)) > 0.99
+
+
 def test_default_scale_attenuates_typical_updates_of_trained_real_valued_weights():
     """Weights of scale 1/sqrt(fan-in), after training: the typical shrinking update is scaled by
     a factor between 0.1 and 0.9 (m = 1.35 on the raw weights leaves it within 5 % of 1)."""
