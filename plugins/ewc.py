@@ -62,6 +62,23 @@ FORMS = ("proximal", "penalty")
 FISHERS = ("empirical", "true")
 
 
+def proximal_step(runner, quadratics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    r"""After the optimiser's step :math:`\theta'`, each parameter named in ``quadratics`` (by its
+    qualified name, if still trained) takes the minimiser of the penalty
+    :math:`\tfrac12 \sum_i (K_i \theta_i^2 - 2 A_i \theta_i)` plus
+    :math:`\tfrac{1}{2\eta}\lVert \theta - \theta' \rVert^2` (:math:`\eta` its learning rate),
+    given ``quadratics[name] = (K, A)``: :math:`\theta \leftarrow (\theta' + \eta A) / (1 + \eta K)`.
+    For :math:`K \ge 0` the step moves each parameter toward :math:`A / K` by a fraction
+    :math:`\eta K / (1 + \eta K) < 1`: it cannot overshoot, however stiff the penalty."""
+    rates = {id(p): group["lr"] for group in runner.optimizer.param_groups for p in group["params"]}
+    with torch.no_grad():
+        for name, p in trained_parameters(runner.network).items():
+            if name in quadratics and id(p) in rates:
+                k, a = quadratics[name]
+                eta = rates[id(p)]
+                p.copy_((p + eta * a) / (1 + eta * k))
+
+
 class EWC(Plugin):
     """``EWC(lam=100.0, online=False, gamma=1.0, samples=1000, fisher="empirical", form="proximal", seed=0)``;
     see the module docstring."""
@@ -148,13 +165,7 @@ class EWC(Plugin):
     def after_update(self, runner) -> None:
         if self.form != "proximal" or not self._totals or self.lam == 0:
             return
-        rates = {id(p): group["lr"] for group in runner.optimizer.param_groups for p in group["params"]}
-        with torch.no_grad():
-            for name, p in trained_parameters(runner.network).items():
-                if name in self._totals and id(p) in rates:
-                    s, a = self._totals[name]
-                    k = rates[id(p)] * self.lam
-                    p.copy_((p + k * a) / (1 + k * s))
+        proximal_step(runner, {name: (self.lam * s, self.lam * a) for name, (s, a) in self._totals.items()})
 
     def health(self, runner) -> dict[str, float]:
         """``penalty_share``: the penalty's part of the last batch's loss plus penalty (0 before the

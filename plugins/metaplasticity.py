@@ -37,6 +37,7 @@ import torch
 
 from neurosim.errors import NeurosimError, check_positive
 from neurosim.continual.plugin import Plugin, learnable_projections
+from neurosim.projections import Chain
 
 SCALES = ("initial",)
 
@@ -56,9 +57,12 @@ def metaplastic_update(w_old: torch.Tensor, w_new: torch.Tensor, m) -> torch.Ten
 
 
 def _support(proj) -> torch.Tensor:
+    """The weights of existing synapses (a masked projection's; a Chain's wrapped projection's)."""
+    if isinstance(proj, Chain):
+        proj = proj.projection
     w = proj.weight.detach()
     mask = getattr(proj, "mask", None)
-    return w[mask] if mask is not None else w
+    return w[mask] if isinstance(mask, torch.Tensor) else w
 
 
 class Metaplasticity(Plugin):

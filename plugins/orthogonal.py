@@ -55,6 +55,13 @@ reshaped to out :math:`\times n`:
 Without weight decay or Adam (per-coordinate scaling breaks the guarantee) an SGD step then leaves
 old outputs unchanged, as far as the basis holds the old activity.
 
+**Task-incremental heads.** In a task-incremental scenario (each task scored on its own classes,
+the others masked) the output population's neurons of classes that no earlier task had are never
+read on an old task, so the rows of the Dense, Sparse or Delayed projections into the output that
+feed them are free: their updates are not projected (as GPM's and HLOP's authors keep one
+unprojected head per task; HLOP's input form projects them all the same). Rows of classes an
+earlier task had are projected as every other weight.
+
 **Freezing** (``freeze_after_first_task``), from task 1 on: modules with running statistics (batch
 normalisation) stay in eval mode and, like neuron populations (thresholds, time constants), stop
 learning, as do the positions of delayed projections (a moved delay changes old outputs and cannot
@@ -540,9 +547,33 @@ class OrthogonalProjection(Plugin):
             self._start_capture(getattr(runner, "step", 0))
 
     def after_backward(self, runner) -> None:
+        free = self._free_rows(runner)
         with torch.no_grad():
             for name, project in self._projectors.items():
+                grad = project.proj.weight.grad
+                keep = free.get(name)
+                raw = grad[keep].clone() if keep is not None and grad is not None else None
                 project(self.basis(name))
+                if raw is not None:
+                    grad[keep] = raw
+
+    def _free_rows(self, runner) -> dict[str, torch.Tensor]:
+        """In a task-incremental scenario, per protected projection into the output population, which
+        entries of its weight belong to outputs (classes) of no earlier task: old tasks' scores never
+        read them, so their updates are left unprojected (module docstring)."""
+        scenario, output = getattr(runner, "scenario", None), getattr(runner, "output", None)
+        task = getattr(runner, "task", 0)
+        if scenario is None or not scenario.task_incremental or task <= 0:
+            return {}
+        seen = {c for t in scenario.tasks[:task] for c in t.classes}
+        free = {}
+        for name, (proj, _) in self._targets.items():
+            if runner.network.connections[name].post != output or isinstance(proj, Conv2d):
+                continue
+            rows = torch.tensor([i not in seen for i in range(proj.n_out)])
+            if rows.any():
+                free[name] = rows[proj.post] if isinstance(proj, Sparse) else rows
+        return free
 
     def after_training(self, runner) -> None:
         self._detach()

@@ -63,7 +63,7 @@ def test_a_runaway_loss_stops_before_the_update_and_the_file_resumes(tmp_path):
     line = str(stop.value)
     assert "\n" not in line
     assert line.startswith("the run diverged at task 1, batch 6 (step 17): the loss ")
-    assert f"times its running median" in line and "(limit 100 times)" in line
+    assert f"times its running median" in line and "(limit 100 times, and at least 100 log 10 = 230.3)" in line
     assert line.endswith(f"; plugins acting on the update: poison; {path} keeps checkpoint 4")
     weights = {k: v.clone() for k, v in runner.network.state_dict().items()}
     with RunStore.open(path) as s:
@@ -85,6 +85,29 @@ def test_the_rise_rule_waits_for_its_warm_up_and_can_be_switched_off():
     runner_with(Poison(17, loss_factor=50.0), divergence={"warmup": 3}).run()  # below the limit
     with pytest.raises(Diverged, match=r"limit 20 times"):
         runner_with(Poison(17, loss_factor=50.0), divergence={"factor": 20, "warmup": 3}).run()
+
+
+class Quiet(Plugin):
+    """Scales the loss by ``scale`` on every batch but ``at`` (counted from 1), where it scales it by ``then``:
+    a task whose loss has fallen near zero, then one batch that a plain relative rule would call a runaway."""
+
+    name = "quiet"
+
+    def __init__(self, at: int, scale: float, then: float):
+        self.at, self.scale, self.then = at, scale, then
+
+    def before_backward(self, runner, loss):
+        return loss * (self.then if runner.step + 1 == self.at else self.scale)
+
+
+def test_a_rise_below_factor_times_a_uniform_guess_is_not_a_runaway():
+    """Ten classes: the floor is 100 log 10 = 230. Losses near 0.002, then one batch near 2.3 (a thousand
+    times the median) trains on; one near 460 stops the run."""
+    runner = runner_with(Quiet(11, scale=1e-3, then=1.0))
+    runner.run()
+    assert runner.step == 2 * math.ceil(len(runner.scenario.tasks[0].train.y) / 128)
+    with pytest.raises(Diverged, match=r"batch 11 \(step 11\): the loss 4\d\d is .* times its running median .* at least 100 log 10 = 230.3\)"):
+        runner_with(Quiet(11, scale=1e-3, then=200.0)).run()
 
 
 def test_a_non_finite_loss_always_stops():

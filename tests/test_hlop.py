@@ -348,6 +348,12 @@ def test_merged_block_is_orthonormal_whatever_the_task_length(batches, rows):
         assert torch.linalg.svdvals(torch.eye(d) - h.t() @ h).max() < 1 + 1e-5  # a projection never amplifies
 
 
+def test_default_energy_is_gpms_default_threshold():
+    """Both plugins pick directions by the same energy criterion, with the same default."""
+    from neurosim.plugins.gpm import GPM
+    assert HLOP().energy == GPM().threshold == 0.95
+
+
 def test_default_rows_hold_the_energy_fraction_of_the_activity():
     """Task 0's activity has energy fractions 9/14, 4/14, 1/14 on three directions: energy 0.9 keeps two
     rows, along the first two. Task 1 adds a fourth direction with 4/14 of its energy beside the first

@@ -101,6 +101,23 @@ def test_adam_steps_match_laborieux_form():
     assert disagree > 0  # the condition follows the first moment, not the gradient
 
 
+@pytest.mark.parametrize("fan_in", [64, 784, 4096])
+def test_default_attenuation_of_a_typical_weight_at_initialisation(fan_in):
+    """Dense's initial weights are uniform on +-b, b = 1/sqrt(fan-in): RMS b/sqrt(3), median |w| b/2. The
+    default scales m by the RMS, so the median weight's shrinking updates are scaled by
+    1 - tanh^2(1.35 sqrt(3) / 2) = 0.318 whatever the fan-in; m = 1.35 on the raw weights leaves them
+    within 1 % of unchanged."""
+    net = one_layer(n_in=fan_in, n_out=50, seed=fan_in)
+    meta = Metaplasticity()
+    meta.before_training(Runner(net))
+    w = net.connections["x_to_o"].projection.weight.detach()
+    typical = w.abs().median()
+    f = float(f_meta(typical, meta.m_effective("x_to_o")))
+    assert 0.1 < f < 0.9
+    assert f == pytest.approx(reference_f(1.35 * np.sqrt(3) / 2, 1.0), abs=0.02)
+    assert float(f_meta(typical, 1.35)) > 0.99
+
+
 def test_default_scale_attenuates_typical_updates_of_trained_real_valued_weights():
     """Weights of scale 1/sqrt(fan-in), after training: the typical shrinking update is scaled by
     a factor between 0.1 and 0.9 (m = 1.35 on the raw weights leaves it within 5 % of 1)."""
@@ -157,6 +174,24 @@ def test_scale_options_and_refusals():
     net.connections["x_to_o"].projection.weight.data.zero_()
     with pytest.raises(ns.NeurosimError, match="'x_to_o' has all-zero weights.*pass scale="):
         Metaplasticity().before_training(runner)
+
+
+def test_initial_scale_of_wrapped_and_masked_projections():
+    """A Chain's scale is its wrapped projection's weight RMS; a masked projection's, over its synapses."""
+    g = torch.Generator().manual_seed(4)
+    mask = torch.rand(30, 40, generator=g) < 0.3
+    net = ns.Network(dt=1.0)
+    net.add_input("x", 40)
+    net.add("h", ns.LIF(30, dtype=torch.float64))
+    net.add("o", ns.LI(5, dtype=torch.float64))
+    net.connect("x", "h", ns.Dense(40, 30, mask=mask, generator=g, dtype=torch.float64))
+    net.connect("h", "o", ns.Chain(ns.Dense(30, 5, generator=g, dtype=torch.float64), batch_norm=False))
+    meta = Metaplasticity()
+    meta.before_training(Runner(net))
+    masked = net.connections["x_to_h"].projection.weight.detach()[mask]
+    wrapped = net.connections["h_to_o"].projection.projection.weight.detach()
+    assert meta.scales["x_to_h"] == pytest.approx(float(masked.pow(2).mean().sqrt()), rel=1e-12)
+    assert meta.scales["h_to_o"] == pytest.approx(float(wrapped.pow(2).mean().sqrt()), rel=1e-12)
 
 
 def test_scale_is_kept_in_state_and_not_recomputed_after_loading():

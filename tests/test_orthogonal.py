@@ -180,3 +180,31 @@ def test_the_merged_block_never_lengthens_a_gradient():
         hlop.after_backward(runner)
         assert w.grad.norm() <= grad.norm() * (1 + 1e-12)
         assert (w.grad @ h.t()).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("task_incremental", [True, False])
+def test_output_rows_of_new_classes_are_free_in_task_incremental_scenarios(kind, task_incremental):
+    """Outputs 0-1 belong to task 0, 2-3 to task 1 (being trained), 4-5 to no task yet: in a
+    task-incremental scenario only the rows of outputs 0-1 are projected; otherwise all are."""
+    basis = orthonormal_rows(K, N_IN, 0)
+    proj = make_projection(kind) if kind == "sparse" else Dense(N_IN, N_OUT, dtype=torch.float64)
+    net = Network(dt=1.0)
+    net.add_input("x", N_IN)
+    net.add("o", LI(N_OUT, dtype=torch.float64))
+    net.connect("x", "o", proj)
+    tasks = [SimpleNamespace(classes=(0, 1)), SimpleNamespace(classes=(2, 3)), SimpleNamespace(classes=(4, 5))]
+    runner = SimpleNamespace(network=net, step=0, task=1, output="o",
+                             scenario=SimpleNamespace(task_incremental=task_incremental, tasks=tasks))
+    plugin = plugin_with_basis("gpm", basis)
+    plugin.before_training(runner)
+    g = torch.randn(proj.weight.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    proj.weight.grad = g.clone()
+    plugin.after_backward(runner)
+    post = proj.post if kind == "sparse" else torch.arange(N_OUT)
+    old_rows = (post == 0) | (post == 1)
+    free = ~old_rows if task_incremental else torch.zeros_like(old_rows)
+    reference = torch.as_tensor(reference_projection(proj, g, basis)).reshape(g.shape)
+    assert torch.equal(proj.weight.grad[free], g[free])
+    assert torch.allclose(proj.weight.grad[~free], reference[~free], rtol=0, atol=1e-12)
+    assert (proj.weight.grad[~free] - g[~free]).abs().max() > 1e-3  # projected rows changed

@@ -38,7 +38,8 @@ kill would (consistent, resumable).
 
 The divergence guard stops a run with :class:`Diverged`, before the update, when a batch's loss is
 not finite, or (``divergence``, on by default, :data:`DIVERGENCE`) exceeds ``factor`` times the
-median of the task's last ``window`` losses once ``warmup`` batches of the task ran; and after the
+median of the task's last ``window`` losses once ``warmup`` batches of the task ran, and ``factor``
+times the cross-entropy of a uniform guess, ``log C`` for ``C`` classes; and after the
 update when a parameter became NaN or infinite. Its one line names the task, batch and step, the
 population or projection, and the plugins acting on updates; nothing of the diverged batch is
 written, so the file keeps its last checkpoint. ``divergence=False`` turns the rise and parameter
@@ -86,7 +87,8 @@ OPTIMIZERS = ("sgd", "adam")
 READOUTS = {"mean": lambda out: out.mean(0), "last": lambda out: out[-1]}
 DIVERGENCE = {"factor": 100.0, "window": 50, "warmup": 10}
 """The divergence guard's defaults: stop when a batch's loss exceeds ``factor`` times the median of
-the task's last ``window`` batch losses, once ``warmup`` batches of the task have run."""
+the task's last ``window`` batch losses (and ``factor`` times ``log C``, a uniform guess's loss over
+``C`` classes), once ``warmup`` batches of the task have run."""
 _UPDATE_HOOKS = ("before_backward", "after_backward", "before_update", "after_update")
 
 
@@ -391,7 +393,9 @@ class Continual:
 
     def _guard_loss(self, task: Task, value: float) -> None:
         """Stop before the update on a non-finite loss (always) or, with the guard on, on a loss
-        ``factor`` times above the median of the task's recent losses after the warm-up."""
+        ``factor`` times above the median of the task's recent losses after the warm-up, and above
+        ``factor`` times the loss of a uniform guess over the task's classes (``log C``): once a
+        task's loss is near zero, one batch with a mistake is many times the median, not a runaway."""
         if not math.isfinite(value):
             raise self._diverged(task, f"the loss became {value}")
         guard = self.divergence
@@ -399,9 +403,12 @@ class Continual:
             return
         if len(self._losses) >= max(1, guard["warmup"]):
             median = float(np.median(self._losses))
-            if median > 0 and value > guard["factor"] * median:
+            classes = len(task.classes) if self.scenario.task_incremental else self.scenario.n_outputs
+            factor, guess = guard["factor"], math.log(classes)
+            if median > 0 and value > factor * max(median, guess):
                 raise self._diverged(task, f"the loss {value:.4g} is {value / median:.0f} times its running median "
-                                           f"{median:.4g} (limit {guard['factor']:g} times)")
+                                           f"{median:.4g} (limit {factor:g} times, and at least {factor:g} log "
+                                           f"{classes} = {factor * guess:.4g})")
         self._losses.append(value)
 
     def _guard_parameters(self, task: Task) -> None:
