@@ -72,7 +72,7 @@ class SI(Plugin):
     def after_update(self, runner) -> None:
         if self.form == "proximal" and self.big_omega and self.c > 0:
             proximal_step(runner, {n: (2 * self.c * om, 2 * self.c * om * self.start[n])
-                                   for n, om in self.big_omega.items()})
+                                   for n, om in self.big_omega.items() if n in self.start})  # still trained
         for n, p in trained_parameters(runner.network).items():  # the change the step made, proximal part included
             if n in self._grad:
                 self.omega[n] -= self._grad[n] * (p.detach() - self._before[n])

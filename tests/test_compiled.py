@@ -291,3 +291,17 @@ def test_weight_changes_between_runs_are_seen(compiled_calls):
     assert compiled_calls == [True, True]
     assert not torch.equal(before, out.outputs["r"])
     assert_same(ref, out)
+
+
+def test_a_compiled_run_leaves_torchs_thread_count_alone(compiled_calls):
+    """numba's OpenMP threading layer can share torch's thread pool: setting numba's threads for the loop
+    (and back) must not change how many threads torch uses afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with torch.no_grad():
+            lif_net(torch.float64).run(poisson(50, 2, 30, 0.05), outputs=["r"])
+        assert compiled_calls == [True]
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)

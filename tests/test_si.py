@@ -3,6 +3,7 @@ step against its closed form, and a stiff importance that converges in the proxi
 penalty form diverges."""
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,20 @@ def test_penalty_only_in_the_penalty_form_and_settings_checked():
     assert float(pen.before_backward(runner, loss).detach()) == pytest.approx(1.0 + 2.0 * float((w ** 2).sum()), rel=1e-12)
     with pytest.raises(NeurosimError, match="SI form"):
         SI(form="hard")
+
+
+def test_parameters_frozen_after_the_first_task_are_left_alone():
+    """Thresholds learn in task 0 and freeze from task 1 on (``freeze``): SI's importance of them stays
+    unused, and the run trains through."""
+    from neurosim.runs.experiment import build
+    config = {"name": "si-freeze", "model": {"name": "pmnist", "n_in": 64, "hidden": 8, "seed": 1},
+              "scenario": {"name": "permuted", "data": "digits", "tasks": 2, "seed": 2,
+                           "options": {"n_train": 256, "n_test": 64}},
+              "training": {"steps": 2, "epochs": 1, "batch_size": 64, "lr": 0.1, "seed": 3},
+              "plugins": [{"name": "freeze"}, {"name": "si"}]}
+    runner = build(config, progress=False)
+    result = runner.run()
+    si = runner.plugins[1]
+    frozen = [n for n, p in runner.network.named_parameters() if not p.requires_grad]
+    assert frozen and all(n in si.big_omega and n not in si.start for n in frozen)
+    assert np.isfinite(result.R).all()

@@ -920,6 +920,7 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
     kernel = spec.kernels[0 if count_ranges == 1 else 1]
     bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
+    torch_threads = torch.get_num_threads()
     previous_threads = numba.get_num_threads()
     if count_ranges > 1:
         numba.set_num_threads(min(count_ranges, numba.config.NUMBA_NUM_THREADS))
@@ -944,6 +945,8 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
                              p.m, tf_args[4][last], p.colptr, p.colpre)
     finally:
         numba.set_num_threads(previous_threads)
+        if torch.get_num_threads() != torch_threads:  # numba's OpenMP layer may share torch's thread pool
+            torch.set_num_threads(torch_threads)
         if bar is not None:
             bar.close()
 
