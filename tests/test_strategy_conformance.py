@@ -52,7 +52,11 @@ DOCUMENTED = {
     **{("metaplasticity", sc): REAL_VALUED_METAPLASTICITY for sc in ("permuted", "recurrent", "ei", "three-factor")},
 }
 #: Failures measured here that no publication explains: open problems, kept visible (strict xfail).
-OPEN = {}
+OPEN = {
+    (st, "three-factor"): (f"{st.upper()}'s proximal step with its default strength on a readout trained by the "
+                           "three-factor rule: ACC 46-48 % against 65 % without protection (measured; open)")
+    for st in ("ewc", "si")
+}
 
 
 #: Seeds of the protection test (one run per seed; the other scenarios run seed 0 alone).
@@ -72,13 +76,17 @@ def mean(strategy: str, scenario: str, metric: str) -> float:
     return float(np.mean([getattr(o.result, metric) for o in outcomes(strategy, scenario)]))
 
 
-def cells(scenarios=tuple(SCENARIOS), strategies=STRATEGIES, expected: dict | None = None):
+def cells(scenarios=tuple(SCENARIOS), strategies=STRATEGIES, documented: dict | None = None, open_: dict | None = None):
+    """Parameters per cell. A documented failure need not show on these small problems (non-strict);
+    an open one must keep failing until it is fixed (strict)."""
     out = []
     for sc in scenarios:
         for st in strategies:
             marks = [pytest.mark.slow] if sc in SLOW else []
-            if expected and (st, sc) in expected:
-                marks.append(pytest.mark.xfail(strict=True, reason=expected[st, sc]))
+            if documented and (st, sc) in documented:
+                marks.append(pytest.mark.xfail(strict=False, reason=documented[st, sc]))
+            if open_ and (st, sc) in open_:
+                marks.append(pytest.mark.xfail(strict=True, reason=open_[st, sc]))
             out.append(pytest.param(st, sc, marks=marks, id=f"{st}-{sc}"))
     return out
 
@@ -114,7 +122,7 @@ def test_no_protection_forgets(scenario):
     assert bwt < -0.05, f"no protection forgets only {-100 * bwt:.1f} points on {scenario}"
 
 
-@pytest.mark.parametrize("strategy, scenario", cells(FORGETTING, expected={**DOCUMENTED, **OPEN}))
+@pytest.mark.parametrize("strategy, scenario", cells(FORGETTING, documented=DOCUMENTED, open_=OPEN))
 def test_protects_where_no_protection_forgets(strategy, scenario):
     """Mean over :data:`SEEDS`: BWT above no protection's, ACC not below it."""
     for o in outcomes(strategy, scenario):
