@@ -13,7 +13,8 @@ Methods:
 
 - ``baseline``: no plugin (the anchor, measured in the same run);
 - ``hlop``: ``HLOP(rates=pmnist.TAU)``: its defaults (rows per task from the activity's energy,
-  threshold 0.97; Hebbian rate 0.01; gradient form; thresholds frozen after task 0) on the weighted
+  threshold 0.95, 0.97 when the figures below were measured; Hebbian rate 0.01; gradient form;
+  thresholds frozen after task 0) on the weighted
   firing rates DSR trains on;
 - ``gpm``: ``GPM(rates=pmnist.TAU)``: its defaults (threshold 0.95, 300 samples per task);
 - ``hlop-fixed``: HLOP with fixed rows per task and layer, 16 / 60 / 40 at task 0 and 8 / 20 / 15

@@ -7,8 +7,13 @@ On every cell: the run neither diverges nor is refused (except the refusals list
 clear line before any training), and no strategy lengthens a parameter's gradient or the optimiser's
 step on any batch (the proximal steps of EWC and SI are the penalty's own gradient steps, taken
 exactly, not filters: they may move a parameter further, toward its anchor). Where no protection
-forgets, every strategy forgets less than no protection and ends with an accuracy not below it, except
-in the cells of :data:`DOCUMENTED`, where the literature reports that the method fails.
+forgets, every strategy forgets less than no protection and ends with an accuracy not below it (means
+over three seeds), except in the cells of :data:`DOCUMENTED`, where the literature reports that the
+method fails, and of :data:`OPEN`, failures measured here that are not explained yet. In the
+class-incremental scenario EWC, SI and metaplasticity stay close to no protection (ACC 23-36 % against
+20 %), as van de Ven & Tolias (2019, 'Three scenarios for continual learning') and Hsu et al. (2018,
+'Re-evaluating continual learning scenarios') report for regularisation methods, yet above it, so they
+pass the test as it is written.
 
 A new strategy joins by adding its name to ``neurosim.runs.conformance.STRATEGIES``. The protection test
 compares means over three seeds (single runs of these small problems differ by a few points from seed to
@@ -34,28 +39,20 @@ REFUSALS = {
     ("replay", "split-short"): "replay mixes tasks in one batch and cannot be used with per-task heads",
 }
 
-CLASS_INCREMENTAL = (
-    "regularisation of parameters cannot learn to tell classes of different tasks apart when they are never "
-    "seen together: in class-incremental split MNIST, EWC, online EWC and SI stay at the 20 % of no protection "
-    "(van de Ven & Tolias 2019, 'Three scenarios for continual learning', Table 4; Hsu et al. 2018, "
-    "'Re-evaluating continual learning scenarios', Table 2)")
 REAL_VALUED_METAPLASTICITY = (
     "Laborieux et al. 2021 (Nat. Commun. 12, 2549) build the rule on the hidden weights of a binarised network, "
     "which inference reads only through their sign, and state that metaplastic behaviours 'do not transfer "
     "directly' to deep networks; on real-valued weights, attenuating only shrinking updates drives the "
-    "magnitudes outward (measured here: weight RMS x2 to x8), which changes what the network computes")
+    "magnitudes outward (measured on these scenarios: weight RMS x2 to x8 after three tasks), which changes "
+    "what the network computes")
 #: (strategy, scenario) -> why the protection test is expected to fail there, from the literature.
-DOCUMENTED = {
-    ("ewc", "split-class"): CLASS_INCREMENTAL,
-    ("si", "split-class"): CLASS_INCREMENTAL,
-    ("metaplasticity", "split-class"): CLASS_INCREMENTAL,
-    **{("metaplasticity", sc): REAL_VALUED_METAPLASTICITY for sc in ("permuted", "recurrent", "ei", "three-factor")},
-}
+DOCUMENTED = {("metaplasticity", sc): REAL_VALUED_METAPLASTICITY for sc in ("permuted", "ei", "three-factor")}
 #: Failures measured here that no publication explains: open problems, kept visible (strict xfail).
 OPEN = {
-    (st, "three-factor"): (f"{st.upper()}'s proximal step with its default strength on a readout trained by the "
-                           "three-factor rule: ACC 46-48 % against 65 % without protection (measured; open)")
-    for st in ("ewc", "si")
+    (st, "three-factor"): f"{name} holds the readout trained by the three-factor rule so tightly that tasks 1 and "
+                          f"2 are learnt 15 to 80 points worse than without protection, at every strength tried "
+                          f"({knob}); mean ACC {acc} against 64.8 %"
+    for st, name, knob, acc in (("ewc", "EWC", "lambda 1 to 100", "47.9"), ("si", "SI", "c 0.01 to 1", "45.8"))
 }
 
 
