@@ -157,7 +157,7 @@ class Network(nn.Module):
             stdp_bounds(rule, c.projection.signs is not None)
 
     def plasticity(self, projection: str, rule: STDPParameters | ThreeFactorParameters | None) -> None:
-        """Let ``rule`` act on the weights of ``projection`` during every run without gradients (or
+        r"""Let ``rule`` act on the weights of ``projection`` during every run without gradients (or
         remove the rule with ``None``).
 
         :class:`STDPParameters`: Brian2's STDP synapse (:mod:`neurosim.projections.plasticity`): in each step,
