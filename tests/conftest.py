@@ -10,3 +10,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def compiled_calls(monkeypatch):
+    """Counts the loops that really ran compiled."""
+    import neurosim.kernels.compiled
+
+    calls = []
+    original = neurosim.kernels.compiled.try_run_compiled
+
+    def spy(*args, **kwargs):
+        done = original(*args, **kwargs)
+        calls.append(done is not None)
+        return done
+
+    monkeypatch.setattr(neurosim.kernels.compiled, "try_run_compiled", spy)
+    return calls

@@ -5,23 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-import neurosim.kernels.compiled
 from neurosim import ALIF, LIF, Dense, Izhikevich, Network, Sparse
-
-
-@pytest.fixture
-def compiled_calls(monkeypatch):
-    """Counts the loops that really ran compiled."""
-    calls = []
-    original = neurosim.kernels.compiled.try_run_compiled
-
-    def spy(*args, **kwargs):
-        done = original(*args, **kwargs)
-        calls.append(done is not None)
-        return done
-
-    monkeypatch.setattr(neurosim.kernels.compiled, "try_run_compiled", spy)
-    return calls
 
 
 def run_both(net, inputs=None, **kwargs):

@@ -22,21 +22,6 @@ THREE_FACTOR = ThreeFactorParameters(tau_pre=10.0, tau_post=15.0, tau_e=50.0, a_
 PRE_ONLY = ThreeFactorParameters(tau_pre=8.0, tau_e=30.0, a_plus=0.2, hebbian="pre")
 
 
-@pytest.fixture
-def compiled_calls(monkeypatch):
-    """Counts the loops that really ran compiled."""
-    calls = []
-    original = neurosim.kernels.compiled.try_run_compiled
-
-    def spy(*args, **kwargs):
-        done = original(*args, **kwargs)
-        calls.append(done is not None)
-        return done
-
-    monkeypatch.setattr(neurosim.kernels.compiled, "try_run_compiled", spy)
-    return calls
-
-
 def plastic_lif(dtype=torch.float64, n=200, noise=False, inh_rule=INH_RULE):
     """A LIF E/I reservoir (Dale's law) with STDP on both recurrent projections (or ``inh_rule`` on
     the inhibitory one) and a spike input."""
