@@ -186,6 +186,8 @@ def test_command_line_process_count_is_checked(tmp_path, capsys, monkeypatch):
     exp.write_text('[model]\nname = "pmnist"\nn_in = 64\nhidden = 8\n[scenario]\ntasks = 1\n[training]\nsteps = 2\n')
     assert main(["run", str(exp), "--nproc", "0", "--quiet"]) == 2
     assert "nproc must be a positive integer, got 0" in capsys.readouterr().err
+    assert main(["run", "--nproc", "2", "--quiet"]) == 2  # the built-in experiment is not an experiment file
+    assert "--nproc trains an experiment file" in capsys.readouterr().err
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")

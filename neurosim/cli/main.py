@@ -133,6 +133,8 @@ def argument_error(args: argparse.Namespace) -> str | None:
         name = args.experiment
         if name != DEFAULT_EXPERIMENT and name not in SIMULATIONS and not name.endswith(".toml"):
             return f"unknown experiment {name!r}; built-in: {DEFAULT_EXPERIMENT}, {', '.join(SIMULATIONS)}"
+        if args.nproc is not None and not name.endswith(".toml"):
+            return f"--nproc trains an experiment file (EXPERIMENT.toml) data-parallel, not {name!r}"
         if name.endswith(".toml") and not os.path.isfile(name):
             return f"cannot read {name}: {os.strerror(errno.EISDIR if os.path.isdir(name) else errno.ENOENT)}"
         for m in args.methods.split(","):
