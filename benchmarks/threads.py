@@ -10,10 +10,14 @@ neurons). Two threads can only show their speed-up on two otherwise idle cores: 
 average is printed.
 
     python benchmarks/threads.py [--n 64000] [--steps 2000] [--warmup 1000] [--reps 5]
+        [--workloads reservoir cuba] [--json]
+
+``--json`` prints one line, ``{workload: [setting, ...]}``, for :mod:`table` to read.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 
 import numba
@@ -59,6 +63,7 @@ def compare(net, state, steps: int, reps: int, settings=SETTINGS) -> list[dict]:
         torch.set_num_threads(previous[1])
     first = spikes[settings[0][0]]
     return [{"label": label, "threads": used[label], "per_step": statistics.median(times[label]),
+             "times": times[label],
              "spikes": spikes[label].t.numel(),
              "identical": all(torch.equal(a, b) for a, b in zip(spikes[label], first))} for label, _ in settings]
 
@@ -84,12 +89,23 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--workloads", nargs="+", choices=("reservoir", "cuba"), default=["reservoir", "cuba"])
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON line")
     args = parser.parse_args()
     if numba.config.NUMBA_NUM_THREADS < 2:
         raise SystemExit("numba has one thread (NUMBA_NUM_THREADS): nothing to compare")
     load = load_average()
-    rows = [(f"E/I reservoir {args.n}", r) for r in reservoir_threads(args.n, args.steps, args.warmup, args.reps)]
-    rows += [("CUBA 4000", r) for r in cuba_threads(args.reps)]
+    rows = []
+    if "reservoir" in args.workloads:
+        rows += [(f"E/I reservoir {args.n}", r) for r in reservoir_threads(args.n, args.steps, args.warmup, args.reps)]
+    if "cuba" in args.workloads:
+        rows += [("CUBA 4000", r) for r in cuba_threads(args.reps)]
+    if args.json:
+        out = {}
+        for workload, r in rows:
+            out.setdefault(workload, []).append(r)
+        print(json.dumps(out))
+        return
     print(f"compiled loop on 1 and 2 threads; medians of {args.reps} (wall clock); {load} at the start, "
           f"{load_average()} at the end")
     print(f"{'workload':22s} {'setting':28s} {'threads':>7s} {'us per step':>12s} {'speed-up':>9s} {'spikes':>9s} "
