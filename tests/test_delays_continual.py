@@ -5,7 +5,7 @@ import torch
 
 from neurosim import NeurosimError
 from neurosim.cli.main import main
-from neurosim.continual.runner import Continual
+from neurosim.continual.runner import Continual, evaluation_mode
 from neurosim.datasets.event_sets import EventSet, as_dataset, as_split
 from neurosim.runs.experiment import build, resume, start
 from neurosim.cli.plots import checkpoint_delays
@@ -105,3 +105,48 @@ def test_bad_scenario_options(options, data, message):
     config = dict(CONFIG, scenario=dict(CONFIG["scenario"], data=data, options=options))
     with pytest.raises(NeurosimError, match=message):
         build(config, progress=False)
+
+
+def _scenario_and_net(dropout: float):
+    train, test, _ = lag_task(n_train=32, n_test=48, steps=40, seed=2)
+    config = dict(CONFIG, model=dict(CONFIG["model"], dropout=dropout))
+    return permuted(as_split(train, test), 2, seed=0), build(config, progress=False).network
+
+
+def test_evaluation_turns_dropout_off_and_leaves_batch_norm_statistics_and_modes_alone():
+    scenario, net = _scenario_and_net(dropout=0.5)
+    runner = Continual(net, scenario, steps=13, progress=False)
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    modes = [m.training for m in net.modules()]
+    first = [runner.evaluate(t) for t in scenario.tasks]
+    assert [runner.evaluate(t) for t in scenario.tasks] == first  # no random dropout masks
+    assert buffers and all(torch.equal(buffers[k], v) for k, v in net.named_buffers())  # running estimates untouched
+    assert [m.training for m in net.modules()] == modes
+    # the same scores as the network without dropout, its batch norms normalising with the test batch
+    _, plain = _scenario_and_net(dropout=0.0)
+    plain.load_state_dict(net.state_dict())
+    x = runner.encode(torch.as_tensor(scenario.tasks[0].test.x))
+    with torch.no_grad():
+        with evaluation_mode(net):
+            got = runner.sequence_scores(x)
+        want = Continual(plain, scenario, steps=13, progress=False).sequence_scores(x)
+    assert torch.equal(got, want)
+
+
+def test_evaluation_uses_the_running_estimates_of_a_frozen_batch_norm():
+    scenario, net = _scenario_and_net(dropout=0.0)
+    runner = Continual(net, scenario, steps=13, progress=False)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert norms
+    x = runner.encode(torch.as_tensor(scenario.tasks[0].test.x))
+    with torch.no_grad():
+        with evaluation_mode(net):
+            batch_stats = runner.sequence_scores(x)
+        for m in norms:
+            m.running_mean.add_(0.5)
+            m.eval()  # frozen, as HLOP, GPM and freeze leave it
+        with evaluation_mode(net):
+            frozen = runner.sequence_scores(x)
+        net.eval()
+        want = runner.sequence_scores(x)
+    assert torch.equal(frozen, want) and not torch.equal(frozen, batch_stats)

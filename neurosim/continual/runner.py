@@ -15,7 +15,7 @@ is called by the learners that step the network one time step at a time, with ``
 population names to ``(neuron state or None, output at t)``: :class:`ThreeFactorLearner` and
 :class:`EPropLearner` do, :class:`BPTT` (which runs layer by layer over all steps) does not. Local
 rules need HLOP's ``form="gradient"`` (its input form acts inside autograd). After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
-(rows of tasks not yet trained stay NaN), and reports ACC, BWT and FWT (:mod:`neurosim.continual.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
+(rows of tasks not yet trained stay NaN; testing in evaluation mode, :func:`evaluation_mode`), and reports ACC, BWT and FWT (:mod:`neurosim.continual.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
 ``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
 
 With a ``store`` (:class:`neurosim.storage.store.RunStore`) the runner logs every batch's loss, writes each
@@ -102,6 +102,29 @@ class Interrupted(NeurosimError):
 
 class Diverged(NeurosimError):
     """The divergence guard stopped the run (a non-finite or runaway loss, a non-finite parameter)."""
+
+
+@contextlib.contextmanager
+def evaluation_mode(network: torch.nn.Module):
+    """Testing without changing what training will see: dropout is off (every module but batch
+    norms in evaluation mode); a batch norm still learning (training mode) normalises each test
+    batch with that batch's statistics, as in training, without updating its running estimates; a
+    frozen one (evaluation mode, as HLOP, GPM and ``freeze`` leave them after the first task) uses
+    its running estimates. Every module's mode is restored on exit."""
+    modes = {m: m.training for m in network.modules()}
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    tracking = [m.track_running_stats for m in norms]
+    try:
+        network.eval()
+        for m in norms:
+            m.train()
+            m.track_running_stats = False
+        yield network
+    finally:
+        for m, t in zip(norms, tracking):
+            m.track_running_stats = t
+        for m, training in modes.items():
+            m.training = training
 
 
 @dataclass
@@ -240,7 +263,7 @@ class Continual:
         k = min(self.record["samples"], len(task.test.y))
         seq = self.encode(torch.as_tensor(task.test.x[:k]))
         probes = {f"record {pop}": Probe(pop, "spikes", events=True) for pop in self.record["populations"]}
-        with torch.no_grad():
+        with torch.no_grad(), evaluation_mode(self.network):
             res = self.network.run({self.input: seq}, outputs=[self.output], probes=probes)
         if self.store is None:  # a rank other than 0: it encoded the input as rank 0 did, and writes nothing
             return
@@ -297,9 +320,10 @@ class Continual:
         return self._batch_seq
 
     def evaluate(self, task: Task, batch_size: int = 512) -> float:
+        """Accuracy on ``task``'s test set, the network in :func:`evaluation_mode`."""
         self._fire("before_eval")
         correct = 0
-        with torch.no_grad():
+        with torch.no_grad(), evaluation_mode(self.network):
             for i in range(0, len(task.test.y), batch_size):
                 x = torch.as_tensor(task.test.x[i:i + batch_size])
                 y = torch.as_tensor(task.test.y[i:i + batch_size])

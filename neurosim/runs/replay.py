@@ -3,9 +3,10 @@
 A run made with ``record`` (:class:`neurosim.continual.runner.Continual`) holds, for each task ``t``, the
 encoded input of a few test samples and the spikes they caused, recorded with the network of the
 checkpoint written at the end of task ``t``. :func:`replay` rebuilds the network from the run's
-configuration, loads the parameters of a checkpoint (by default that one; ``after_task=u`` takes
-the one written at the end of task ``u``, to see how later learning changed the response to old
-inputs), feeds the recorded input and compares the spikes with the recorded ones.
+configuration, loads the parameters and module modes of a checkpoint (by default that one;
+``after_task=u`` takes the one written at the end of task ``u``, to see how later learning changed
+the response to old inputs), feeds the recorded input in evaluation mode, as it was recorded
+(:func:`neurosim.continual.runner.evaluation_mode`), and compares the spikes with the recorded ones.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..continual.runner import evaluation_mode
 from ..errors import NeurosimError
 from ..network import Probe
 from ..storage.store import RunStore
@@ -68,8 +70,10 @@ def replay(path: str | os.PathLike, task: int, after_task: int | None = None) ->
         runner = build(store.config, progress=False)
     net = runner.network
     net.load_state_dict(state["network"])
+    for m, training in zip(net.modules(), state.get("training", [])):  # modes as recorded (frozen batch norms)
+        m.training = training
     probes = {pop: Probe(pop, "spikes", events=True) for pop in recorded}
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_mode(net):
         res = net.run({runner.input: torch.as_tensor(seq)}, outputs=[runner.output], probes=probes)
     replayed = {pop: tuple(e.numpy() for e in (t, i, b))[:len(recorded[pop])]  # (t, i) if batch 1
                 for pop, (t, b, i) in res.probes.items()}
