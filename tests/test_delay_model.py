@@ -26,7 +26,14 @@ def test_batch_norm_statistics_over_time_and_batch_including_padding():
     raw = chain.projection(x).reshape(-1, 3)  # all T * B rows
     mean, var = raw.mean(0), raw.var(0, unbiased=False)
     assert torch.allclose(y, ((raw - mean) / torch.sqrt(var + 1e-5)).view(7, 4, 3), atol=1e-12)
-    assert torch.allclose(chain.norm.running_mean, 0.1 * mean.detach())
+    # the running estimates start from the first batch's statistics, then move by momentum 0.1
+    assert torch.allclose(chain.norm.running_mean, mean.detach(), atol=1e-15)
+    assert torch.allclose(chain.norm.running_var, raw.var(0, unbiased=True).detach(), atol=1e-15)
+    x2 = torch.rand(7, 4, 5, dtype=torch.float64)
+    chain(x2)
+    raw2 = chain.projection(x2).reshape(-1, 3).detach()
+    assert torch.allclose(chain.norm.running_mean, 0.9 * mean.detach() + 0.1 * raw2.mean(0), atol=1e-15)
+    assert chain.norm.momentum == 0.1
     chain.eval()
     rm, rv = chain.norm.running_mean, chain.norm.running_var
     assert torch.allclose(chain(x), ((chain.projection(x) - rm) / torch.sqrt(rv + 1e-5)), atol=1e-12)

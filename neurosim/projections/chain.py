@@ -21,7 +21,11 @@ batch together (all ``T B`` rows, zero-padded steps included):
     \qquad \mu_i = \frac{1}{TB}\sum_{t,b} y_{t,b,i}, \quad
     \sigma_i^2 = \frac{1}{TB}\sum_{t,b} (y_{t,b,i} - \mu_i)^2
 
-(running estimates in evaluation mode). With a :class:`~neurosim.projections.Delayed` projection this
+(running estimates in evaluation mode). The running estimates start from the statistics of the first
+training batch (PyTorch starts them at 0 and 1 and moves them by ``momentum`` per batch, so after
+:math:`N` batches 1 still weighs :math:`(1 - \text{momentum})^N` in the variance, which dominates
+activity of small variance, such as a delay convolution's spike counts), then follow PyTorch's
+update. With a :class:`~neurosim.projections.Delayed` projection this
 is the block of the learnable-delay network (Hammouamri et al. 2024):
 delay-conv, BatchNorm1d, then the postsynaptic neurons.
 
@@ -90,7 +94,13 @@ class Chain(Projection):
         if self.norm is None:
             return y
         T, B, n = y.shape
-        return self.norm(y.reshape(T * B, n)).view(T, B, n)
+        norm = self.norm
+        first = norm.training and norm.track_running_stats and int(norm.num_batches_tracked) == 0
+        momentum, norm.momentum = norm.momentum, 1.0 if first else norm.momentum
+        try:
+            return norm(y.reshape(T * B, n)).view(T, B, n)
+        finally:
+            norm.momentum = momentum
 
     def extra_repr(self) -> str:
         return f"dropout={self.dropout:g}, batch_norm={self.norm is not None}"
