@@ -23,6 +23,7 @@ from neurosim.continual.runner import Continual
 from neurosim.continual.learners import EPropLearner, ThreeFactorLearner
 from neurosim.datasets.images import generated
 from neurosim.errors import NeurosimError
+from neurosim.plugins.ewc import EWC
 from neurosim.plugins.hlop import HLOP
 from neurosim.plugins.metaplasticity import Metaplasticity
 from neurosim.continual.scenarios import permuted
@@ -149,6 +150,46 @@ def test_local_learners_call_on_step_and_refuse_hlop_input_form():
                   learning=ThreeFactorLearner()).run()
     with pytest.raises(NeurosimError, match="learner"):
         Continual(readout_net(), sc, progress=False, learning="eprop")
+
+
+
+def test_three_factor_update_is_the_readout_gradient_and_ewc_fisher_does_not_depend_on_the_learner():
+    """What EWC and SI measure on a readout is the same under the three-factor learner as under BPTT:
+    the rule's update (SI's ``g``; the gradient of the mean per-step cross-entropy) is close to
+    autograd's gradient of the batch's cross-entropy on the readout (measured: cosine 0.9989 or more
+    and norm ratio 0.977 to 1.008 on every batch; dropping the 1/T of the modulator would make the
+    ratio T = 6), and EWC's Fisher is taken by autograd on the readout's scores
+    whatever the learner, so it is equal at equal weights. (The conformance scenario ``three-factor``
+    holds, measured by ``benchmarks/ewc_readout.py``, the same under both learners.)"""
+
+    class Probe(ns.Plugin):
+        def __init__(self):
+            self.cos, self.ratio, self.fisher = [], [], None
+
+        def after_backward(self, runner):
+            w = runner.network.get_parameter("projections.h_to_o.weight")
+            update = w.grad.detach().clone()
+            with torch.enable_grad():
+                scores = runner.sequence_scores(runner.batch_sequence(), runner.scenario.tasks[runner.task])
+                (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(scores, runner.targets), [w])
+            self.cos.append(float((update * g).sum() / (update.norm() * g.norm())))
+            self.ratio.append(float(update.norm() / g.norm()))
+
+    probe = Probe()
+    sc = two_tasks()
+    runner = Continual(readout_net(), sc, [probe], steps=6, epochs=1, lr=0.5, progress=False,
+                       learning=ThreeFactorLearner())
+    runner.run()
+    assert len(probe.cos) == 2 * 5  # tasks x batches
+    assert min(probe.cos) > 0.995 and max(abs(r - 1) for r in probe.ratio) < 0.05, (probe.cos, probe.ratio)
+
+    bptt = Continual(readout_net(), sc, steps=6, progress=False)
+    bptt.network.load_state_dict(runner.network.state_dict())
+    ewc = EWC(samples=40)
+    f_local, f_bptt = ewc.fisher(runner, sc.tasks[1]), ewc.fisher(bptt, sc.tasks[1])
+    assert set(f_local) == {"projections.h_to_o.weight"} and f_local.keys() == f_bptt.keys()
+    assert float(f_local["projections.h_to_o.weight"].sum()) > 0
+    assert all(torch.equal(f_local[n], f_bptt[n]) for n in f_local)
 
 
 def sweep(seeds=range(5)):
