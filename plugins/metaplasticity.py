@@ -39,7 +39,7 @@ from neurosim.errors import NeurosimError, check_positive
 from neurosim.continual.plugin import Plugin, learnable_projections
 from neurosim.projections import Chain
 
-SCALES = ("initial",)
+SCALES = ("rms", "initial")
 
 
 def f_meta(w: torch.Tensor, m) -> torch.Tensor:
@@ -56,33 +56,61 @@ def metaplastic_update(w_old: torch.Tensor, w_new: torch.Tensor, m) -> torch.Ten
     return torch.where(toward_zero, w_old + f_meta(w_old, m) * delta, w_new)
 
 
-def _support(proj) -> torch.Tensor:
-    """The weights of existing synapses (a masked projection's; a Chain's wrapped projection's)."""
+def visible(hidden: torch.Tensor, bound: float) -> torch.Tensor:
+    r"""The weight a hidden weight gives: :math:`b \tanh(W_h / b)`."""
+    return bound * torch.tanh(hidden / bound)
+
+
+def hidden_of(w: torch.Tensor, bound: float) -> torch.Tensor:
+    r"""The hidden weight of a visible one, :math:`b\,\mathrm{artanh}(W / b)`; a weight at the bound (to
+    the dtype's resolution) maps to the largest finite hidden weight."""
+    edge = 1 - torch.finfo(w.dtype).eps
+    return bound * torch.atanh((w / bound).clamp(-edge, edge))
+
+
+def _synapses(proj, w: torch.Tensor) -> torch.Tensor:
+    """The entries of ``w`` (shaped as ``proj``'s weight) at existing synapses (a masked projection's;
+    a Chain's wrapped projection's)."""
     if isinstance(proj, Chain):
         proj = proj.projection
-    w = proj.weight.detach()
     mask = getattr(proj, "mask", None)
     return w[mask] if isinstance(mask, torch.Tensor) else w
 
 
+def _rms(w: torch.Tensor) -> float:
+    return float(w.detach().double().pow(2).mean().sqrt()) if w.numel() else 0.0
+
+
+def fan_in(proj) -> float:
+    """Existing synapses per postsynaptic unit: ``n_in`` of a Dense projection, the mean over units of
+    a masked or Sparse one, ``channels * k * k`` of a convolution."""
+    w = proj.weight
+    rows = w.shape[0] if w.dim() > 1 else proj.n_out
+    return _synapses(proj, w).numel() / rows
+
+
 class Metaplasticity(Plugin):
-    """``Metaplasticity(m=1.35, projections=None, scale="initial")``; see the module docstring."""
+    """``Metaplasticity(m=1.35, projections=None, scale="rms", bound=3.0)``; see the module docstring."""
 
     name = "metaplasticity"
 
     def __init__(self, m: float | dict[str, float] = 1.35, projections: list[str] | None = None,
-                 scale: str | float | dict[str, float] = "initial"):
+                 scale: str | float | dict[str, float] = "rms", bound: float | None = 3.0):
         for v in (m.values() if isinstance(m, dict) else [m]):
             check_positive("m", v, allow_zero=True)
         if isinstance(scale, str):
             if scale not in SCALES:
-                raise NeurosimError(f"unknown metaplasticity scale {scale!r}; expected 'initial', a number or "
+                raise NeurosimError(f"unknown metaplasticity scale {scale!r}; expected 'rms', 'initial', a number or "
                                     "a table of numbers per projection")
         else:
             for v in (scale.values() if isinstance(scale, dict) else [scale]):
                 check_positive("scale", v)
-        self.m, self.names, self.scale = m, projections, scale
+        if bound is not None:
+            check_positive("bound", bound)
+        self.m, self.names, self.scale, self.bound = m, projections, scale, bound
         self.scales: dict[str, float] = {}
+        self.bounds: dict[str, float] = {}
+        self.hidden: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] = {}
 
     def targets(self, network) -> dict:
@@ -103,41 +131,79 @@ class Metaplasticity(Plugin):
     def _m(self, name: str) -> float:
         return float(self.m.get(name, 0.0)) if isinstance(self.m, dict) else float(self.m)
 
-    def _scale(self, name: str, proj) -> float:
+    def _scale(self, name: str, proj, w: torch.Tensor) -> float:
+        """``s`` for projection ``name`` whose (hidden) weights are ``w``."""
         if isinstance(self.scale, dict):
             if name not in self.scale:
                 raise NeurosimError(f"metaplasticity: scale table has no value for projection {name!r}")
             return float(self.scale[name])
         if not isinstance(self.scale, str):
             return float(self.scale)
-        w = _support(proj)
-        rms = float(w.double().pow(2).mean().sqrt()) if w.numel() else 0.0
+        rms = _rms(_synapses(proj, w))
         if not math.isfinite(rms) or rms <= 0:
-            raise NeurosimError(f"metaplasticity: projection {name!r} has all-zero weights, so it has no initial "
+            raise NeurosimError(f"metaplasticity: projection {name!r} has all-zero weights, so it has no weight "
                                 "scale; pass scale= (a number, or one per projection)")
         return rms
 
     def m_effective(self, name: str) -> float:
-        """``m / s`` for projection ``name`` (known once the plugin has attached)."""
+        """``m / s`` for projection ``name``, with the scale of the last step (known once the plugin has
+        attached; the ``"rms"`` scale is taken again before every step)."""
         if name not in self.scales:
             raise NeurosimError(f"metaplasticity: no scale for projection {name!r} yet (it attaches in before_training)")
         return self._m(name) / self.scales[name]
 
     def before_training(self, runner) -> None:
         for n, proj in self.targets(runner.network).items():
-            if n not in self.scales:  # a resumed run keeps the scale it started with
-                self.scales[n] = self._scale(n, proj)
+            w = proj.weight.detach()
+            if self.bound is not None and n not in self.bounds:  # a resumed run keeps its bounds
+                unit = max(1 / math.sqrt(fan_in(proj)), _rms(_synapses(proj, w)))
+                self.bounds[n] = self.bound * unit
+                if float(_synapses(proj, w).abs().max()) >= self.bounds[n]:
+                    raise NeurosimError(f"metaplasticity: projection {n!r} has weights of magnitude "
+                                        f"{float(w.abs().max()):.4g}, at or beyond the bound {self.bounds[n]:.4g} "
+                                        "of its visible weights; pass a larger bound= or bound=None")
+            self._sync(n, proj)
+            if n not in self.scales or self.scale == "rms":  # an initial scale is kept, from the first attachment
+                self.scales[n] = self._scale(n, proj, self.hidden.get(n, w))
+
+    def _sync(self, name: str, proj) -> None:
+        """The hidden weights follow any change made to the weights outside the plugin's step (another
+        plugin, a state loaded into the network)."""
+        if self.bound is None:
+            return
+        w, b = proj.weight.detach(), self.bounds[name]
+        h = self.hidden.get(name)
+        if h is None:
+            self.hidden[name] = hidden_of(w, b)
+            return
+        changed = visible(h, b) != w
+        if bool(changed.any()):
+            h[changed] = hidden_of(w[changed], b)
 
     def before_update(self, runner) -> None:
-        self._before = {n: p.weight.detach().clone() for n, p in self.targets(runner.network).items()}
+        self._before = {}
+        for n, proj in self.targets(runner.network).items():
+            self._sync(n, proj)
+            self._before[n] = proj.weight.detach().clone()
+            if self.scale == "rms":
+                self.scales[n] = self._scale(n, proj, self.hidden.get(n, self._before[n]))
 
     def after_update(self, runner) -> None:
         with torch.no_grad():
             for n, proj in self.targets(runner.network).items():
-                proj.weight.copy_(metaplastic_update(self._before[n], proj.weight, self.m_effective(n)))
+                m, old = self.m_effective(n), self._before[n]
+                if self.bound is None:
+                    proj.weight.copy_(metaplastic_update(old, proj.weight, m))
+                    continue
+                h = self.hidden[n]
+                self.hidden[n] = metaplastic_update(h, h + (proj.weight - old), m)
+                proj.weight.copy_(visible(self.hidden[n], self.bounds[n]))
 
     def state_dict(self) -> dict:
-        return {"scales": dict(self.scales)}
+        return {"scales": dict(self.scales), "bounds": dict(self.bounds),
+                "hidden": {n: h.clone() for n, h in self.hidden.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.scales = {str(k): float(v) for k, v in state["scales"].items()}
+        self.bounds = {str(k): float(v) for k, v in state.get("bounds", {}).items()}
+        self.hidden = {str(k): v.clone() for k, v in state.get("hidden", {}).items()}
