@@ -39,14 +39,8 @@ REFUSALS = {
     ("replay", "split-short"): "replay mixes tasks in one batch and cannot be used with per-task heads",
 }
 
-REAL_VALUED_METAPLASTICITY = (
-    "Laborieux et al. 2021 (Nat. Commun. 12, 2549) build the rule on the hidden weights of a binarised network, "
-    "which inference reads only through their sign, and state that metaplastic behaviours 'do not transfer "
-    "directly' to deep networks; on real-valued weights, attenuating only shrinking updates drives the "
-    "magnitudes outward (measured on these scenarios: weight RMS x2 to x8 after three tasks), which changes "
-    "what the network computes")
 #: (strategy, scenario) -> why the protection test is expected to fail there, from the literature.
-DOCUMENTED = {("metaplasticity", sc): REAL_VALUED_METAPLASTICITY for sc in ("permuted", "ei", "three-factor")}
+DOCUMENTED: dict = {}  # none at present
 #: Failures measured here, explained by the measurement, that the default settings do not avoid (strict xfail).
 DIAGONAL_READOUT = (
     "{name} holds the readout, the only trained weights, with a diagonal importance: the local learner is not "

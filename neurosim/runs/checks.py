@@ -231,7 +231,7 @@ def _windows_memory() -> int | None:
         return None
 
 
-_PLUGIN_STATE = {"ewc": 2, "si": 5, "hlop": 2, "gpm": 2, "metaplasticity": 1}  # parameter copies a plugin keeps
+_PLUGIN_STATE = {"ewc": 2, "si": 5, "hlop": 2, "gpm": 2, "metaplasticity": 2}  # parameter copies a plugin keeps
 
 
 def memory_needed(*, params: int, neurons: int, itemsize: int, steps: int, batch: int, optimizer: str,
