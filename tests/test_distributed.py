@@ -68,30 +68,36 @@ def runner(plugins: str, learning: str, encoding: str, store=None) -> Continual:
 
 
 def train(cases) -> list:
-    """Each case's accuracy matrix and final parameters."""
+    """Each case's accuracy matrix, final parameters and plugins' states."""
     out = []
     for case in cases:
         r = runner(*case)
-        out.append((r.run().R, {k: v.detach().clone() for k, v in r.network.state_dict().items()}))
+        out.append((r.run().R, {k: v.detach().clone() for k, v in r.network.state_dict().items()},
+                    [p.state_dict() for p in r.plugins]))
     return out
 
 
 def test_two_processes_equal_one_for_every_plugin_and_learner():
     single = train(CASES)
     parallel = distributed.launch(train, 2, CASES)
-    for case, (R1, p1), (R2, p2) in zip(CASES, single, parallel):
+    for case, (R1, p1, s1), (R2, p2, s2) in zip(CASES, single, parallel):
         assert np.array_equal(R1, R2), case
         for k in p1:
             scale = max(float(p1[k].abs().max()), 1e-12)
             assert float((p1[k] - p2[k]).abs().max()) <= 1e-5 * scale, (case, k)
+        if case[0].startswith("hlop"):  # every rank learns from the gathered global batch: the same subspace
+            for name, sub in s1[0]["subspaces"].items():
+                assert sub["old"].shape[0] > 0 and sub["counts"] == s2[0]["subspaces"][name]["counts"], (case, name)
+                for key in ("old", "new", "momentum"):
+                    assert torch.equal(sub[key], s2[0]["subspaces"][name][key]), (case, name, key)
     # training moved the readout weights, and every plugin changed what each learner learnt (but online
     # EWC, which equals EWC while one task is consolidated)
-    for (R, p), case in zip(single, CASES):
+    for (R, p, _), case in zip(single, CASES):
         start = runner(*case).network.state_dict()
         assert max(float((p[k] - start[k]).abs().max()) for k in p if k.endswith("out.weight")
                    or k.endswith("h_to_o.weight")) > 0.05, case
     for learner, name in (("bptt", "x_to_h1"), ("three_factor", "h2_to_out")):
-        found = [p[f"projections.{name}.weight"] for (R, p), case in zip(single, CASES)
+        found = [p[f"projections.{name}.weight"] for (R, p, _), case in zip(single, CASES)
                  if case[1:] == (learner, "current") and case[0] != "ewc_online"]
         assert len({round(float((w ** 2).sum()), 12) for w in found}) == len(found), learner
 

@@ -18,6 +18,7 @@ every rank, so the result does not depend on :math:`R` up to the order of floati
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import socket
@@ -74,6 +75,43 @@ def shard(n: int) -> slice:
     """This rank's contiguous part of ``n`` items: ``[r n // R, (r + 1) n // R)``."""
     r, size = rank(), world_size()
     return slice(r * n // size, (r + 1) * n // size)
+
+
+def gather_shards(tensors: Iterable[torch.Tensor], total: int) -> list[torch.Tensor]:
+    """The global batch of each tensor, all gathered in one collective call.
+
+    Each tensor holds along dim 0 this rank's shard :func:`shard` ``(total)`` of ``total`` samples
+    (its other dimensions, and its dtype, the same on every rank; tensors may differ in dtype and
+    shape). Returns a list with, for each tensor, the ``total`` rows of every rank's shard
+    concatenated in rank order: row for row the tensor one process holds for the whole batch. The
+    tensors travel as bytes, each rank's padded to the largest shard, in one ``all_gather``. In one
+    process it returns the tensors themselves."""
+    tensors = list(tensors)
+    if not active():
+        return tensors
+    size = world_size()
+    counts = [(r + 1) * total // size - r * total // size for r in range(size)]
+    mine, most = counts[rank()], max(counts)
+    widths = []  # bytes per sample
+    for t in tensors:
+        if t.dim() == 0 or t.shape[0] != mine:
+            raise NeurosimError(f"gather_shards: rank {rank()} holds {mine} of {total} samples, "
+                                f"got a tensor of shape {tuple(t.shape)}")
+        widths.append(math.prod(t.shape[1:]) * t.element_size())
+    device = tensors[0].device if tensors else torch.device("cpu")
+    send = torch.zeros(most * sum(widths), dtype=torch.uint8, device=device)
+    offset = 0
+    for t, w in zip(tensors, widths):
+        send[offset:offset + mine * w] = t.contiguous().reshape(-1).view(torch.uint8)
+        offset += most * w
+    received = [torch.empty_like(send) for _ in range(size)]
+    dist.all_gather(received, send)
+    out, offset = [], 0
+    for t, w in zip(tensors, widths):
+        parts = [buf[offset:offset + n * w] for buf, n in zip(received, counts)]
+        out.append(torch.cat(parts).view(t.dtype).reshape(total, *t.shape[1:]))
+        offset += most * w
+    return out
 
 
 def weighted_mean(value: torch.Tensor, local: int, total: int) -> torch.Tensor:
