@@ -2,12 +2,16 @@
 
 Every built-in plugin that trains (the loggers only write what rank 0 reports), with BPTT and with the three-factor learner (and e-prop on a recurrent
 LIF layer): the accuracy matrix is equal and the parameters within 1e-5 relative, in float64 on a
-tiny network and scenario. Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
+tiny network and scenario, and HLOP's subspaces are equal bit for bit (every rank learns them from
+the global batch's activity rows, gathered in one-process order). Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
 the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch; one
 case encodes with random rate spikes, drawn for the global batch on every rank. A data-parallel
 run interrupted two steps after a checkpoint resumes, on 2 processes, to the uninterrupted data-parallel run
-bit for bit, from a checkpoint that holds both ranks' RNG states.
+bit for bit, from a checkpoint that holds both ranks' RNG states. Tensors gathered from uneven
+shards, and the activity rows of convolutional, delayed and dense projections, equal one process's.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +25,7 @@ from neurosim.continual.scenarios import permuted
 from neurosim.datasets.images import generated
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
+from neurosim.plugins.hlop import HLOP
 from neurosim.storage.store import RunStore
 
 N_IN, N_OUT = 12, 4
@@ -178,9 +183,55 @@ def test_refusals():
         distributed.launch(check_small_batch, 0)
 
 
+def global_batch() -> dict:
+    """On a global batch of 5 samples (each rank holding its shard): tensors of three dtypes gathered
+    by gather_shards, and the activity rows HLOP learns from (gathered from every rank) of a
+    convolution, a delayed and a dense projection, per step and as rates."""
+    g = torch.Generator().manual_seed(0)
+    ints = torch.arange(5 * 2 * 3).reshape(5, 2, 3)
+    floats = torch.rand(5, 4, generator=g, dtype=torch.float64)
+    mine = distributed.shard(5)
+    out = {"gathered": distributed.gather_shards([ints[mine], floats[mine], floats[mine, 0] > 0.5], 5)}
+    x = 3 * torch.rand(6, 5, 36, generator=g, dtype=torch.float64)
+    for rates in (None, 2.0):
+        torch.manual_seed(3)
+        net = ns.Network(dt=1.0)
+        net.add_input("x", 36)
+        net.add("h", ns.LIF(4 * 36, tau_mem=5.0, v_th=0.3, dtype=torch.float64))
+        net.add("d", ns.LIF(5, tau_mem=5.0, v_th=0.3, dtype=torch.float64))
+        net.add("o", ns.LI(3, dtype=torch.float64))
+        net.connect("x", "h", ns.Conv2d((1, 6, 6), 4, 3, padding=1, dtype=torch.float64))
+        net.connect("h", "d", ns.Delayed(4 * 36, 5, 3, delays="random", scale=3.0, dtype=torch.float64))
+        net.connect("d", "o", ns.Dense(5, 3, dtype=torch.float64))
+        hlop = HLOP(rows_per_task=1, rates=rates, delay_samples=2)
+        runner = SimpleNamespace(network=net, step=3, global_batch=5)
+        hlop.before_training(runner)
+        hlop.before_batch(runner)
+        net.run(x[:, mine])
+        out[rates] = hlop._captured_batch(runner)
+    return out
+
+
+def test_gathered_shards_and_activity_rows_equal_one_process():
+    one, two = global_batch(), distributed.launch(global_batch, 2)
+    for a, b in zip(one["gathered"], two["gathered"]):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    # rows per sample: (time steps or sampled neurons of the delayed projection) x (convolution's locations)
+    for rates, steps in ((None, 6), (2.0, 1)):
+        for name, per_step, locations in (("x_to_h", 1, 36), ("h_to_d", 2, 1), ("d_to_o", 1, 1)):
+            x, blocks = one[rates][name], steps * per_step
+            assert x.shape[0] == blocks * 5 * locations and x.abs().sum() > 0, (rates, name)
+            assert torch.equal(x, two[rates][name]), (rates, name)
+            if blocks > 1:  # each rank's rows one after the other would be in another order
+                v = x.reshape(blocks, 5, locations, x.shape[1])
+                assert not torch.equal(x, torch.cat([v[:, :2].reshape(x.shape[0] * 2 // 5, -1),
+                                                     v[:, 2:].reshape(x.shape[0] * 3 // 5, -1)])), (rates, name)
+
+
 def test_single_process_helpers_are_identities():
     t = torch.arange(3.0)
     assert distributed.all_reduce(t) is t and torch.equal(t, torch.arange(3.0))
+    assert distributed.gather_shards([t], 3)[0] is t
     assert (distributed.rank(), distributed.world_size(), distributed.shard(7)) == (0, 1, slice(0, 7))
     assert distributed.broadcast_object({"a": 1}) == {"a": 1} and distributed.all_gather_object(5) == [5]
 
