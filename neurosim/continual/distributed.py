@@ -12,7 +12,10 @@ to it, drawn identically on every rank); rank :math:`r` of :math:`R` runs the ne
 contiguous shard :func:`shard` ``(n)`` of it, :math:`n_r` of the :math:`n` samples. Its loss is the
 mean over its shard, so its gradient :math:`g_r` is weighted by :math:`n_r / n` before the sum over
 ranks (:func:`average_gradients`): :math:`\sum_r (n_r / n) g_r` is the gradient of the mean over the
-global batch, and a penalty that every rank adds (EWC, SI) keeps weight :math:`\sum_r n_r / n = 1`.
+global batch, and a penalty that every rank adds (EWC, SI) keeps weight :math:`\sum_r n_r / n = 1`;
+the loss is averaged in the same collective call. A plugin that learns from the batch's activity
+(HLOP) gathers every rank's shard of it with :func:`gather_shards`, once per step, and computes on
+the rows one process would have.
 Random numbers (sample order, stochastic encodings, replay draws) are drawn for the global batch on
 every rank, so the result does not depend on :math:`R` up to the order of floating-point sums.
 """
@@ -114,23 +117,22 @@ def gather_shards(tensors: Iterable[torch.Tensor], total: int) -> list[torch.Ten
     return out
 
 
-def weighted_mean(value: torch.Tensor, local: int, total: int) -> torch.Tensor:
-    r""":math:`\sum_r (n_r / n)\, v_r` of a rank's mean ``value`` over its ``local`` = :math:`n_r` of
-    ``total`` = :math:`n` items: the mean over all of them (``value`` itself in one process)."""
-    if not active():
-        return value
-    return all_reduce(value.detach().double().reshape(1) * (local / total))[0]
-
-
-def average_gradients(params: Iterable[torch.Tensor], local: int, total: int) -> None:
+def average_gradients(params: Iterable[torch.Tensor], local: int, total: int,
+                      value: torch.Tensor | None = None) -> float | None:
     r"""Replace every ``.grad`` (that is not None) by :math:`\sum_r (n_r / n)\, g_r`, with ``local``
-    = :math:`n_r` and ``total`` = :math:`n`, in one collective call per dtype."""
+    = :math:`n_r` and ``total`` = :math:`n`, in one collective call per dtype. With ``value``, this
+    rank's mean :math:`v_r` over its ``local`` items (such as its loss), also return
+    :math:`\sum_r (n_r / n)\, v_r`, the mean over all ``total`` items, as a float, summed in the same
+    call (in the first gradient's dtype); ``float(value)`` in one process, where the gradients stay."""
     if not active():
-        return
+        return None if value is None else float(value)
     grads = [p.grad for p in params if p.grad is not None]
     for g in grads:
         g.mul_(local / total)
-    all_reduce_many(grads)
+    mean = [] if value is None else [value.detach().reshape(1).to(grads[0].dtype if grads else torch.float64)
+                                     * (local / total)]
+    all_reduce_many(grads + mean)
+    return float(mean[0]) if mean else None
 
 
 def broadcast_object(obj, src: int = 0):

@@ -52,8 +52,8 @@ In a process group (:mod:`neurosim.continual.distributed`) the runner trains dat
 ``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
 one contiguous shard per rank (:func:`~neurosim.continual.distributed.shard` ``(global_batch)``);
 learners and the remaining hooks see the rank's shard; the loss
-(for the log and the divergence guard) and the gradients are averaged, weighted by shard size,
-before ``after_backward`` (so it and everything after it see the global gradient). Every rank
+(for the log and the divergence guard) and the gradients are averaged, weighted by shard size, in
+one collective call before ``after_backward`` (so it and everything after it see the global gradient). Every rank
 evaluates and takes part in each checkpoint; rank 0 alone logs, records, fires ``on_metrics`` and
 writes the store, and its checkpoints hold every rank's RNG states. A checkpoint resumes only with
 as many processes as wrote it. Signals are not caught there: a stopped process group leaves the
@@ -388,11 +388,9 @@ class Continual:
         for p in self.plugins:
             loss = p.before_backward(self, loss)
         self.loss = loss
-        local = len(self.targets)
-        value = float(distributed.weighted_mean(loss.detach(), local, total))
-        self._guard_loss(task, value)
         self.learning.backward(self, loss)
-        distributed.average_gradients(self.network.parameters(), local, total)
+        value = distributed.average_gradients(self.network.parameters(), len(self.targets), total, loss)
+        self._guard_loss(task, value)
         self._fire("after_backward")
         self._fire("before_update")
         self.optimizer.step()
