@@ -538,8 +538,8 @@ class OrthogonalProjection(Plugin):
         """Every protected projection's activity rows since :meth:`_start_capture`, of the global batch.
         Under data parallelism a rank captured its shard's rows; all projections' rows are gathered in
         one collective call (:func:`~neurosim.continual.distributed.gather_shards`) into the rows one
-        process has for the whole batch, in its order: rows come sample-major within each time step
-        (and sampled neuron of a Delayed projection), location-minor for a convolution."""
+        process has for the whole batch, in its order: by time step (and sampled neuron of a Delayed
+        projection), then sample, then a convolution's location."""
         rows = {name: self._captured(name, runner.network.dt) for name in self._targets}
         if not distributed.active():
             return rows
