@@ -125,7 +125,7 @@ def average_gradients(params: Iterable[torch.Tensor], local: int, total: int,
     :math:`\sum_r (n_r / n)\, v_r`, the mean over all ``total`` items, as a float, summed in the same
     call (in the first gradient's dtype); ``float(value)`` in one process, where the gradients stay."""
     if not active():
-        return None if value is None else float(value)
+        return None if value is None else float(value.detach())
     grads = [p.grad for p in params if p.grad is not None]
     for g in grads:
         g.mul_(local / total)
