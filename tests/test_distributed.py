@@ -1,8 +1,8 @@
 """Data-parallel continual training on 2 gloo processes equals the single-process run.
 
 Every built-in plugin that trains (the loggers only write what rank 0 reports), with BPTT and with the three-factor learner (and e-prop on a recurrent
-LIF layer): the accuracy matrix is equal and the parameters within 1e-5 relative, in float64 on a
-tiny network and scenario, and HLOP's subspaces are equal bit for bit (every rank learns them from
+LIF layer): the accuracy matrix is equal and the parameters within 1e-12 relative (1e-5 with e-prop),
+in float64 on a tiny network and scenario, and HLOP's subspaces are equal bit for bit (every rank learns them from
 the global batch's activity rows, gathered in one-process order). Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
 the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch; one
 case encodes with random rate spikes, drawn for the global batch on every rank. A data-parallel
@@ -87,9 +87,12 @@ def test_two_processes_equal_one_for_every_plugin_and_learner():
     parallel = distributed.launch(train, 2, CASES)
     for case, (R1, p1, s1), (R2, p2, s2) in zip(CASES, single, parallel):
         assert np.array_equal(R1, R2), case
+        # the gradient average sums each rank's weighted mean, not one mean: float64 sums in another order
+        # (measured at most 1.5e-15 relative; 6.5e-8 for e-prop, whose recurrent layer amplifies them)
+        tol = 1e-5 if case[1] == "eprop" else 1e-12
         for k in p1:
             scale = max(float(p1[k].abs().max()), 1e-12)
-            assert float((p1[k] - p2[k]).abs().max()) <= 1e-5 * scale, (case, k)
+            assert float((p1[k] - p2[k]).abs().max()) <= tol * scale, (case, k)
         if case[0].startswith("hlop"):  # every rank learns from the gathered global batch: the same subspace
             for name, sub in s1[0]["subspaces"].items():
                 assert sub["old"].shape[0] > 0 and sub["counts"] == s2[0]["subspaces"][name]["counts"], (case, name)
