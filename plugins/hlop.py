@@ -16,9 +16,12 @@ after the forward pass, repeated ``hebb_iters`` times:
     H_{new} \leftarrow H_{new} + \eta_H M
 
 with :math:`c` = ``clamp``, :math:`\mu` = ``momentum`` and :math:`\eta_H` = ``lr_hebb`` (constant).
-Under data parallelism :math:`Y^T (X - Y H)`, :math:`N` and the second moment :math:`C` below are sums
-over every rank's rows (:func:`neurosim.continual.distributed.all_reduce`), so every rank holds the
-same subspace.
+Under data parallelism every rank gathers the activity rows of all its projections from every rank's
+shard once per batch (one collective call,
+:func:`neurosim.continual.distributed.gather_shards`): :math:`X` is then the global batch's rows, in
+the order one process has them, and every rank computes the second moment :math:`C` below and the
+Hebbian steps on it without further communication, so each holds the subspace one process learns
+(bit for bit when the activity is the same).
 :math:`q` is the identity, or with ``quantise=(s, T_h)`` the spiking lateral neurons
 :math:`q(y) = \mathrm{round}(\mathrm{clip}(y, -s, s) / s \cdot T_h)\, s / T_h`.
 :math:`H = [H_{old}; H_{new}]`: the reconstruction uses all rows but only the rows of the current
@@ -75,7 +78,6 @@ import numpy as np
 import torch
 
 from neurosim.errors import NeurosimError, check_choice, check_positive
-from neurosim.continual import distributed
 
 from .orthogonal import (DelayedRows, OrthogonalProjection, check_layer_values, constrained, energy,
                          energy_count, extend, layer_value, random_rows, seeded)
@@ -247,10 +249,9 @@ class HLOP(OrthogonalProjection):
         """``hebb_iters`` momentum steps of Oja's subspace rule on the new rows (module docstring)."""
         new, m = sub.new, sub.momentum
         residual = x - self._q(x @ sub.old.t()) @ sub.old  # the old rows' part, fixed within the batch
-        rows = int(distributed.all_reduce(torch.tensor(x.shape[0])))  # N over every rank's shard
         for _ in range(self.hebb_iters):
             y = self._q(x @ new.t())
-            dh = torch.clamp(distributed.all_reduce(y.t() @ (residual - y @ new)) / rows, -self.clamp, self.clamp)
+            dh = torch.clamp(y.t() @ (residual - y @ new) / x.shape[0], -self.clamp, self.clamp)
             m = self.momentum * m + (1 - self.momentum) * dh
             new = new + eta * m
         sub.new, sub.momentum = new, m
@@ -303,12 +304,11 @@ class HLOP(OrthogonalProjection):
 
     def after_forward(self, runner, outputs) -> None:
         self._active = False
-        for layer, name in enumerate(self._targets):
-            x = self._captured(name, runner.network.dt)
+        for layer, (name, x) in enumerate(self._captured_batch(runner).items()):
             sub = self.subspaces[name]
             with torch.no_grad():
                 if sub.moment is not None:
-                    sub.moment += distributed.all_reduce((x.t() @ x).double())
+                    sub.moment += (x.t() @ x).double()
                     sub.batches += 1
                     if sub.batches & (sub.batches - 1) == 0:  # 1, 2, 4, 8, ...
                         self._grow(sub, self.current, layer, name)

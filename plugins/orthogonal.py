@@ -84,6 +84,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from neurosim.continual import distributed
 from neurosim.errors import NeurosimError, check_positive
 from neurosim.neurons import Population, weighted_rate
 from neurosim.continual.plugin import Plugin
@@ -532,6 +533,27 @@ class OrthogonalProjection(Plugin):
                                 "without calling it (event-driven or compiled run without gradients); enable "
                                 "gradients or set network.compiled = False")
         return rates_or_rows(self._targets[name][1], chunks, self.rates, dt)
+
+    def _captured_batch(self, runner) -> dict[str, torch.Tensor]:
+        """Every protected projection's activity rows since :meth:`_start_capture`, of the global batch.
+        Under data parallelism a rank captured its shard's rows; all projections' rows are gathered in
+        one collective call (:func:`~neurosim.continual.distributed.gather_shards`) into the rows one
+        process has for the whole batch, in its order: by time step (and sampled neuron of a Delayed
+        projection), then sample, then a convolution's location."""
+        rows = {name: self._captured(name, runner.network.dt) for name in self._targets}
+        if not distributed.active():
+            return rows
+        total = runner.global_batch
+        local = len(range(total)[distributed.shard(total)])
+        by_sample = []  # [samples, rows per sample and time step..., n]
+        for name, x in rows.items():
+            locations = getattr(self._targets[name][1], "locations", 1)
+            if x.shape[0] % (local * locations):
+                raise NeurosimError(f"{self.label}: projection {name!r} saw {x.shape[0]} activity rows, not a "
+                                    f"multiple of this rank's {local} samples")
+            by_sample.append(x.reshape(-1, local, locations, x.shape[1]).transpose(0, 1))
+        gathered = distributed.gather_shards(by_sample, total)
+        return {name: g.transpose(0, 1).reshape(-1, g.shape[-1]) for name, g in zip(rows, gathered)}
 
     # -- hooks -------------------------------------------------------------------------------
     def before_task(self, runner, task: int) -> None:

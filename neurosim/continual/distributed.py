@@ -12,12 +12,16 @@ to it, drawn identically on every rank); rank :math:`r` of :math:`R` runs the ne
 contiguous shard :func:`shard` ``(n)`` of it, :math:`n_r` of the :math:`n` samples. Its loss is the
 mean over its shard, so its gradient :math:`g_r` is weighted by :math:`n_r / n` before the sum over
 ranks (:func:`average_gradients`): :math:`\sum_r (n_r / n) g_r` is the gradient of the mean over the
-global batch, and a penalty that every rank adds (EWC, SI) keeps weight :math:`\sum_r n_r / n = 1`.
+global batch, and a penalty that every rank adds (EWC, SI) keeps weight :math:`\sum_r n_r / n = 1`;
+the loss is averaged in the same collective call. A plugin that learns from the batch's activity
+(HLOP) gathers every rank's shard of it with :func:`gather_shards`, once per step, and computes on
+the rows one process would have.
 Random numbers (sample order, stochastic encodings, replay draws) are drawn for the global batch on
 every rank, so the result does not depend on :math:`R` up to the order of floating-point sums.
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import socket
@@ -76,23 +80,59 @@ def shard(n: int) -> slice:
     return slice(r * n // size, (r + 1) * n // size)
 
 
-def weighted_mean(value: torch.Tensor, local: int, total: int) -> torch.Tensor:
-    r""":math:`\sum_r (n_r / n)\, v_r` of a rank's mean ``value`` over its ``local`` = :math:`n_r` of
-    ``total`` = :math:`n` items: the mean over all of them (``value`` itself in one process)."""
+def gather_shards(tensors: Iterable[torch.Tensor], total: int) -> list[torch.Tensor]:
+    """The global batch of each tensor, all gathered in one collective call.
+
+    Each tensor holds along dim 0 this rank's shard :func:`shard` ``(total)`` of ``total`` samples
+    (its other dimensions, and its dtype, the same on every rank; tensors may differ in dtype and
+    shape). Returns a list with, for each tensor, the ``total`` rows of every rank's shard
+    concatenated in rank order: row for row the tensor one process holds for the whole batch. The
+    tensors travel as bytes, each rank's padded to the largest shard, in one ``all_gather``. In one
+    process it returns the tensors themselves."""
+    tensors = list(tensors)
     if not active():
-        return value
-    return all_reduce(value.detach().double().reshape(1) * (local / total))[0]
+        return tensors
+    size = world_size()
+    counts = [(r + 1) * total // size - r * total // size for r in range(size)]
+    mine, most = counts[rank()], max(counts)
+    widths = []  # bytes per sample
+    for t in tensors:
+        if t.dim() == 0 or t.shape[0] != mine:
+            raise NeurosimError(f"gather_shards: rank {rank()} holds {mine} of {total} samples, "
+                                f"got a tensor of shape {tuple(t.shape)}")
+        widths.append(math.prod(t.shape[1:]) * t.element_size())
+    device = tensors[0].device if tensors else torch.device("cpu")
+    send = torch.zeros(most * sum(widths), dtype=torch.uint8, device=device)
+    offset = 0
+    for t, w in zip(tensors, widths):
+        send[offset:offset + mine * w] = t.contiguous().reshape(-1).view(torch.uint8)
+        offset += most * w
+    received = [torch.empty_like(send) for _ in range(size)]
+    dist.all_gather(received, send)
+    out, offset = [], 0
+    for t, w in zip(tensors, widths):
+        parts = [buf[offset:offset + n * w] for buf, n in zip(received, counts)]
+        out.append(torch.cat(parts).view(t.dtype).reshape(total, *t.shape[1:]))
+        offset += most * w
+    return out
 
 
-def average_gradients(params: Iterable[torch.Tensor], local: int, total: int) -> None:
+def average_gradients(params: Iterable[torch.Tensor], local: int, total: int,
+                      value: torch.Tensor | None = None) -> float | None:
     r"""Replace every ``.grad`` (that is not None) by :math:`\sum_r (n_r / n)\, g_r`, with ``local``
-    = :math:`n_r` and ``total`` = :math:`n`, in one collective call per dtype."""
+    = :math:`n_r` and ``total`` = :math:`n`, in one collective call per dtype. With ``value``, this
+    rank's mean :math:`v_r` over its ``local`` items (such as its loss), also return
+    :math:`\sum_r (n_r / n)\, v_r`, the mean over all ``total`` items, as a float, summed in the same
+    call (in the first gradient's dtype); ``float(value)`` in one process, where the gradients stay."""
     if not active():
-        return
+        return None if value is None else float(value.detach())
     grads = [p.grad for p in params if p.grad is not None]
     for g in grads:
         g.mul_(local / total)
-    all_reduce_many(grads)
+    mean = [] if value is None else [value.detach().reshape(1).to(grads[0].dtype if grads else torch.float64)
+                                     * (local / total)]
+    all_reduce_many(grads + mean)
+    return float(mean[0]) if mean else None
 
 
 def broadcast_object(obj, src: int = 0):

@@ -16,7 +16,8 @@ population names to ``(neuron state or None, output at t)``: :class:`ThreeFactor
 :class:`EPropLearner` do, :class:`BPTT` (which runs layer by layer over all steps) does not. Local
 rules need HLOP's ``form="gradient"`` (its input form acts inside autograd). After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
 (rows of tasks not yet trained stay NaN; testing in evaluation mode, :func:`evaluation_mode`), and reports ACC, BWT and FWT (:mod:`neurosim.continual.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
-``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``.
+``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``, and ``global_batch``, the
+number of samples in the training batch (``inputs`` and ``targets`` hold them all in one process).
 
 With a ``store`` (:class:`neurosim.storage.store.RunStore`) the runner logs every batch's loss, writes each
 row of ``R`` as it is known, and writes a checkpoint after every task and every
@@ -49,9 +50,10 @@ table (``"<plugin>.<figure>"``, :meth:`~neurosim.storage.store.RunStore.read_hea
 
 In a process group (:mod:`neurosim.continual.distributed`) the runner trains data-parallel: plugins'
 ``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
-one contiguous shard per rank; learners and the remaining hooks see the rank's shard; the loss
-(for the log and the divergence guard) and the gradients are averaged, weighted by shard size,
-before ``after_backward`` (so it and everything after it see the global gradient). Every rank
+one contiguous shard per rank (:func:`~neurosim.continual.distributed.shard` ``(global_batch)``);
+learners and the remaining hooks see the rank's shard; the loss
+(for the log and the divergence guard) and the gradients are averaged, weighted by shard size, in
+one collective call before ``after_backward`` (so it and everything after it see the global gradient). Every rank
 evaluates and takes part in each checkpoint; rank 0 alone logs, records, fires ``on_metrics`` and
 writes the store, and its checkpoints hold every rank's RNG states. A checkpoint resumes only with
 as many processes as wrote it. Signals are not caught there: a stopped process group leaves the
@@ -202,6 +204,7 @@ class Continual:
         self.epoch: int = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.outputs = self.loss = None
+        self.global_batch = 0
         self.generator = torch.Generator().manual_seed(seed)
         #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
         #: (progress reports such as a sweep's); not plugins, so not part of the checkpoint.
@@ -373,7 +376,7 @@ class Continual:
         self.targets = torch.as_tensor(task.train.y[idx])
         self._fire("before_batch")  # plugins see (and may extend) the global batch
         self.optimizer.zero_grad()
-        total = len(self.targets)
+        total = self.global_batch = len(self.targets)
         self._batch_seq = self.encode(self.inputs)
         if distributed.active():
             part = distributed.shard(total)
@@ -385,11 +388,9 @@ class Continual:
         for p in self.plugins:
             loss = p.before_backward(self, loss)
         self.loss = loss
-        local = len(self.targets)
-        value = float(distributed.weighted_mean(loss.detach(), local, total))
-        self._guard_loss(task, value)
         self.learning.backward(self, loss)
-        distributed.average_gradients(self.network.parameters(), local, total)
+        value = distributed.average_gradients(self.network.parameters(), len(self.targets), total, loss)
+        self._guard_loss(task, value)
         self._fire("after_backward")
         self._fire("before_update")
         self.optimizer.step()
