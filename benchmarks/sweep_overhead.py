@@ -3,7 +3,8 @@ running the same 8 experiments one after another by hand in one process.
 
 The trials are the permuted-digits experiment at a small size (``--hidden``, ``--tasks``,
 ``--epochs``): 2 methods (baseline, EWC) x 4 seeds. *Sequential*: ``experiment.start`` for each,
-in this process (its imports paid once, before the clock starts). *Sweep*: :func:`neurosim.runs.sweep.run`
+in this process (its imports paid once, before the clock starts); *by hand*: ``neurosim run`` on
+each trial's experiment file, one command after another, as a user without a sweep would. *Sweep*: :func:`neurosim.runs.sweep.run`
 with concurrency 2 and one CPU per trial, its wall time from the Tuner's start to its end; Ray's
 start-up (``ray.init`` of a local instance) and shut-down are timed separately. Goal: sweep wall time at most 0.6x
 the sequential time on 2 cores. As an anchor for what the machine allows at the moment, a fixed
@@ -13,8 +14,10 @@ other work on the cores, two trials at a time cannot halve the time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -30,6 +33,21 @@ def base(hidden: int, tasks: int, epochs: int) -> dict:
             "scenario": {"name": "permuted", "data": "digits", "tasks": tasks, "seed": 0},
             "training": {"steps": 20, "epochs": epochs, "batch_size": 32, "lr": 0.1, "seed": 0},
             "plugins": []}
+
+
+def toml(table: dict, prefix: str = "") -> str:
+    """``table`` (an experiment: strings, numbers, lists of those, tables, lists of tables) as TOML."""
+    value = lambda v: json.dumps(v) if not isinstance(v, bool) else str(v).lower()  # noqa: E731
+    lines = [f"{k} = {value(v)}" for k, v in table.items()
+             if not isinstance(v, dict) and not (isinstance(v, list) and v and isinstance(v[0], dict))]
+    for k, v in table.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            lines += ["", f"[{name}]", toml(v, name + ".")]
+        elif isinstance(v, list) and v and isinstance(v[0], dict):
+            for item in v:
+                lines += ["", f"[[{name}]]", toml(item, name + ".")]
+    return "\n".join(lines)
 
 
 def burn(seconds_hint: int = 40) -> float:
@@ -85,6 +103,17 @@ def main():
             experiment.start(exp, os.path.join(folder, f"{m}-{seed}.h5"), progress=False)
     sequential = time.perf_counter() - start
     print(f"sequential, one process:   {sequential:7.1f} s   ({sequential / 8:.1f} s per trial)   [{uptime()}]")
+    start = time.perf_counter()
+    for m in METHODS:
+        for seed in seeds:
+            exp = sweep.trial_experiment(config, {"method": m, "training.seed": seed}, METHODS)
+            path = os.path.join(folder, f"hand-{m}-{seed}.toml")
+            with open(path, "w") as f:
+                f.write(toml(exp) + "\n")
+            subprocess.run([sys.executable, "-m", "neurosim", "run", path, "--quiet"], check=True,
+                           stdout=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    by_hand = time.perf_counter() - start
+    print(f"by hand, neurosim run x 8: {by_hand:7.1f} s   [{uptime()}]")
 
     s = sweep.Sweep(name="overhead", experiment=config, space={"method": list(METHODS), "training.seed": seeds},
                     storage=os.path.join(folder, "sweeps"), methods=METHODS, concurrency=2, cpu=1.0)
@@ -101,6 +130,8 @@ def main():
     print(f"sweep, 2 concurrent:       {wall:7.1f} s   [{uptime()}]   ({result.trials} trials, {result.errors} failed)")
     print(f"sweep / sequential:        {wall / sequential:7.2f}   (goal <= 0.60; with Ray's start-up and shut-down "
           f"{(wall + ray_start + ray_stop) / sequential:.2f})")
+    print(f"sweep / by hand:           {wall / by_hand:7.2f}   (with Ray's start-up and shut-down "
+          f"{(wall + ray_start + ray_stop) / by_hand:.2f})")
 
 
 if __name__ == "__main__":
