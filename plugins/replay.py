@@ -2,9 +2,11 @@
 
 After each task the memory holds ``memory_size`` samples split evenly over the tasks seen
 (each task's share drawn at random from its training set). Every batch of a later task is
-extended by ``batch_size`` samples drawn from the memory. Under data parallelism every rank
-holds the same memory and draws the same samples (one generator, ``seed``), into the global batch
-that the runner then splits between the ranks.
+extended by ``batch_size`` samples drawn from the memory, each with the index of the task it came
+from in the runner's ``sample_tasks``: in a task-incremental scenario (split mode ``task``) its
+scores are masked with its own task's classes, so each replayed sample trains its own task's head.
+Under data parallelism every rank holds the same memory and draws the same samples (one generator,
+``seed``), into the global batch that the runner then splits between the ranks, with their tasks.
 """
 from __future__ import annotations
 
@@ -26,10 +28,7 @@ class Replay(Plugin):
         self.rng = np.random.default_rng(seed)
         self.x: list[np.ndarray] = []
         self.y: list[np.ndarray] = []
-
-    def before_training(self, runner) -> None:
-        if runner.scenario.task_incremental:
-            raise NeurosimError("replay mixes tasks in one batch and cannot be used with per-task heads (split mode 'task')")
+        self.tasks: list[int] = []  # the task of each entry of x and y
 
     def after_task(self, runner, task: int) -> None:
         data = runner.scenario.tasks[task].train
@@ -39,6 +38,7 @@ class Replay(Plugin):
         pick = self.rng.choice(len(data.y), size=min(share, len(data.y)), replace=False)
         self.x.append(data.x[pick])
         self.y.append(data.y[pick])
+        self.tasks.append(task)
 
     def before_batch(self, runner) -> None:
         if not self.x:
@@ -47,11 +47,16 @@ class Replay(Plugin):
         pick = self.rng.choice(len(ys), size=min(self.batch_size, len(ys)), replace=False)
         runner.inputs = torch.cat([runner.inputs, torch.as_tensor(xs[pick])])
         runner.targets = torch.cat([runner.targets, torch.as_tensor(ys[pick])])
+        ts = np.repeat(np.array(self.tasks, dtype=np.int64), [len(y) for y in self.y])
+        runner.sample_tasks = torch.cat([runner.sample_tasks, torch.as_tensor(ts[pick])])
 
     def state_dict(self) -> dict:
-        return {"x": [x.copy() for x in self.x], "y": [y.copy() for y in self.y], "rng": self.rng.bit_generator.state}
+        return {"x": [x.copy() for x in self.x], "y": [y.copy() for y in self.y], "tasks": list(self.tasks),
+                "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
         self.x = [np.array(x) for x in state["x"]]
         self.y = [np.array(y) for y in state["y"]]
+        # checkpoints without "tasks" hold one entry per task, in task order
+        self.tasks = [int(t) for t in state.get("tasks", range(len(self.y)))]
         self.rng.bit_generator.state = state["rng"]

@@ -6,8 +6,9 @@ A learner has two methods, between which the runner fires ``after_forward`` and 
 ``before_backward``:
 
 - ``forward(runner, task) -> scores``: runs the batch ``runner.inputs``, encoded as
-  ``runner.batch_sequence()`` (``.grad`` was just zeroed); a local learner also deposits its
-  rule's update into ``.grad`` here, as a mean over the batch;
+  ``runner.batch_sequence()`` (``.grad`` was just zeroed), and returns its scores masked per sample
+  with ``runner.mask(scores, runner.sample_tasks)`` (a replayed sample keeps its own task's classes);
+  a local learner also deposits its rule's update into ``.grad`` here, as a mean over the batch;
 - ``backward(runner, loss)``: puts the gradient of the (penalised, finite) loss into ``.grad``; for
   a local learner only what autograd can reach (the penalties), added to the rule's update.
 
@@ -37,7 +38,7 @@ class BPTT:
     autograd = True
 
     def forward(self, runner: "Continual", task: Task) -> torch.Tensor:
-        return runner.sequence_scores(runner.batch_sequence(), task)
+        return runner.sequence_scores(runner.batch_sequence(), runner.sample_tasks)
 
     def backward(self, runner: "Continual", loss: torch.Tensor) -> None:
         loss.backward()
@@ -64,7 +65,7 @@ class ThreeFactorLearner(LocalLearner):
     The network runs the whole sequence without gradients; then, step by step, each projection's
     rule sees its presynaptic activity and the modulator
     :math:`M_i[t] = (\mathbb{1}[i = \text{target}] - \mathrm{softmax}(y[t])_i) / T` from the output
-    :math:`y[t]` (restricted to the task's classes when task-incremental). Default parameters:
+    :math:`y[t]` (restricted to each sample's task's classes when task-incremental). Default parameters:
     ``hebbian="pre"`` with ``tau_pre`` the output population's ``tau_mem`` (so the trace is the
     readout's filtered input, and the update the gradient of the mean per-step cross-entropy for a
     jump-input readout) and no eligibility memory beyond the step (``tau_e`` = 1e-3 ms). Other
@@ -98,12 +99,12 @@ class ThreeFactorLearner(LocalLearner):
             states = [rule.initial_state(B) for rule in rules]
             for t in range(T):
                 p = torch.zeros_like(ys[t])
-                p[:, :n] = torch.softmax(runner.mask(ys[t][:, :n], task), dim=1)
+                p[:, :n] = torch.softmax(runner.mask(ys[t][:, :n], runner.sample_tasks), dim=1)
                 m = (onehot - p) / T
                 for k, (rule, c) in enumerate(zip(rules, conns)):
                     states[k] = rule.step(acts[c.pre][t], ys[t], m, states[k])
                 runner.on_step(t, {name: (None, acts[name][t]) for name in [out] + pres})
-            return runner.mask(runner.readout(ys)[:, :n], task)
+            return runner.mask(runner.readout(ys)[:, :n], runner.sample_tasks)
 
 
 class EPropLearner(LocalLearner):
@@ -122,7 +123,7 @@ class EPropLearner(LocalLearner):
         n = runner.scenario.n_outputs
 
         def scores(ys):
-            return runner.mask(runner.readout(ys)[:, :n], task)
+            return runner.mask(runner.readout(ys)[:, :n], runner.sample_tasks)
 
         ys, _ = self._rule.sequence(runner.batch_sequence(), lambda ys: F.cross_entropy(scores(ys), runner.targets),
                                     on_step=runner.on_step)

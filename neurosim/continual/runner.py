@@ -16,8 +16,13 @@ population names to ``(neuron state or None, output at t)``: :class:`ThreeFactor
 :class:`EPropLearner` do, :class:`BPTT` (which runs layer by layer over all steps) does not. Local
 rules need HLOP's ``form="gradient"`` (its input form acts inside autograd). After task ``i`` it tests on every task ``j``, filling row ``i`` of ``R``
 (rows of tasks not yet trained stay NaN; testing in evaluation mode, :func:`evaluation_mode`), and reports ACC, BWT and FWT (:mod:`neurosim.continual.metrics`). Plugins see the runner: ``network``, ``optimizer``, ``task``,
-``epoch``, ``step``, ``inputs``, ``targets``, ``outputs``, ``loss``, ``R``, and ``global_batch``, the
-number of samples in the training batch (``inputs`` and ``targets`` hold them all in one process).
+``epoch``, ``step``, ``inputs``, ``targets``, ``sample_tasks``, ``outputs``, ``loss``, ``R``, and
+``global_batch``, the number of samples in the training batch (``inputs`` and ``targets`` hold them all
+in one process). ``sample_tasks`` holds the task index of every sample of the batch (``[B]``, int64):
+the task being trained, unless a plugin added samples of earlier tasks (replay), which keep theirs. In a
+task-incremental scenario every sample's scores are masked with its own task's classes
+(:meth:`Continual.mask`), so the loss of a mixed batch is the mean over its samples of each one's
+cross-entropy over its own task's classes.
 
 With a ``store`` (:class:`neurosim.storage.store.RunStore`) the runner logs every batch's loss, writes each
 row of ``R`` as it is known, and writes a checkpoint after every task and every
@@ -50,7 +55,8 @@ table (``"<plugin>.<figure>"``, :meth:`~neurosim.storage.store.RunStore.read_hea
 
 In a process group (:mod:`neurosim.continual.distributed`) the runner trains data-parallel: plugins'
 ``before_batch`` sees the global batch, which is then encoded (as in one process) and split into
-one contiguous shard per rank (:func:`~neurosim.continual.distributed.shard` ``(global_batch)``);
+one contiguous shard per rank (:func:`~neurosim.continual.distributed.shard` ``(global_batch)``, the
+samples with their ``targets`` and ``sample_tasks``);
 learners and the remaining hooks see the rank's shard; the loss
 (for the log and the divergence guard) and the gradients are averaged, weighted by shard size, in
 one collective call before ``after_backward`` (so it and everything after it see the global gradient). Every rank
@@ -203,7 +209,7 @@ class Continual:
         self.task: int = -1
         self.epoch: int = -1
         self.optimizer: torch.optim.Optimizer | None = None
-        self.inputs = self.targets = self.outputs = self.loss = None
+        self.inputs = self.targets = self.sample_tasks = self.outputs = self.loss = None
         self.global_batch = 0
         self.generator = torch.Generator().manual_seed(seed)
         #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
@@ -312,8 +318,9 @@ class Continual:
         """Class scores ``[B, n_outputs]``: the readout of the output population's sequence."""
         return self.sequence_scores(self.encode(x), task)
 
-    def sequence_scores(self, seq: torch.Tensor, task: Task | None = None) -> torch.Tensor:
-        """Class scores ``[B, n_outputs]`` of an encoded input sequence ``[T, B, F]``."""
+    def sequence_scores(self, seq: torch.Tensor, task: Task | torch.Tensor | None = None) -> torch.Tensor:
+        """Class scores ``[B, n_outputs]`` of an encoded input sequence ``[T, B, F]``, masked with
+        ``task`` (:meth:`mask`)."""
         out = self.network.run({self.input: seq}, outputs=[self.output]).outputs[self.output]
         return self.mask(self.readout(out)[:, : self.scenario.n_outputs], task)
 
@@ -374,13 +381,14 @@ class Continual:
         batch under data parallelism: :mod:`neurosim.continual.distributed`)."""
         self.inputs = torch.as_tensor(task.train.x[idx])
         self.targets = torch.as_tensor(task.train.y[idx])
+        self.sample_tasks = torch.full((len(idx),), task.index, dtype=torch.int64)
         self._fire("before_batch")  # plugins see (and may extend) the global batch
         self.optimizer.zero_grad()
         total = self.global_batch = len(self.targets)
         self._batch_seq = self.encode(self.inputs)
         if distributed.active():
             part = distributed.shard(total)
-            self.inputs, self.targets = self.inputs[part], self.targets[part]
+            self.inputs, self.targets, self.sample_tasks = self.inputs[part], self.targets[part], self.sample_tasks[part]
             self._batch_seq = self._batch_seq[:, part]
         self.outputs = self.learning.forward(self, task)
         self._fire("after_forward", self.outputs)
@@ -498,12 +506,20 @@ class Continual:
         self.store.flush()
         raise Interrupted(self._stop_signal, f"interrupted at {where}; resume with: neurosim resume {self.store.path}")
 
-    def mask(self, scores: torch.Tensor, task: Task | None) -> torch.Tensor:
-        """Scores outside ``task``'s classes set to -inf in a task-incremental scenario."""
+    def mask(self, scores: torch.Tensor, task: Task | torch.Tensor | None) -> torch.Tensor:
+        """Scores ``[B, n]`` outside their task's classes set to -inf in a task-incremental scenario:
+        ``task`` is one :class:`Task` for every row, or the task index of each row (``[B]``, such as
+        the training batch's ``sample_tasks``)."""
         if task is None or not self.scenario.task_incremental:
             return scores
         mask = torch.full_like(scores, float("-inf"))
-        mask[:, list(task.classes)] = 0
+        if isinstance(task, Task):
+            mask[:, list(task.classes)] = 0
+        else:
+            allowed = torch.zeros(len(self.scenario), scores.shape[1], dtype=torch.bool, device=scores.device)
+            for t in self.scenario.tasks:
+                allowed[t.index, list(t.classes)] = True
+            mask[allowed[task.to(scores.device)]] = 0
         return scores + mask
 
     def on_step(self, t: int, state) -> None:
