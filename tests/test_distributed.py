@@ -4,7 +4,8 @@ Every built-in plugin that trains (the loggers only write what rank 0 reports), 
 LIF layer): the accuracy matrix is equal and the parameters within 1e-12 relative (1e-5 with e-prop),
 in float64 on a tiny network and scenario, and HLOP's subspaces are equal bit for bit (every rank learns them from
 the global batch's activity rows, gathered in one-process order). Global batches of 25 split 12 / 13 (and the last, 21, as 10 / 11), so
-the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch; one
+the weighting of unequal shards is exercised; replay adds 8 drawn samples to each global batch (also on a
+task-incremental split, where each replayed sample's task shards with it and masks its scores); one
 case encodes with random rate spikes, drawn for the global batch on every rank. A data-parallel
 run interrupted two steps after a checkpoint resumes, on 2 processes, to the uninterrupted data-parallel run
 bit for bit, from a checkpoint that holds both ranks' RNG states. Tensors gathered from uneven
@@ -21,7 +22,7 @@ from neurosim.continual import distributed
 from neurosim.continual.learners import EPropLearner, ThreeFactorLearner
 from neurosim.continual.plugin import create_plugin
 from neurosim.continual.runner import Continual
-from neurosim.continual.scenarios import permuted
+from neurosim.continual.scenarios import permuted, split
 from neurosim.datasets.images import generated
 from neurosim.errors import NeurosimError
 from neurosim.models import pmnist
@@ -44,7 +45,8 @@ PLUGINS = {
 }
 CASES = [(p, "bptt", "current") for p in PLUGINS] \
     + [(p, "three_factor", "current") for p in PLUGINS if p != "hlop_input"] \
-    + [("ewc", "bptt", "rate"), ("none", "eprop", "current"), ("hlop_gradient", "eprop", "current")]
+    + [("ewc", "bptt", "rate"), ("none", "eprop", "current"), ("hlop_gradient", "eprop", "current")] \
+    + [("replay", learning, "current", "task") for learning in ("bptt", "three_factor")]
 
 
 def recurrent_net():
@@ -59,8 +61,10 @@ def recurrent_net():
     return net
 
 
-def runner(plugins: str, learning: str, encoding: str, store=None) -> Continual:
-    scenario = permuted(generated(n_classes=N_OUT, n_features=N_IN, n_train=96, n_test=40, seed=2), 2, seed=1)
+def runner(plugins: str, learning: str, encoding: str, split_mode: str | None = None, store=None) -> Continual:
+    """Two permuted tasks, or (``split_mode``) two split tasks of two classes each."""
+    data = generated(n_classes=N_OUT, n_features=N_IN, n_train=96, n_test=40, seed=2)
+    scenario = permuted(data, 2, seed=1) if split_mode is None else split(data, 2, mode=split_mode)
     if learning == "eprop":
         net, readout, learner = recurrent_net(), "mean", EPropLearner()
     else:

@@ -34,10 +34,7 @@ SLOW = ("recurrent", "ei")
 #: Strategies whose update hooks are proximal penalty steps rather than filters.
 PROXIMAL = ("ewc", "si")
 #: Cells a strategy must refuse: a pattern of the one-line message.
-REFUSALS = {
-    ("replay", "split-task"): "replay mixes tasks in one batch and cannot be used with per-task heads",
-    ("replay", "split-short"): "replay mixes tasks in one batch and cannot be used with per-task heads",
-}
+REFUSALS: dict = {}  # none at present
 
 #: (strategy, scenario) -> why the protection test is expected to fail there, from the literature.
 DOCUMENTED: dict = {}  # none at present
