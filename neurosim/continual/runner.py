@@ -388,7 +388,7 @@ class Continual:
         self._batch_seq = self.encode(self.inputs)
         if distributed.active():
             part = distributed.shard(total)
-            self.inputs, self.targets, self.sample_tasks = self.inputs[part], self.targets[part], self.sample_tasks[part]
+            self.inputs, self.targets, self.sample_tasks = (t[part] for t in (self.inputs, self.targets, self.sample_tasks))
             self._batch_seq = self._batch_seq[:, part]
         self.outputs = self.learning.forward(self, task)
         self._fire("after_forward", self.outputs)
