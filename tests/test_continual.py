@@ -16,6 +16,7 @@ from neurosim.plugins.si import SI
 from neurosim.continual.learners import EPropLearner, ThreeFactorLearner
 from neurosim.continual.scenarios import Scenario, Task, permuted, split
 from neurosim.datasets.images import Dataset
+from neurosim.storage.store import RunStore
 
 N_IN, N_HID, N_OUT = 30, 80, 4
 
@@ -160,6 +161,42 @@ def test_replay_on_task_incremental_splits_reduces_forgetting():
     (none, replay) = runs
     assert none.bwt < -0.03, "the tasks must interfere for the test to mean anything"
     assert replay.bwt > none.bwt + 0.02 and replay.acc >= none.acc
+
+
+class Stop(Exception):
+    pass
+
+
+def test_replay_on_task_incremental_splits_resumes_bit_for_bit(tmp_path):
+    """Stopped inside task 2 (replayed samples of tasks 0 and 1 in every batch), the run resumes from
+    its checkpoint to the uninterrupted run's accuracy matrix and parameters."""
+    def runner(path):
+        store = RunStore.create(path, {"case": "replay split-task"}, n_tasks=3)
+        return Continual(lif_head(6), interfering_split(k=2), [Replay(40, 10)], steps=4, epochs=1, batch_size=30,
+                         progress=False, store=store, checkpoint_every=3), store
+
+    whole, store = runner(tmp_path / "whole.h5")
+    R = whole.run().R
+    store.close()
+    part, store = runner(tmp_path / "part.h5")
+    step = part.train_batch
+
+    def stopping(task, idx):
+        if part.step == 23:  # 10 batches a task: inside task 2, two batches after a checkpoint
+            raise Stop
+        return step(task, idx)
+
+    part.train_batch = stopping
+    with pytest.raises(Stop):
+        part.run()
+    store.close()
+    resumed = Continual(lif_head(6, seed=9), interfering_split(k=2), [Replay(40, 10, seed=9)], steps=4, epochs=1,
+                        batch_size=30, progress=False, store=RunStore.open(tmp_path / "part.h5", "a"),
+                        checkpoint_every=3)
+    assert np.array_equal(resumed.run(resume=True).R, R)
+    for k, v in whole.network.state_dict().items():
+        assert torch.equal(resumed.network.state_dict()[k], v), k
+    assert resumed.plugins[0].tasks == [0, 1, 2]
 
 
 def test_plugin_state_survives_round_trip():
