@@ -34,7 +34,7 @@ Methods:
   thresholds 0.95 / 0.99 / 0.99, constant over tasks, on 300 training samples per task; their
   ``main_pmnist.py``), on the weighted firing rates DSR trains on;
 - ``hlop``: :class:`~neurosim.plugins.hlop.HLOP` with the rows per task its energy criterion
-  picks (the plugin's default, energy 0.97; ``--hlop-energy`` sets another), the other settings
+  picks (the plugin's default, energy 0.95; ``--hlop-energy`` sets another), the other settings
   as ``hlop-paper``;
 - ``hlop-paper``: :func:`neurosim.models.pmnist.hlop`, the paper's settings (Hebbian rates
   0.001 / 0.01 / 0.01 on weighted firing rates, rows 80 / 200 / 100 at task 0 then 70, 50, 30,
