@@ -21,14 +21,14 @@ from neurosim.storage.store import RunStore
 N_IN, N_HID, N_OUT = 30, 80, 4
 
 
-def feedforward_lif(seed=0):
+def feedforward_lif(seed=0, n_out=N_OUT):
     torch.manual_seed(seed)
     net = ns.Network(dt=1.0)
     net.add_input("x", N_IN)
     net.add("h", ns.LIF(N_HID, tau_mem=5.0))
-    net.add("o", ns.LI(N_OUT, tau_mem=5.0))
+    net.add("o", ns.LI(n_out, tau_mem=5.0))
     net.connect("x", "h", ns.Dense(N_IN, N_HID, scale=3.0))
-    net.connect("h", "o", ns.Dense(N_HID, N_OUT))
+    net.connect("h", "o", ns.Dense(N_HID, n_out))
     return net
 
 
@@ -118,17 +118,6 @@ def interfering_split(k=4, n_tasks=3, spread=0.4):
     return Scenario("split-task", tasks, N_IN, k * n_tasks, task_incremental=True)
 
 
-def lif_head(n_out, seed=0):
-    torch.manual_seed(seed)
-    net = ns.Network(dt=1.0)
-    net.add_input("x", N_IN)
-    net.add("h", ns.LIF(N_HID, tau_mem=5.0))
-    net.add("o", ns.LI(n_out, tau_mem=5.0))
-    net.connect("x", "h", ns.Dense(N_IN, N_HID, scale=3.0))
-    net.connect("h", "o", ns.Dense(N_HID, n_out))
-    return net
-
-
 class MixedBatch(ns.Plugin):
     """After replay: the first batch of the last task, its unmasked scores and the runner's loss."""
 
@@ -145,7 +134,7 @@ def test_a_mixed_batch_is_masked_per_sample(learning):
     """Replayed samples keep their task: the loss is the mean over the batch of each sample's
     cross-entropy over its own task's classes, computed here by hand."""
     sc, seen = interfering_split(k=2), MixedBatch()
-    Continual(lif_head(6), sc, [Replay(40, 10), seen], steps=4, epochs=1, batch_size=30, progress=False,
+    Continual(feedforward_lif(n_out=6), sc, [Replay(40, 10), seen], steps=4, epochs=1, batch_size=30, progress=False,
               learning=learning).run()
     assert len(seen.targets) == 40 and seen.tasks[:30].eq(2).all() and set(seen.tasks[30:].tolist()) == {0, 1}
     total = 0.0
@@ -156,7 +145,7 @@ def test_a_mixed_batch_is_masked_per_sample(learning):
 
 
 def test_replay_on_task_incremental_splits_reduces_forgetting():
-    runs = [Continual(lif_head(12), interfering_split(), plugins, steps=6, epochs=6, lr=1.0, progress=False).run()
+    runs = [Continual(feedforward_lif(n_out=12), interfering_split(), plugins, steps=6, epochs=6, lr=1.0, progress=False).run()
             for plugins in ([], [Replay(100, 32)])]
     (none, replay) = runs
     assert none.bwt < -0.03, "the tasks must interfere for the test to mean anything"
@@ -172,7 +161,7 @@ def test_replay_on_task_incremental_splits_resumes_bit_for_bit(tmp_path):
     its checkpoint to the uninterrupted run's accuracy matrix and parameters."""
     def runner(path):
         store = RunStore.create(path, {"case": "replay split-task"}, n_tasks=3)
-        return Continual(lif_head(6), interfering_split(k=2), [Replay(40, 10)], steps=4, epochs=1, batch_size=30,
+        return Continual(feedforward_lif(n_out=6), interfering_split(k=2), [Replay(40, 10)], steps=4, epochs=1, batch_size=30,
                          progress=False, store=store, checkpoint_every=3), store
 
     whole, store = runner(tmp_path / "whole.h5")
@@ -190,7 +179,7 @@ def test_replay_on_task_incremental_splits_resumes_bit_for_bit(tmp_path):
     with pytest.raises(Stop):
         part.run()
     store.close()
-    resumed = Continual(lif_head(6, seed=9), interfering_split(k=2), [Replay(40, 10, seed=9)], steps=4, epochs=1,
+    resumed = Continual(feedforward_lif(9, n_out=6), interfering_split(k=2), [Replay(40, 10, seed=9)], steps=4, epochs=1,
                         batch_size=30, progress=False, store=RunStore.open(tmp_path / "part.h5", "a"),
                         checkpoint_every=3)
     assert np.array_equal(resumed.run(resume=True).R, R)

@@ -33,6 +33,16 @@ def one_layer(n_in=40, n_out=30, seed=0, dtype=torch.float64):
     return net
 
 
+def plugin_step(meta, runner, proj, opt, gen) -> np.ndarray:
+    """One optimiser step on a random gradient drawn from ``gen``, with the plugin's hooks around it;
+    returns the gradient."""
+    g = torch.randn(proj.weight.shape, generator=gen, dtype=torch.float64)
+    proj.weight.grad = g.clone()
+    meta.before_update(runner)
+    opt.step()
+    meta.after_update(runner)
+    return g.numpy()
+
 def test_f_meta_is_sech_squared():
     w = torch.linspace(-3, 3, 101, dtype=torch.float64)
     for m in (0.0, 0.5, 1.35, 4.0):
@@ -60,12 +70,7 @@ def test_sgd_step_on_the_weights_matches_closed_form():
     s = np.sqrt(np.mean(w0 ** 2))
     assert meta.scales["x_to_o"] == pytest.approx(s, rel=1e-12) and meta.hidden == {}
     opt = torch.optim.SGD([proj.weight], lr=0.05)
-    g = torch.randn(proj.weight.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    proj.weight.grad = g.clone()
-    meta.before_update(runner)
-    opt.step()
-    meta.after_update(runner)
-    g = g.numpy()
+    g = plugin_step(meta, runner, proj, opt, torch.Generator().manual_seed(1))
     # SGD: a step -lr g moves W toward zero where sign(W) g > 0
     factor = np.where(np.sign(w0) * g > 0, reference_f(w0, 1.35 / s), 1.0)
     assert np.allclose(proj.weight.detach().numpy(), w0 - 0.05 * g * factor, rtol=0, atol=1e-14)
@@ -87,12 +92,7 @@ def test_sgd_steps_on_hidden_weights_match_closed_form():
     opt = torch.optim.SGD([proj.weight], lr=0.3)  # large steps: some hidden weights pass the bound
     gen = torch.Generator().manual_seed(1)
     for t in range(8):
-        g = torch.randn(proj.weight.shape, generator=gen, dtype=torch.float64)
-        proj.weight.grad = g.clone()
-        meta.before_update(runner)
-        opt.step()
-        meta.after_update(runner)
-        g = g.numpy()
+        g = plugin_step(meta, runner, proj, opt, gen)
         m_eff = 1.35 / np.sqrt(np.mean(h ** 2))
         assert meta.m_effective("x_to_o") == pytest.approx(m_eff, rel=1e-12)
         h = h - 0.3 * g * np.where(np.sign(h) * g > 0, reference_f(h, m_eff), 1.0)
@@ -156,12 +156,7 @@ def test_adam_steps_match_laborieux_form(bound):
     gen = torch.Generator().manual_seed(2)
     disagree = 0
     for t in range(1, 7):
-        g = torch.randn(proj.weight.shape, generator=gen, dtype=torch.float64)
-        proj.weight.grad = g.clone()
-        meta.before_update(runner)
-        opt.step()
-        meta.after_update(runner)
-        g = g.numpy()
+        g = plugin_step(meta, runner, proj, opt, gen)
         m_eff = 1.35 / np.sqrt(np.mean(h ** 2))
         mom = b1 * mom + (1 - b1) * g
         vel = b2 * vel + (1 - b2) * g * g
