@@ -146,6 +146,7 @@ class Metaplasticity(Plugin):
         self.bounds: dict[str, float] = {}
         self.hidden: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] = {}
+        self._written: dict[str, int] = {}  # the weight's version after the plugin last wrote it
 
     def targets(self, network) -> dict:
         found = learnable_projections(network)
@@ -203,8 +204,8 @@ class Metaplasticity(Plugin):
     def _sync(self, name: str, proj) -> None:
         """The hidden weights follow any change made to the weights outside the plugin's step (another
         plugin, a state loaded into the network)."""
-        if self.bound is None:
-            return
+        if self.bound is None or self._written.get(name) == proj.weight._version:
+            return  # nothing has written to the weight since the plugin did
         w, b = proj.weight.detach(), self.bounds[name]
         h = self.hidden.get(name)
         if h is None:
@@ -232,6 +233,7 @@ class Metaplasticity(Plugin):
                 h = self.hidden[n]
                 self.hidden[n] = metaplastic_update(h, h + (proj.weight - old), m)
                 proj.weight.copy_(visible(self.hidden[n], self.bounds[n]))
+                self._written[n] = proj.weight._version
 
     def state_dict(self) -> dict:
         return {"scales": dict(self.scales), "bounds": dict(self.bounds),
