@@ -26,8 +26,8 @@ Methods:
   thresholds freeze after the Fisher of task 0 is taken, and its entries for them are not used);
 - ``si``: :class:`~neurosim.plugins.si.SI` with its defaults (c 1, xi 0.001);
 - ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with its defaults
-  (hidden weights behind visible ones bounded at three times 1/sqrt(fan-in), m = 1.35 relative to
-  each projection's hidden-weight RMS) on the three projections, acting on the SGD updates;
+  (from task 1 on, every SGD step of a weight scaled by 1 - tanh^2(1.35 |W*| / s), W* the weight at
+  the task's start and s its projection's RMS then) on the three projections;
 - ``replay``: :class:`~neurosim.plugins.replay.Replay` with its defaults (a memory of 200 samples
   split evenly over the tasks seen, 32 of them added to every batch of 64);
 - ``gpm``: :func:`neurosim.models.pmnist.gpm`, its authors' permuted-MNIST settings (energy
@@ -74,12 +74,11 @@ form cannot diverge at any lambda (the penalty form diverged at lambda 1000 in t
 samples per task with the earlier protocol). Each task's row prints ``lr * lambda * sum_s F_s``
 (its largest entry, and its median in each weight matrix) for EWC.
 
-Metaplasticity keeps its defaults (hidden weights behind bounded visible ones, m = 1.35 relative
-to each projection's hidden-weight RMS: shrinking updates of a weight of typical magnitude scaled
-by about 0.3), not tuned; its ten-task figures with these defaults are not measured yet. Relative
-to the raw weights (``scale=1.0, bound=None``), m = 1.35 left the updates of these weights (mean
-magnitude about 0.02) within 0.1 % of unchanged, and ten tasks gave 68.71 / -30.89 against the
-baseline's 67.88 / -31.90.
+Metaplasticity keeps its defaults (m = 1.35 relative to each projection's RMS at the task's start:
+the steps of a weight of typical magnitude scaled by about 0.3), not tuned. Laborieux et al.'s rule
+with m on the raw weights (``rule="laborieux", scale=1.0``) left the updates of these weights
+(mean magnitude about 0.02) within 0.1 % of unchanged, and ten tasks gave 68.71 / -30.89 against
+the baseline's 67.88 / -31.90.
 
 **HLOP with default rows** (seed 0, the full measurement below): ACC 93.36 / BWT -2.21, against
 the paper's 95.15 / -1.30 with its fixed rows. The energy criterion took 173, 134, 106, 82, 62,
@@ -470,7 +469,7 @@ def main() -> None:
               f"{pmnist.EPOCHS} epoch per task; seed {seed}; thresholds "
               f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP, GPM)'}; "
               f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; "
-              f"metaplasticity m {meta.m:g} (scale {meta.scale}, bound {meta.bound}); torch {torch.__version__}, {args.threads} "
+              f"metaplasticity m {meta.m:g} ({meta.rule} rule, scale {meta.scale}); torch {torch.__version__}, {args.threads} "
               f"thread(s); load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
         for method in args.methods:
             try:

@@ -96,7 +96,7 @@ def test_plugins_attach_unchanged_and_reduce_forgetting(build, lam):
     """The same plugin classes find their targets through the network; lam suits the Fisher's scale."""
     base = run(build(), []).bwt
     assert base < -0.04, "the two tasks must interfere for the test to mean anything"
-    for plugin in (EWC(lam=lam, samples=50), Metaplasticity(m=15.0, scale=1.0, bound=None)):
+    for plugin in (EWC(lam=lam, samples=50), Metaplasticity(m=15.0, rule="laborieux", scale=1.0)):
         assert run(build(), [plugin]).bwt > base + 0.02, type(plugin).__name__
 
 

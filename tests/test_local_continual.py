@@ -126,7 +126,7 @@ def test_local_rules_forget_without_protection_and_hlop_and_metaplasticity_prote
         full, full_base = hlop_snap.output_change(name), base_snap.output_change(name)
         assert full < 0.8 * full_base, (name, full, full_base)
 
-    with_meta, _ = run(case, [Metaplasticity(m=CASES[case]["m"], scale=1.0, bound=None)])
+    with_meta, _ = run(case, [Metaplasticity(m=CASES[case]["m"], rule="laborieux", scale=1.0)])
     assert with_meta.bwt > base.bwt + 0.04
     assert with_meta.R[1, 1] > 0.85
 
@@ -198,7 +198,7 @@ def sweep(seeds=range(5)):
         for seed in seeds:
             base = run(case, [], seed)[0].bwt
             h = run(case, [hlop()], seed)[0].bwt
-            m = run(case, [Metaplasticity(m=CASES[case]["m"], scale=1.0, bound=None)], seed)[0].bwt
+            m = run(case, [Metaplasticity(m=CASES[case]["m"], rule="laborieux", scale=1.0)], seed)[0].bwt
             print(f"{case:13s} seed {seed}: BWT none {base:+.3f}  HLOP {h:+.3f}  metaplasticity {m:+.3f}")
 
 

@@ -28,9 +28,9 @@ from neurosim.errors import NeurosimError
 from neurosim.runs.conformance import NONE, SCENARIOS, STRATEGIES, run_cell
 
 #: Scenarios in which no protection forgets (BWT below -5 points): the premise of the protection test.
-FORGETTING = ("permuted", "split-class", "recurrent", "ei", "delayed", "three-factor")
-#: Scenarios whose cells run only with ``-m slow`` (recurrent loops step by step).
-SLOW = ("recurrent", "ei")
+FORGETTING = ("permuted", "permuted-long", "split-class", "recurrent", "ei", "delayed", "three-factor")
+#: Scenarios whose cells run only with ``-m slow`` (recurrent loops step by step; eight epochs per task).
+SLOW = ("recurrent", "ei", "permuted-long")
 #: Strategies whose update hooks are proximal penalty steps rather than filters.
 PROXIMAL = ("ewc", "si")
 #: Cells a strategy must refuse: a pattern of the one-line message.

@@ -8,8 +8,8 @@
           before_batch
             after_forward(outputs) Hebbian updates from captured presynaptic activity
             before_backward(loss)  -> loss: penalties (EWC, SI)
-            after_backward         gradient filters (HLOP projection, metaplasticity)
-            before_update / after_update
+            after_backward         gradient filters (HLOP, GPM projections)
+            before_update / after_update  update filters (metaplasticity; EWC's, SI's proximal steps)
           after_batch
         after_epoch
       after_task(task)             consolidation (Fisher, subspace merge)

@@ -7,6 +7,9 @@ SGD (lr 0.1, batches of 32, input as a constant current over 8 steps) unless sai
 
 - ``permuted``: three permuted digit tasks, one shared head; a LIF layer, ``64-128-10``
   (:func:`lif_mlp`), two epochs per task;
+- ``permuted-long``: the same tasks trained eight epochs each (about 360 batches per task) on the
+  DSR network of :mod:`neurosim.models.pmnist` at ``64-128-10``, scored by its readout: a strategy
+  whose updates drift under gradient noise shows it here, not on two epochs;
 - ``split-task``: five tasks of two digit classes, task-incremental (each task trained and tested on
   its own classes), ``64-32-10``, five epochs per task;
 - ``split-class``: the same tasks class-incremental (one head over every class);
@@ -42,6 +45,7 @@ from ..datasets import as_split, digits, lag_task, standardised
 from ..datasets.images import Split, subset
 from ..errors import NeurosimError, check_choice
 from ..models.delays import build_delay_net, scores as delay_scores
+from ..models.pmnist import build_pmnist, readout as pmnist_scores
 from ..network import Network
 from ..neurons import LI, LIF
 from ..projections import Dense, Sparse
@@ -187,6 +191,9 @@ BPTT = dict(steps=8, epochs=2, batch_size=32, lr=0.1)
 SCENARIOS: dict[str, Cell] = {c.name: c for c in (
     Cell("permuted", "3 permuted digit tasks, LIF 64-128-10",
          lambda seed: permuted(_digits(), 3, seed), lambda sc, seed: lif_mlp(sc.n_inputs, sc.n_outputs), BPTT),
+    Cell("permuted-long", "3 permuted digit tasks, 8 epochs each, DSR 64-128-10",
+         lambda seed: permuted(_digits(), 3, seed), lambda sc, seed: build_pmnist(sc.n_inputs, 128, sc.n_outputs, seed),
+         dict(BPTT, epochs=8, readout=pmnist_scores)),
     Cell("split-task", "5 two-class digit tasks, task-incremental, LIF 64-32-10",
          lambda seed: split(_digits(), 5, "task"), lambda sc, seed: lif_mlp(sc.n_inputs, sc.n_outputs, 32),
          dict(BPTT, epochs=5)),
@@ -214,7 +221,8 @@ SCENARIOS: dict[str, Cell] = {c.name: c for c in (
 @dataclass
 class Outcome:
     """What :func:`run_cell` measured: the runner's result (None if the strategy refused or the run
-    stopped), the refusal or stop (``error``), :class:`UpdateCheck`'s ratios and the CPU time."""
+    stopped), the refusal or stop (``error``), :class:`UpdateCheck`'s ratios, the CPU time and the
+    network as training left it."""
 
     strategy: str
     scenario: str
@@ -225,11 +233,13 @@ class Outcome:
     update_ratio: float
     batches: int
     cpu: float
+    network: Network
 
 
-def run_cell(strategy: str, scenario: str, seed: int = 0) -> Outcome:
+def run_cell(strategy: str, scenario: str, seed: int = 0, plugin: Plugin | None = None) -> Outcome:
     """Train ``strategy`` (a name for ``create_plugin``, with its defaults, or ``"none"``) on
-    ``scenario`` (a key of :data:`SCENARIOS`), network and sample order from ``seed``."""
+    ``scenario`` (a key of :data:`SCENARIOS`), network and sample order from ``seed``; ``plugin``, a
+    configured plugin, replaces the strategy's defaults (``strategy`` then only names the outcome)."""
     check_choice("scenario", scenario, list(SCENARIOS))
     cell = SCENARIOS[scenario]
     sc = cell.scenario(seed)
@@ -239,11 +249,11 @@ def run_cell(strategy: str, scenario: str, seed: int = 0) -> Outcome:
     start = time.process_time()
     result, error = None, None
     try:
-        plugins = [] if strategy == NONE else [create_plugin(strategy)]
+        plugins = [plugin] if plugin is not None else [] if strategy == NONE else [create_plugin(strategy)]
         runner = Continual(net, sc, check.around(plugins), progress=False, seed=seed,
                            learning=cell.learning() if cell.learning else None, **cell.options)
         result = runner.run()
     except NeurosimError as e:
         error = e
     return Outcome(strategy, scenario, seed, result, error, check.grad_ratio, check.update_ratio, check.batches,
-                   time.process_time() - start)
+                   time.process_time() - start, net)
