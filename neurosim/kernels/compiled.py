@@ -516,7 +516,7 @@ _packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class _Synapses(NamedTuple):
-    """A projection as the loop reads it: CSR ``indptr`` (int64), targets ``post`` (uint32), effective
+    """A projection as the loop reads it: CSR ``indptr`` (int64), targets ``post`` (:func:`target_type`), effective
     ``weight``, and for scattering weights back ``rows`` / ``cols``, the synapses' positions in
     the projection's own weight (None for a per-synapse weight)."""
 
@@ -568,10 +568,16 @@ def _weight_sources(proj) -> tuple:
     return (proj.weight, proj.signs, proj.pre) if isinstance(proj, Sparse) else (proj.weight, proj.signs, proj.mask)
 
 
+def target_type(n: int) -> type:
+    """The unsigned type of the targets' indices onto a population of ``n``: 16 bits up to 65,536
+    neurons (a quarter less to read per synapse than 32), else 32."""
+    return np.uint16 if n <= 1 << 16 else np.uint32
+
+
 def sparse_synapses(proj: Sparse, dtype):
     """A Sparse projection's own CSR, with its effective weights (Dale's signs applied)."""
     def index():
-        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(np.uint32), None
+        return _cpu(proj.indptr).numpy(), _cpu(proj.post).numpy().astype(target_type(proj.n_out)), None
 
     return _csr(proj, dtype, (proj.indptr, proj.post), _weight_sources(proj), index, lambda w: w)
 
@@ -585,12 +591,12 @@ def dense_synapses(proj: Dense, dtype):
     def index():
         if proj.mask is None:
             return (np.arange(proj.n_in + 1, dtype=np.int64) * proj.n_out,
-                    np.tile(np.arange(proj.n_out, dtype=np.uint32), proj.n_in),
+                    np.tile(np.arange(proj.n_out, dtype=target_type(proj.n_out)), proj.n_in),
                     None)
         pre, post = np.nonzero(_cpu(proj.mask).t().numpy())
         indptr = np.zeros(proj.n_in + 1, np.int64)
         np.cumsum(np.bincount(pre, minlength=proj.n_in), out=indptr[1:])
-        return indptr, post.astype(np.uint32), (torch.from_numpy(post), torch.from_numpy(pre))
+        return indptr, post.astype(target_type(proj.n_out)), (torch.from_numpy(post), torch.from_numpy(pre))
 
     def weight(w):
         return w.t().reshape(-1) if proj.mask is None else w.t()[_cpu(proj.mask).t()]
