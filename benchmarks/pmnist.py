@@ -24,7 +24,7 @@ Methods:
   (not online), the diagonal empirical Fisher on 1,000 training samples of the task, the
   proximal form; every parameter still trained is protected (the three weight matrices: the
   thresholds freeze after the Fisher of task 0 is taken, and its entries for them are not used);
-- ``si``: :class:`~neurosim.plugins.si.SI` with its defaults (c 0.1, xi 0.001);
+- ``si``: :class:`~neurosim.plugins.si.SI` with its defaults (c 1, xi 0.1);
 - ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with its defaults
   (from task 1 on, every SGD step of a weight scaled by 1 - tanh^2(1.35 |W*| / s), W* the weight at
   the task's start and s its projection's RMS then) on the three projections;

@@ -23,12 +23,21 @@ penalty is a consolidation, never a push away from :math:`\tilde\theta`.
   :math:`\Omega` reaches :math:`\omega / \xi` for a parameter that barely moved over its task, and
   the run diverges where :math:`2\eta c\,\Omega > 2`.
 
-**Default** ``c = 0.1`` (Zenke et al. report values from 0.1 to 1 across their benchmarks, with Adam):
-with plain SGD, :math:`\omega` sums :math:`\eta\,\lVert g \rVert^2` over every step, noise included,
-and ``c = 1`` held the parameters so tightly in the proximal form that later tasks were learnt 20 to
-50 points worse than without protection (``benchmarks/conformance.py``: permuted and split digits,
-recurrent and E/I networks, learnt delays); ``c = 0.1`` protected every one of those scenarios
-without that cost (the table in the README).
+**Defaults** ``c = 1``, ``xi = 0.1`` (the damping Zenke et al. use on permuted MNIST). With plain SGD,
+:math:`\omega` sums :math:`\eta\,\lVert g \rVert^2` over every step, noise included, and with a small
+damping the importance feeds on itself: a parameter the penalty holds moves little, so its
+:math:`\Delta^2` is small and its next :math:`\Omega` larger. With ``c = 0.1, xi = 0.001`` (the earlier
+defaults), on 5 permuted Fashion-MNIST tasks (3,000 images, 2 epochs each, SGD lr 0.1, the DSR network
+784-128-10 of :mod:`neurosim.models.pmnist`) the readout's pull per step,
+:math:`2\eta c\,\Omega`, had a median of 0.05 after task 0 and 0.68 after task 4 (0.4 of the way
+back to the anchor every step); task 4 was learnt to 66.7 % against 77.3 % without protection, and
+ACC / BWT (seeds 0-1) were 70.6 / +0.1 against no protection's 73.6 / -3.0. With ``xi = 0.1``, larger
+than the squared change of these weights over a task, :math:`\Omega \approx \omega / \xi` and the
+feedback is gone: 74.4 / -0.8 there, and on the conformance scenarios of
+:mod:`neurosim.runs.conformance` (three seeds) it protects every scenario the earlier defaults
+protected, with ACC higher on most (the table in the README). ``c = 1`` held the
+parameters so tightly with ``xi = 0.001`` that later tasks were learnt 20 to 50 points worse than
+without protection; ``c = 10`` with ``xi = 0.1`` cost 4 points of ACC on the Fashion-MNIST tasks.
 
 Under data parallelism ``g`` is the gradient the runner has already all-reduced, so the path
 integral is the global one on every rank.
@@ -44,11 +53,11 @@ from .ewc import FORMS, proximal_step
 
 
 class SI(Plugin):
-    """``SI(c=0.1, xi=1e-3, form="proximal")``; see the module docstring."""
+    """``SI(c=1.0, xi=0.1, form="proximal")``; see the module docstring."""
 
     name = "si"
 
-    def __init__(self, c: float = 0.1, xi: float = 1e-3, form: str = "proximal"):
+    def __init__(self, c: float = 1.0, xi: float = 0.1, form: str = "proximal"):
         check_positive("c", c, allow_zero=True)
         check_positive("xi", xi)
         check_choice("SI form", form, FORMS)
