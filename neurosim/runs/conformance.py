@@ -7,9 +7,10 @@ SGD (lr 0.1, batches of 32, input as a constant current over 8 steps) unless sai
 
 - ``permuted``: three permuted digit tasks, one shared head; a LIF layer, ``64-128-10``
   (:func:`lif_mlp`), two epochs per task;
-- ``permuted-long``: the same tasks trained eight epochs each (about 360 batches per task) on the
-  DSR network of :mod:`neurosim.models.pmnist` at ``64-128-10``, scored by its readout: a strategy
-  whose updates drift under gradient noise shows it here, not on two epochs;
+- ``permuted-long``: five permuted digit tasks trained eight epochs each (about 360 batches per
+  task) on the DSR network of :mod:`neurosim.models.pmnist` at ``64-128-10``, scored by its readout:
+  a strategy whose updates drift under gradient noise, or whose stiffness grows with every task,
+  shows it here, not on three tasks of two epochs;
 - ``split-task``: five tasks of two digit classes, task-incremental (each task trained and tested on
   its own classes), ``64-32-10``, five epochs per task;
 - ``split-class``: the same tasks class-incremental (one head over every class);
@@ -191,8 +192,8 @@ BPTT = dict(steps=8, epochs=2, batch_size=32, lr=0.1)
 SCENARIOS: dict[str, Cell] = {c.name: c for c in (
     Cell("permuted", "3 permuted digit tasks, LIF 64-128-10",
          lambda seed: permuted(_digits(), 3, seed), lambda sc, seed: lif_mlp(sc.n_inputs, sc.n_outputs), BPTT),
-    Cell("permuted-long", "3 permuted digit tasks, 8 epochs each, DSR 64-128-10",
-         lambda seed: permuted(_digits(), 3, seed), lambda sc, seed: build_pmnist(sc.n_inputs, 128, sc.n_outputs, seed),
+    Cell("permuted-long", "5 permuted digit tasks, 8 epochs each, DSR 64-128-10",
+         lambda seed: permuted(_digits(), 5, seed), lambda sc, seed: build_pmnist(sc.n_inputs, 128, sc.n_outputs, seed),
          dict(BPTT, epochs=8, readout=pmnist_scores)),
     Cell("split-task", "5 two-class digit tasks, task-incremental, LIF 64-32-10",
          lambda seed: split(_digits(), 5, "task"), lambda sc, seed: lif_mlp(sc.n_inputs, sc.n_outputs, 32),
