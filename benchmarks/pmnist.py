@@ -230,14 +230,10 @@ def ewc_stiffness(runner) -> str:
     ewc = next((p for p in runner.plugins if isinstance(p, EWC)), None)
     if ewc is None or not ewc.fishers:
         return ""
-    total = {}
-    for fisher in ewc.fishers:
-        for name, f in fisher.items():
-            total[name] = total.get(name, 0) + f
-    k = runner.lr * ewc.lam
+    total = ewc.stiffness()
     worst = max(float(f.max()) for f in total.values())
-    medians = " / ".join(f"{k * float(f.median()):.2g}" for n, f in total.items() if f.dim() == 2)
-    return f"; EWC lr * lambda * sum F: max {k * worst:.3g}, median per weight matrix {medians}"
+    medians = " / ".join(f"{runner.lr * float(f.median()):.2g}" for f in total.values() if f.dim() == 2)
+    return f"; EWC lr * lambda * c * sum F: max {runner.lr * worst:.3g}, median per weight matrix {medians}"
 
 
 def subset(d: Dataset, n: int | None) -> Dataset:
@@ -255,7 +251,9 @@ def options(method: str, args) -> dict:
     """The options given on the command line for ``method`` (the plugin's defaults otherwise)."""
     if method == "ewc":
         return {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
-                                  ("fisher", args.ewc_fisher), ("form", args.ewc_form)) if v is not None}
+                                  ("fisher", args.ewc_fisher), ("form", args.ewc_form),
+                                  ("online", args.ewc_online), ("gamma", args.ewc_gamma),
+                                  ("average", args.ewc_average)) if v is not None}
     if method == "metaplasticity" and args.meta_m is not None:
         return {"m": args.meta_m}
     if method == "hlop" and args.hlop_energy is not None:
@@ -442,6 +440,11 @@ def main() -> None:
                     "(default: the plugin's)")
     ap.add_argument("--ewc-fisher", choices=FISHERS, default=None, help="default: the plugin's")
     ap.add_argument("--ewc-form", choices=FORMS, default=None, help="default: the plugin's")
+    ap.add_argument("--ewc-online", action=argparse.BooleanOptionalAction, default=None,
+                    help="one Fisher and the latest anchor (default: the plugin's)")
+    ap.add_argument("--ewc-gamma", type=float, default=None, help="online EWC's decay (default: the plugin's)")
+    ap.add_argument("--ewc-average", action=argparse.BooleanOptionalAction, default=None,
+                    help="divide the Fishers by the tasks seen (default: the plugin's)")
     ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--hlop-energy", type=float, default=None, help="energy threshold of method hlop's rows "
                     "per task (default: the plugin's)")
@@ -468,7 +471,9 @@ def main() -> None:
               f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
               f"{pmnist.EPOCHS} epoch per task; seed {seed}; thresholds "
               f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP, GPM)'}; "
-              f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; "
+              f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form, "
+              f"{f'online (gamma {ewc.gamma:g})' if ewc.online else 'separate'}"
+              f"{', averaged over the tasks' if ewc.average else ''}; "
               f"metaplasticity m {meta.m:g} ({meta.rule} rule, scale {meta.scale}); torch {torch.__version__}, {args.threads} "
               f"thread(s); load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
         for method in args.methods:

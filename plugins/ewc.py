@@ -80,13 +80,13 @@ def proximal_step(runner, quadratics: dict[str, tuple[torch.Tensor, torch.Tensor
 
 
 class EWC(Plugin):
-    """``EWC(lam=100.0, online=False, gamma=1.0, samples=1000, fisher="empirical", form="proximal", seed=0)``;
-    see the module docstring."""
+    """``EWC(lam=100.0, online=False, gamma=1.0, average=False, samples=1000, fisher="empirical",
+    form="proximal", seed=0)``; see the module docstring."""
 
     name = "ewc"
 
-    def __init__(self, lam: float = 100.0, online: bool = False, gamma: float = 1.0, samples: int = 1000,
-                 fisher: str = "empirical", form: str = "proximal", seed: int = 0):
+    def __init__(self, lam: float = 100.0, online: bool = False, gamma: float = 1.0, average: bool = False,
+                 samples: int = 1000, fisher: str = "empirical", form: str = "proximal", seed: int = 0):
         check_positive("lam", lam, allow_zero=True)
         check_positive("gamma", gamma, allow_zero=True)
         if not isinstance(samples, int) or samples < 1:
@@ -94,6 +94,8 @@ class EWC(Plugin):
         check_choice("EWC fisher", fisher, FISHERS)
         check_choice("EWC form", form, FORMS)
         self.lam, self.online, self.gamma, self.samples = float(lam), online, float(gamma), samples
+        self.average = average
+        self.tasks = 0  # Fishers taken so far
         self.kind, self.form, self.seed = fisher, form, seed
         self.fishers: list[dict[str, torch.Tensor]] = []
         self.anchors: list[dict[str, torch.Tensor]] = []
@@ -129,6 +131,7 @@ class EWC(Plugin):
 
     def after_task(self, runner, task: int) -> None:
         new = self.fisher(runner, runner.scenario.tasks[task])
+        self.tasks += 1
         anchor = {n: p.detach().clone() for n, p in trained_parameters(runner.network).items()}
         if self.online and self.fishers:
             old = self.fishers[0]
@@ -139,13 +142,23 @@ class EWC(Plugin):
             self.anchors.append(anchor)
         self._sum()
 
+    def scale(self) -> float:
+        """The factor of the Fishers in the penalty: :math:`1 / T` with ``average`` (``T`` tasks seen), else 1."""
+        return 1.0 / self.tasks if self.average and self.tasks else 1.0
+
     def _sum(self) -> None:
-        """Per parameter, :math:`\\sum_s F_s` and :math:`\\sum_s F_s \\theta^*_s` (the proximal step's inputs)."""
+        """Per parameter, :math:`c \\sum_s F_s` and :math:`c \\sum_s F_s \\theta^*_s` (:math:`c` the
+        :meth:`scale`; the proximal step's inputs)."""
         self._totals = {}
+        c = self.scale()
         for fisher, anchor in zip(self.fishers, self.anchors):
             for name, f in fisher.items():
                 s, a = self._totals.get(name, (0, 0))
-                self._totals[name] = (s + f, a + f * anchor[name])
+                self._totals[name] = (s + c * f, a + c * f * anchor[name])
+
+    def stiffness(self) -> dict[str, torch.Tensor]:
+        r"""Per protected parameter, :math:`\lambda c \sum_s F_s`: the penalty's curvature."""
+        return {name: self.lam * s for name, (s, _) in self._totals.items()}
 
     def penalty(self, network) -> torch.Tensor:
         r""":math:`\frac{\lambda}{2}\sum_s\sum_i F_{s,i}(\theta_i - \theta^*_{s,i})^2` over the parameters still trained."""
@@ -155,7 +168,7 @@ class EWC(Plugin):
             for name, f in fisher.items():
                 if name in params:  # parameters frozen since cannot drift
                     total = total + (f * (params[name] - anchor[name]) ** 2).sum()
-        return 0.5 * self.lam * total
+        return 0.5 * self.lam * self.scale() * total
 
     def before_backward(self, runner, loss):
         if self.form != "penalty" or not self.fishers:
@@ -178,9 +191,11 @@ class EWC(Plugin):
         return {"penalty_share": penalty / total if total else 0.0}
 
     def state_dict(self) -> dict:
-        return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors]}
+        return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors],
+                "tasks": self.tasks}
 
     def load_state_dict(self, state: dict) -> None:
         self.fishers = [{k: v.clone() for k, v in f.items()} for f in state["fishers"]]
         self.anchors = [{k: v.clone() for k, v in a.items()} for a in state["anchors"]]
+        self.tasks = int(state.get("tasks", len(self.fishers)))
         self._sum()
