@@ -115,6 +115,9 @@ class EWC(Plugin):
         check_positive("gamma", gamma, allow_zero=True)
         if not isinstance(samples, int) or samples < 1:
             raise NeurosimError(f"samples must be a positive integer, got {samples!r}")
+        for flag, value in (("online", online), ("average", average)):
+            if not isinstance(value, bool):
+                raise NeurosimError(f"EWC {flag} must be true or false, got {value!r}")
         check_choice("EWC fisher", fisher, FISHERS)
         check_choice("EWC form", form, FORMS)
         self.lam, self.online, self.gamma, self.samples = float(lam), online, float(gamma), samples

@@ -246,3 +246,5 @@ def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_ancho
     fresh.load_state_dict(ewc.state_dict())  # the task count travels with the state
     assert fresh.tasks == 3 and torch.equal(fresh.anchors[0][name], theta)
     assert torch.allclose(fresh.stiffness()[name], ewc.stiffness()[name])
+    with pytest.raises(ns.NeurosimError, match="EWC average must be true or false, got 'yes'"):
+        EWC(average="yes")
