@@ -75,8 +75,9 @@ two tasks) as with the empirical one. So the stiffness of separate EWC grows fas
 number of tasks: lambda 1000 all but stops task 2 from being learnt, lambda 300 costs it three
 points, and lambda 100, the least stiff of the three, is kept for the ten tasks. The proximal
 form cannot diverge at any lambda (the penalty form diverged at lambda 1000 in task 1, on 20,000
-samples per task with the earlier protocol). Each task's row prints ``lr * lambda * sum_s F_s``
-(its largest entry, and its median in each weight matrix) for EWC.
+samples per task with the earlier protocol). Each task's row prints ``lr * lambda * c * sum_s F_s``
+(``c`` = 1 / tasks seen when averaged, else 1; its largest entry, and its median in each weight matrix)
+for EWC.
 
 **EWC over ten tasks** (seed 0, full data, one run each; five-task figures are the first five rows of
 ``R``, or a run with ``--tasks 5``; "learnt" is the mean of ``R``'s diagonal):
