@@ -20,10 +20,12 @@ script.
 Methods:
 
 - ``baseline``: no protection;
-- ``ewc``: :class:`~neurosim.plugins.ewc.EWC` with its defaults: one Fisher and anchor per task
-  (not online), the diagonal empirical Fisher on 1,000 training samples of the task, the
-  proximal form; every parameter still trained is protected (the three weight matrices: the
-  thresholds freeze after the Fisher of task 0 is taken, and its entries for them are not used);
+- ``ewc``: :class:`~neurosim.plugins.ewc.EWC` online, the Fishers averaged over the tasks seen
+  (:data:`EWC_SETTINGS`: ``online=True, average=True, lam=400``; the running mean of the tasks'
+  Fishers and the latest anchor), otherwise its defaults: the diagonal empirical Fisher on 1,000
+  training samples of the task, the proximal form; every parameter still trained is protected
+  (the three weight matrices: the thresholds freeze after the Fisher of task 0 is taken, and its
+  entries for them are not used);
 - ``si``: :class:`~neurosim.plugins.si.SI` with its defaults (c 1, xi 0.1);
 - ``metaplasticity``: :class:`~neurosim.plugins.metaplasticity.Metaplasticity` with its defaults
   (from task 1 on, every SGD step of a weight scaled by 1 - tanh^2(1.35 |W*| / s), W* the weight at
@@ -49,7 +51,9 @@ published with it. Common EWC code disagrees on them: Laborieux et al.'s (used f
 comparisons) takes the empirical Fisher from 5,000 single examples and lambda 5,000 with Adam;
 the HAT repository's (Serra et al.) squares mini-batch gradients over the whole training set
 (batches of 20, times the batch size), averages the Fishers of the tasks seen and uses lambda
-5,000 with SGD and gradient clipping. Here the defaults of the plugin are used as they are.
+5,000 with SGD and gradient clipping (from a grid of 500 to 50,000), and penalises the distance to
+the latest model only. Avalanche's offers separate penalties or an online one (a decayed sum of
+the Fishers, the latest anchor).
 
 **How the EWC defaults were chosen** (3 tasks, full data, seed 0, one run each; ACC / BWT in %, the
 diagonal of ``R`` shows how well each task was learnt; this script with ``--tasks 3``):
@@ -71,8 +75,34 @@ two tasks) as with the empirical one. So the stiffness of separate EWC grows fas
 number of tasks: lambda 1000 all but stops task 2 from being learnt, lambda 300 costs it three
 points, and lambda 100, the least stiff of the three, is kept for the ten tasks. The proximal
 form cannot diverge at any lambda (the penalty form diverged at lambda 1000 in task 1, on 20,000
-samples per task with the earlier protocol). Each task's row prints ``lr * lambda * sum_s F_s``
-(its largest entry, and its median in each weight matrix) for EWC.
+samples per task with the earlier protocol). Each task's row prints ``lr * lambda * c * sum_s F_s``
+(``c`` = 1 / tasks seen when averaged, else 1; its largest entry, and its median in each weight matrix)
+for EWC.
+
+**EWC over ten tasks** (seed 0, full data, one run each; five-task figures are the first five rows of
+``R``, or a run with ``--tasks 5``; "learnt" is the mean of ``R``'s diagonal):
+
+=============================================== =================== =================== ============
+EWC                                             5 tasks ACC / BWT   10 tasks ACC / BWT  learnt (10)
+=============================================== =================== =================== ============
+separate, lambda 100 (the plugin's defaults)     93.52 / -2.05       85.77 / -7.40       92.43
+online, averaged, lambda 200 (``--tasks 5``)     93.98 / -1.41       not measured
+online, averaged, lambda 400 (**used**)          93.26 / -1.26       89.26 / -3.38       92.30
+=============================================== =================== =================== ============
+
+Separate, lambda 100, learnt 96.1, 95.9, 94.4, 95.8, 93.7, 92.4, 91.0, 88.0, 88.0, 89.1 % of the
+tasks and forgot the most recent one most (task 8: 88.0 to 69.3 % during task 9): the separate
+anchors pull every weight toward their Fisher-weighted mean, away from where the last task left it
+(:mod:`plugins.ewc`). Online, the penalty's minimum is the latest anchor, and the average keeps
+``lambda`` from multiplying a sum that grows with the tasks: lambda 400 forgot less than half as
+much over ten tasks, with no task forgotten by more than 10 points (task 2: 93.9 to 84.1 %), and
+ACC rose by 3.5 points. It still falls short of the paper's 91.45 / -3.20, because each new task is
+learnt about as badly as before: 96.1, 95.2, 93.8, 95.1, 91.1, 92.3, 91.6, 90.6, 92.4, 84.7 %. The
+empirical Fisher of each task is still larger than the one before (the median of the averaged
+input-layer Fisher grew 14 times over the ten tasks, the output layer's 2.6 times), so its mean
+stiffens too, and the newest Fishers dominate it: task 0, one Fisher in ten by the end, fell from
+96.1 to 87.5 %. Over five tasks lambda 200 learnt each task better than lambda 400 (95.1 against
+94.3 % on average) and forgot about as little.
 
 Metaplasticity keeps its defaults (m = 1.35 relative to each projection's RMS at the task's start:
 the steps of a weight of typical magnitude scaled by about 0.3), not tuned. Laborieux et al.'s rule
@@ -173,6 +203,8 @@ METHODS = ("hlop", "gpm", "ewc", "metaplasticity", "baseline", "si", "replay", "
 PAPER = {"baseline": (70.61, -28.88), "ewc": (91.45, -3.20), "gpm": (94.80, -1.62), "hlop": (95.15, -1.30),
          "hlop-paper": (95.15, -1.30)}
 MULTITASK = 96.15
+#: EWC's settings here (the plugin's defaults otherwise): online, the Fishers averaged over the tasks seen.
+EWC_SETTINGS = {"lam": 400.0, "online": True, "average": True}
 #: Checkpoints each run file keeps.
 KEEP = 2
 
@@ -230,14 +262,10 @@ def ewc_stiffness(runner) -> str:
     ewc = next((p for p in runner.plugins if isinstance(p, EWC)), None)
     if ewc is None or not ewc.fishers:
         return ""
-    total = {}
-    for fisher in ewc.fishers:
-        for name, f in fisher.items():
-            total[name] = total.get(name, 0) + f
-    k = runner.lr * ewc.lam
+    total = ewc.stiffness()
     worst = max(float(f.max()) for f in total.values())
-    medians = " / ".join(f"{k * float(f.median()):.2g}" for n, f in total.items() if f.dim() == 2)
-    return f"; EWC lr * lambda * sum F: max {k * worst:.3g}, median per weight matrix {medians}"
+    medians = " / ".join(f"{runner.lr * float(f.median()):.2g}" for f in total.values() if f.dim() == 2)
+    return f"; EWC lr * lambda * c * sum F: max {runner.lr * worst:.3g}, median per weight matrix {medians}"
 
 
 def subset(d: Dataset, n: int | None) -> Dataset:
@@ -252,10 +280,13 @@ def scenario(args, seed: int) -> Scenario:
 
 
 def options(method: str, args) -> dict:
-    """The options given on the command line for ``method`` (the plugin's defaults otherwise)."""
+    """The options given on the command line for ``method`` (for EWC over :data:`EWC_SETTINGS`; the
+    plugin's defaults otherwise)."""
     if method == "ewc":
-        return {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
-                                  ("fisher", args.ewc_fisher), ("form", args.ewc_form)) if v is not None}
+        return EWC_SETTINGS | {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
+                                  ("fisher", args.ewc_fisher), ("form", args.ewc_form),
+                                  ("online", args.ewc_online), ("gamma", args.ewc_gamma),
+                                  ("average", args.ewc_average)) if v is not None}
     if method == "metaplasticity" and args.meta_m is not None:
         return {"m": args.meta_m}
     if method == "hlop" and args.hlop_energy is not None:
@@ -437,11 +468,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-freeze", dest="freeze", action="store_false",
                     help="let thresholds learn after task 0 (the paper's scripts freeze them for every method)")
-    ap.add_argument("--ewc-lambda", type=float, default=None, help="default: the plugin's")
+    ap.add_argument("--ewc-lambda", type=float, default=None, help=f"default {EWC_SETTINGS['lam']:g}")
     ap.add_argument("--ewc-samples", type=int, default=None, help="training samples for each task's Fisher "
                     "(default: the plugin's)")
     ap.add_argument("--ewc-fisher", choices=FISHERS, default=None, help="default: the plugin's")
     ap.add_argument("--ewc-form", choices=FORMS, default=None, help="default: the plugin's")
+    ap.add_argument("--ewc-online", action=argparse.BooleanOptionalAction, default=None,
+                    help="one Fisher and the latest anchor (default: online)")
+    ap.add_argument("--ewc-gamma", type=float, default=None, help="online EWC's decay (default: the plugin's)")
+    ap.add_argument("--ewc-average", action=argparse.BooleanOptionalAction, default=None,
+                    help="divide the Fishers by the tasks seen (default: averaged)")
     ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
     ap.add_argument("--hlop-energy", type=float, default=None, help="energy threshold of method hlop's rows "
                     "per task (default: the plugin's)")
@@ -468,7 +504,9 @@ def main() -> None:
               f"784-800-800-10 DSR, T={pmnist.STEPS}, SGD lr {pmnist.LR}, batch {pmnist.BATCH_SIZE}, "
               f"{pmnist.EPOCHS} epoch per task; seed {seed}; thresholds "
               f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP, GPM)'}; "
-              f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form; "
+              f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form, "
+              f"{f'online (gamma {ewc.gamma:g})' if ewc.online else 'separate'}"
+              f"{', averaged over the tasks' if ewc.average else ''}; "
               f"metaplasticity m {meta.m:g} ({meta.rule} rule, scale {meta.scale}); torch {torch.__version__}, {args.threads} "
               f"thread(s); load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
         for method in args.methods:

@@ -195,3 +195,56 @@ def test_true_fisher_converges_to_the_expectation_over_the_model_labels():
     assert (true < 0.5 * emp).all()
     with pytest.raises(ns.NeurosimError, match="unknown EWC fisher 'exact'"):
         EWC(fisher="exact")
+
+
+def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
+    """Separate Fishers of three tasks, averaged: the penalty is (lambda / 2) (1 / 3) sum_s F_s (w - a_s)^2
+    and the proximal step the minimiser with lambda / 3 in place of lambda."""
+    net = linear_readout()
+    w = net.connections["x_to_o"].projection.weight
+    name = "projections.x_to_o.weight"
+    g = torch.Generator().manual_seed(5)
+    fs = [torch.rand(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
+    anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
+    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 3}
+    ewc = EWC(lam=30.0, average=True)
+    ewc.load_state_dict(state)
+    theta = w.detach().clone()
+    want = 0.5 * 30.0 / 3 * sum(float((f * (theta - a) ** 2).sum()) for f, a in zip(fs, anchors))
+    assert float(ewc.penalty(net).detach()) == pytest.approx(want, rel=1e-12)
+    ewc.after_update(fake_runner(net, lr=0.1))
+    k = 0.1 * 30.0 / 3
+    step = (theta + k * sum(f * a for f, a in zip(fs, anchors))) / (1 + k * sum(fs))
+    assert torch.allclose(w.detach(), step, rtol=1e-13)
+    assert torch.allclose(ewc.stiffness()[name], 10.0 * sum(fs), rtol=1e-13)
+    plain = EWC(lam=30.0)
+    plain.load_state_dict(state)
+    assert float(plain.penalty(net).detach()) > 2.9 * float(ewc.penalty(net).detach())  # not averaged: three times as large
+
+
+def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_anchor():
+    """gamma = 1 and average: the penalty's Fisher after task t follows F <- (F_new + t F_old) / (t + 1)."""
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(online=True, average=True, lam=2.0, samples=100)
+    name = "projections.x_to_o.weight"
+    w = net.connections["x_to_o"].projection.weight
+    mean = None
+    for t, shift in enumerate((0.0, 0.3, -0.7)):
+        with torch.no_grad():
+            w.add_(shift)
+        new = ewc.fisher(runner, sc.tasks[t % 2])
+        ewc.after_task(runner, t % 2)
+        mean = new[name] if mean is None else (new[name] + t * mean) / (t + 1)
+    assert ewc.tasks == 3 and len(ewc.fishers) == 1
+    assert torch.allclose(ewc.stiffness()[name], 2.0 * mean, rtol=1e-12)
+    theta = w.detach().clone()
+    with torch.no_grad():
+        w.add_(0.1)
+    assert float(ewc.penalty(net).detach()) == pytest.approx(0.5 * 2.0 * float((mean * 0.01).sum()), rel=1e-10)
+    fresh = EWC(online=True, average=True, lam=2.0)
+    fresh.load_state_dict(ewc.state_dict())  # the task count travels with the state
+    assert fresh.tasks == 3 and torch.equal(fresh.anchors[0][name], theta)
+    assert torch.allclose(fresh.stiffness()[name], ewc.stiffness()[name])
+    with pytest.raises(ns.NeurosimError, match="EWC average must be true or false, got 'yes'"):
+        EWC(average="yes")
