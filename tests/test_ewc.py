@@ -76,7 +76,7 @@ def test_proximal_step_is_the_closed_form_minimiser():
     g = torch.Generator().manual_seed(3)
     f1, f2 = torch.rand(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64)
     a1, a2 = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
-    ewc = EWC(lam=50.0)
+    ewc = EWC(lam=50.0, online=False, average=False)  # separate Fishers, summed
     ewc.load_state_dict({"fishers": [{name: f1}, {name: f2}], "anchors": [{name: a1}, {name: a2}]})
     runner = fake_runner(net, lr=0.1)
     theta = w.detach().clone()  # the optimiser step's result
@@ -207,7 +207,7 @@ def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
     fs = [torch.rand(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
     anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
     state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 3}
-    ewc = EWC(lam=30.0, average=True)
+    ewc = EWC(lam=30.0, online=False, average=True)
     ewc.load_state_dict(state)
     theta = w.detach().clone()
     want = 0.5 * 30.0 / 3 * sum(float((f * (theta - a) ** 2).sum()) for f, a in zip(fs, anchors))
@@ -217,7 +217,7 @@ def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
     step = (theta + k * sum(f * a for f, a in zip(fs, anchors))) / (1 + k * sum(fs))
     assert torch.allclose(w.detach(), step, rtol=1e-13)
     assert torch.allclose(ewc.stiffness()[name], 10.0 * sum(fs), rtol=1e-13)
-    plain = EWC(lam=30.0)
+    plain = EWC(lam=30.0, online=False, average=False)
     plain.load_state_dict(state)
     assert float(plain.penalty(net).detach()) > 2.9 * float(ewc.penalty(net).detach())  # not averaged: three times as large
 

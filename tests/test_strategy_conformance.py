@@ -42,22 +42,19 @@ DOCUMENTED: dict = {}  # none at present
 DIAGONAL_READOUT = (
     "{name} holds the readout, the only trained weights, with a diagonal importance: the local learner is not "
     "the cause (its update matches autograd's gradient, cosine 0.9995, and EWC's Fisher is autograd's under "
-    "either learner; under BPTT the cell fails alike: EWC ACC 48.7 against 65.6 % over seeds 0-2, SI 47.9 against "
+    "either learner; under BPTT the cell fails alike: EWC ACC 48.8 against 65.6 % over seeds 0-2, SI 47.9 against "
     "68.1 % at seed 0), the diagonal is (SI's importance is diagonal too): after task 0 "
     "EWC's defaults pull 1583-1646 of the readout's 2000 weights back by more than 1 % a step, while the full "
     "Fisher's top 10 eigenvalues hold 77-80 % of its trace and only 104-168 of its directions are that stiff; EWC "
     "with the full Fisher (lambda 100) learns every task (ACC 82.6, BWT -9.2 against 64.8 / -35.4; "
     "benchmarks/ewc_readout.py). Mean ACC {acc} against 64.8 %")
 OPEN = {(st, "three-factor"): DIAGONAL_READOUT.format(name=name, acc=acc)
-        for st, name, acc in (("ewc", "EWC", "47.9"), ("si", "SI", "47.6"))}
+        for st, name, acc in (("ewc", "EWC", "50.1"), ("si", "SI", "47.6"))}
 OPEN["metaplasticity", "permuted-long"] = (
     "the default scales a weight's steps by a factor fixed at each task's start from its magnitude (about 0.3 "
     "for a typical weight), which slows forgetting but does not stop it over 2,900 steps per task: ACC / BWT "
     "62.3 / -38.0 against 62.5 / -38.2 %; a stronger attenuation (m = 3) protects more but costs the recurrent "
     "and E/I scenarios their ACC (72.2 and 64.7 against 77.6 and 68.9 %)")
-OPEN["ewc", "permuted-long"] = (
-    "the separate Fishers add up task after task and the penalty stiffens: task 4 is learnt to 26-48 % against "
-    "95-96 % without protection; ACC 55.6 against 62.5 %")
 
 
 #: Seeds of the protection test (one run per seed; the other scenarios run seed 0 alone).
