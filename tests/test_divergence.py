@@ -169,7 +169,8 @@ def test_health_figures_are_logged_and_match_the_checkpoint(tmp_path):
         assert np.all(np.isfinite(rows["value"])), name
         assert list(rows["step"]) == sorted(rows["step"]) and rows["step"][-1] == step
     assert len(health["ewc.penalty_share"]) == 22 // 5 + 2  # every 5 batches and at each task's end
-    assert health["ewc.penalty_share"]["value"][0] == 0 and 0 < health["ewc.penalty_share"]["value"][-1] < 1
+    share = health["ewc.penalty_share"]["value"]
+    assert share[0] == 0 and 0 < share.max() < 1  # none before the first Fisher; during task 1 part of the loss
     for p in layers:  # the last figures against the merged block stored in the final checkpoint
         old = state["plugins"][0]["subspaces"][p]["old"].double()
         s2 = torch.linalg.svdvals(old) ** 2
