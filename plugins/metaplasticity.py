@@ -122,6 +122,7 @@ class Metaplasticity(Plugin):
         self.m, self.names, self.rule, self.scale = m, projections, rule, scale
         self.scales: dict[str, float] = {}
         self.factors: dict[str, torch.Tensor] = {}  # consolidated: f_meta of the weights at the task's start
+        self._projections: dict = {}  # the protected projections, found when the plugin attaches
         self._before: dict[str, torch.Tensor] = {}
 
     def targets(self, network) -> dict:
@@ -164,7 +165,8 @@ class Metaplasticity(Plugin):
         return self._m(name) / self.scales[name]
 
     def before_training(self, runner) -> None:
-        for n, proj in self.targets(runner.network).items():  # checks the names and scales when it attaches
+        self._projections = self.targets(runner.network)
+        for n, proj in self._projections.items():  # checks the scales when it attaches
             self._scale(n, proj)
 
     def before_task(self, runner, task: int) -> None:
@@ -174,13 +176,13 @@ class Metaplasticity(Plugin):
         if task == 0:
             return  # nothing consolidated yet
         with torch.no_grad():
-            for n, proj in self.targets(runner.network).items():
+            for n, proj in self._projections.items():
                 self.scales[n] = self._scale(n, proj)
                 self.factors[n] = f_meta(proj.weight.detach(), self.m_effective(n))
 
     def before_update(self, runner) -> None:
         self._before = {}
-        for n, proj in self.targets(runner.network).items():
+        for n, proj in self._projections.items():
             if self.rule == "consolidated" and n not in self.factors:
                 continue
             self._before[n] = proj.weight.detach().clone()
@@ -188,10 +190,9 @@ class Metaplasticity(Plugin):
                 self.scales[n] = self._scale(n, proj)
 
     def after_update(self, runner) -> None:
-        projections = self.targets(runner.network)
         with torch.no_grad():
             for n, old in self._before.items():
-                weight = projections[n].weight
+                weight = self._projections[n].weight
                 if self.rule == "consolidated":
                     weight.copy_(consolidated_update(old, weight, self.factors[n]))
                 else:

@@ -210,6 +210,7 @@ class Continual:
         self.epoch: int = -1
         self.optimizer: torch.optim.Optimizer | None = None
         self.inputs = self.targets = self.sample_tasks = self.outputs = self.loss = None
+        self._task_masks: torch.Tensor | None = None
         self.global_batch = 0
         self.generator = torch.Generator().manual_seed(seed)
         #: Functions ``f(runner, task)`` called after each task's row of ``R`` and its checkpoint
@@ -512,15 +513,15 @@ class Continual:
         the training batch's ``sample_tasks``)."""
         if task is None or not self.scenario.task_incremental:
             return scores
-        mask = torch.full_like(scores, float("-inf"))
         if isinstance(task, Task):
+            mask = torch.full_like(scores, float("-inf"))
             mask[:, list(task.classes)] = 0
-        else:
-            allowed = torch.zeros(len(self.scenario), scores.shape[1], dtype=torch.bool, device=scores.device)
+            return scores + mask
+        if self._task_masks is None:  # per task, 0 on its classes and -inf elsewhere; built once
+            self._task_masks = torch.full((len(self.scenario), self.scenario.n_outputs), float("-inf"))
             for t in self.scenario.tasks:
-                allowed[t.index, list(t.classes)] = True
-            mask[allowed[task.to(scores.device)]] = 0
-        return scores + mask
+                self._task_masks[t.index, list(t.classes)] = 0
+        return scores + self._task_masks.to(scores)[task.to(scores.device)]
 
     def on_step(self, t: int, state) -> None:
         """Plugins' ``on_step`` hook, for learners that step the network one time step at a time."""
