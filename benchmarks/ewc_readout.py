@@ -7,14 +7,15 @@ seed and as means over the seeds:
 1. the three-factor learner's update against autograd's gradient of the batch's cross-entropy on the
    same weights (median over the batches of the cosine and the norm ratio): whether the learner
    changes what EWC's Fisher (always taken by autograd on the readout) or SI's path integral measure;
-2. how many of the readout's 2,000 directions EWC's defaults hold after task 0, with the diagonal
+2. how many of the readout's 2,000 directions EWC (lambda 100) holds after task 0, with the diagonal
    Fisher and with the full one, :math:`F = G^\top G / n` (:math:`G` the per-sample log-likelihood
    gradients of task 0 at its end): a direction is held when the proximal step pulls it back to its
    anchor by more than 1 % per step, :math:`\eta\lambda f > 0.01` (:math:`f` a diagonal entry, or an
    eigenvalue of :math:`F`); and the share of :math:`\mathrm{tr} F` in its 10 largest eigenvalues;
-3. ACC / BWT (%) and the accuracy-matrix diagonal of: no protection and EWC's defaults (diagonal
-   Fisher), under the three-factor learner and under BPTT; and the same proximal EWC
-   (:math:`\lambda` 100, empirical Fisher on 1,000 samples) with the full Fisher of the readout
+3. ACC / BWT (%) and the accuracy-matrix diagonal of: no protection and EWC with the diagonal Fisher
+   (``full=0``), under the three-factor learner and under BPTT; EWC's defaults, which keep the
+   readout's whole Fisher (2,000 entries, at most ``full``); and a hand-written proximal EWC
+   (:math:`\lambda` 100, empirical Fisher on 1,000 samples, summed) with the whole Fisher of the readout
    (:class:`FullFisherEWC`, the reference: :math:`\theta \leftarrow (I + \eta\lambda F)^{-1}
    (\theta' + \eta\lambda F\theta^*)`).
 
@@ -121,8 +122,10 @@ def main() -> None:
     for seed in args.seeds:
         probe = Probe()
         runs = {"none, three-factor": run(seed, [probe], True), "none, BPTT": run(seed, [], False),
-                "ewc, three-factor": run(seed, [EWC()], True), "ewc, BPTT": run(seed, [EWC()], False),
-                "ewc full Fisher, three-factor": run(seed, [FullFisherEWC()], True)}
+                "ewc diagonal, three-factor": run(seed, [EWC(full=0)], True),
+                "ewc diagonal, BPTT": run(seed, [EWC(full=0)], False),
+                "ewc defaults (whole Fisher), three-factor": run(seed, [EWC()], True),
+                "reference whole Fisher, three-factor": run(seed, [FullFisherEWC()], True)}
         fisher = probe.g.T @ probe.g / len(probe.g)
         eig = torch.linalg.eigvalsh(fisher)
         top = float(eig[-10:].sum() / eig.sum())

@@ -36,20 +36,26 @@ def softmax(z):
     return e / e.sum()
 
 
+def per_sample_gradients(W, task) -> np.ndarray:
+    """``[n, 2, 3]``: d(-log softmax(W x)_y)/dW = (softmax(W x) - e_y) x^T for every sample."""
+    return np.stack([np.outer(softmax(W @ x) - np.eye(2)[y], x) for x, y in zip(task.train.x, task.train.y)])
+
+
 def test_fisher_equals_the_mean_of_per_sample_squared_log_likelihood_gradients():
+    """``full=0``: the diagonal, the mean of the squared per-sample gradients; by default (6 entries,
+    at most ``full``) the whole matrix, the mean of their outer products."""
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
-    ewc = EWC(samples=100)  # more than the task has: every sample is used
-    fisher = ewc.fisher(runner, sc.tasks[1])
-    assert set(fisher) == {"projections.x_to_o.weight"}
     W = net.connections["x_to_o"].projection.weight.detach().numpy()
-    task = sc.tasks[1]
-    want = np.zeros_like(W)
-    for x, y in zip(task.train.x, task.train.y):
-        # d(-log softmax(W x)_y)/dW = (softmax(W x) - e_y) x^T
-        grad = np.outer(softmax(W @ x) - np.eye(2)[y], x)
-        want += grad ** 2 / len(task.train.y)
-    assert np.allclose(fisher["projections.x_to_o.weight"].numpy(), want, rtol=1e-10, atol=1e-14)
+    g = per_sample_gradients(W, sc.tasks[1]).reshape(-1, 6)
+    name = "projections.x_to_o.weight"
+    diagonal = EWC(samples=100, full=0).fisher(runner, sc.tasks[1])  # more samples than the task has: all used
+    whole = EWC(samples=100).fisher(runner, sc.tasks[1])
+    assert set(diagonal) == set(whole) == {name}
+    assert np.allclose(diagonal[name].numpy(), (g ** 2).mean(0).reshape(2, 3), rtol=1e-10, atol=1e-14)
+    assert whole[name].shape == (6, 6)
+    assert np.allclose(whole[name].numpy(), g.T @ g / len(g), rtol=1e-10, atol=1e-14)
+    assert EWC(samples=100, full=5).fisher(runner, sc.tasks[1])[name].shape == (2, 3)  # 6 entries: more than 5
 
 
 def test_fisher_on_a_subset_uses_its_own_generator():
@@ -187,8 +193,8 @@ def test_true_fisher_converges_to_the_expectation_over_the_model_labels():
     exact = sum(p[c] * np.outer(p - np.eye(2)[c], x) ** 2 for c in range(2))
     empirical = np.outer(p - np.eye(2)[1], x) ** 2
     name = "projections.x_to_o.weight"
-    true = EWC(samples=n, fisher="true").fisher(runner, sc.tasks[0])[name].numpy()
-    emp = EWC(samples=10).fisher(runner, sc.tasks[0])[name].numpy()
+    true = EWC(samples=n, fisher="true", full=0).fisher(runner, sc.tasks[0])[name].numpy()
+    emp = EWC(samples=10, full=0).fisher(runner, sc.tasks[0])[name].numpy()
     assert np.allclose(emp, empirical, rtol=1e-9)
     # the fraction of draws of label 1 has relative standard error sqrt(p_0 / (n p_1)), 0.039 here
     assert np.allclose(true, exact, rtol=4 * np.sqrt(p[0] / (n * p[1])))
@@ -226,7 +232,7 @@ def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_ancho
     """gamma = 1 and average: the penalty's Fisher after task t follows F <- (F_new + t F_old) / (t + 1)."""
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
-    ewc = EWC(online=True, average=True, lam=2.0, samples=100)
+    ewc = EWC(online=True, average=True, lam=2.0, samples=100, full=0)
     name = "projections.x_to_o.weight"
     w = net.connections["x_to_o"].projection.weight
     mean = None
@@ -248,3 +254,59 @@ def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_ancho
     assert torch.allclose(fresh.stiffness()[name], ewc.stiffness()[name])
     with pytest.raises(ns.NeurosimError, match="EWC average must be true or false, got 'yes'"):
         EWC(average="yes")
+
+
+def test_whole_fisher_penalty_and_proximal_step_are_the_closed_forms():
+    """Two separate whole Fishers, averaged: the penalty is (lambda / 2T) sum_s d_s^T F_s d_s over the
+    flattened parameter, the proximal step solves (I + eta lambda / T sum_s F_s) theta =
+    theta' + eta lambda / T sum_s F_s a_s, the stiffness is the diagonal of lambda / T sum_s F_s; and
+    the step survives a state round trip."""
+    net = linear_readout()
+    w = net.connections["x_to_o"].projection.weight
+    name = "projections.x_to_o.weight"
+    g = torch.Generator().manual_seed(7)
+    roots = [torch.randn(6, 6, generator=g, dtype=torch.float64) for _ in range(2)]
+    fs = [r @ r.T for r in roots]  # symmetric, positive definite, with off-diagonal terms
+    anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(2)]
+    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 2}
+    ewc = EWC(lam=30.0, online=False, average=True)
+    ewc.load_state_dict(state)
+    theta = w.detach().clone().reshape(-1).numpy()
+    F = [f.numpy() for f in fs]
+    A = [a.reshape(-1).numpy() for a in anchors]
+    want = 0.5 * 30.0 / 2 * sum((theta - a) @ f @ (theta - a) for f, a in zip(F, A))
+    assert float(ewc.penalty(net).detach()) == pytest.approx(want, rel=1e-12)
+    k = 0.1 * 30.0 / 2
+    step = np.linalg.solve(np.eye(6) + k * sum(F), theta + k * sum(f @ a for f, a in zip(F, A)))
+    fresh = EWC(lam=30.0, online=False, average=True)
+    fresh.load_state_dict(ewc.state_dict())
+    for plugin in (ewc, fresh):
+        with torch.no_grad():
+            w.copy_(torch.from_numpy(theta.reshape(2, 3)))
+        plugin.after_update(fake_runner(net, lr=0.1))
+        assert np.allclose(w.detach().reshape(-1).numpy(), step, rtol=1e-12, atol=1e-14)
+    assert np.allclose(ewc.stiffness()[name].numpy(), 15.0 * np.diag(sum(F)).reshape(2, 3), rtol=1e-13)
+
+
+def test_whole_fisher_step_is_a_contraction_toward_the_anchor():
+    """Online, a whole Fisher: the proximal step leaves the anchor where it is and shortens any
+    distance to it (the eigenvalues of (I + eta K)^-1 lie in (0, 1])."""
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(lam=500.0, samples=100)
+    ewc.after_task(runner, 0)
+    w = net.connections["x_to_o"].projection.weight
+    anchor = w.detach().clone()
+    ewc.after_update(fake_runner(net, lr=0.1))
+    assert torch.allclose(w.detach(), anchor, rtol=0, atol=1e-13)
+    with torch.no_grad():
+        w.add_(torch.randn(2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    before = (w.detach() - anchor).norm()
+    ewc.after_update(fake_runner(net, lr=0.1))
+    assert 0 < (w.detach() - anchor).norm() < before
+
+
+@pytest.mark.parametrize("full", [-1, 2.5, True, "all"])
+def test_full_must_be_a_non_negative_integer(full):
+    with pytest.raises(ns.NeurosimError, match="EWC full must be a non-negative integer"):
+        EWC(full=full)

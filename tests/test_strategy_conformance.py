@@ -39,17 +39,12 @@ REFUSALS: dict = {}  # none at present
 #: (strategy, scenario) -> why the protection test is expected to fail there, from the literature.
 DOCUMENTED: dict = {}  # none at present
 #: Failures measured here, explained by the measurement, that the default settings do not avoid (strict xfail).
-DIAGONAL_READOUT = (
-    "{name} holds the readout, the only trained weights, with a diagonal importance: the local learner is not "
-    "the cause (its update matches autograd's gradient, cosine 0.9995, and EWC's Fisher is autograd's under "
-    "either learner; under BPTT the cell fails alike: EWC ACC 48.8 against 65.6 % over seeds 0-2, SI 47.9 against "
-    "68.1 % at seed 0), the diagonal is (SI's importance is diagonal too): after task 0 "
-    "EWC's defaults pull 1583-1646 of the readout's 2000 weights back by more than 1 % a step, while the full "
-    "Fisher's top 10 eigenvalues hold 77-80 % of its trace and only 104-168 of its directions are that stiff; EWC "
-    "with the full Fisher (lambda 100) learns every task (ACC 82.6, BWT -9.2 against 64.8 / -35.4; "
-    "benchmarks/ewc_readout.py). Mean ACC {acc} against 64.8 %")
-OPEN = {(st, "three-factor"): DIAGONAL_READOUT.format(name=name, acc=acc)
-        for st, name, acc in (("ewc", "EWC", "50.1"), ("si", "SI", "47.6"))}
+OPEN = {("si", "three-factor"): (
+    "SI holds the readout, the only trained weights, with a diagonal importance: the local learner is not the "
+    "cause (its update matches autograd's gradient, cosine 0.9995; under BPTT the cell fails alike, SI 47.9 "
+    "against 68.1 % at seed 0), the diagonal is: EWC with its diagonal Fisher failed here alike (ACC 50.1 %) and "
+    "passes with the readout's whole Fisher (81.8 / -9.6 against 64.8 / -35.4; plugins/ewc.py), which SI's path "
+    "integral has no counterpart of. Mean ACC 47.6 against 64.8 %")}
 OPEN["metaplasticity", "permuted-long"] = (
     "the default scales a weight's steps by a factor fixed at each task's start from its magnitude (about 0.3 "
     "for a typical weight), which slows forgetting but does not stop it over 2,900 steps per task: ACC / BWT "
