@@ -81,14 +81,16 @@ With Adam, :math:`\eta` in the proximal step is the optimiser's nominal learning
 
 **Defaults**: ``lam=100``, 1,000 samples, the empirical Fisher, the proximal form, online with the
 Fishers averaged (``online=True, average=True``: the running mean of the tasks' Fishers and the
-latest anchor), whole Fishers for parameters of at most 2,048 entries. Separate Fishers (``online=False, average=False``, the defaults until this was
-measured) stiffen task after task: the empirical Fisher of each task is larger than the one before,
-so their sum grows faster than the number of tasks. On five permuted digit tasks of eight epochs
-(``permuted-long`` of :mod:`neurosim.runs.conformance`, seeds 0-2) they learnt task 4 to 26-48 %
-(95-96 % without protection), ACC / BWT 55.6 / -22.4 against no protection's 62.5 / -38.2, where
-the averaged online default gives 64.7 / -18.6; on five permuted Fashion-MNIST tasks (3,000 images,
-2 epochs, the DSR network 784-128-10, seeds 0-1) 66.9 / -6.8 against no protection's 73.6 / -3.0,
-where the default gives 73.3 / -1.5. On ten permuted-MNIST tasks with the HLOP paper's network
+latest anchor), whole Fishers for parameters of at most 2,048 entries. Separate Fishers
+(``online=False, average=False``, the defaults until this was measured) stiffen task after task:
+the empirical Fisher of each task is larger than the one before, so their sum grows faster than the
+number of tasks. On five permuted digit tasks of eight epochs (``permuted-long`` of
+:mod:`neurosim.runs.conformance`, seeds 0-2; diagonal Fishers) they learnt task 4 to 26-48 % (95-96 %
+without protection), ACC / BWT 55.6 / -22.4 against no protection's 62.5 / -38.2, where averaged
+online ones gave 64.7 / -18.6 (the defaults, with the readout's whole Fisher: 63.8 / -20.0); on five
+permuted Fashion-MNIST tasks (3,000 images, 2 epochs, the DSR network 784-128-10, seeds 0-1) 66.9 /
+-6.8 against no protection's 73.6 / -3.0, where averaged online ones gave 73.3 / -1.5 (the defaults:
+73.2 / -1.5). On ten permuted-MNIST tasks with the HLOP paper's network
 (``benchmarks/pmnist.py``, which lists the trials) the separate Fishers also forget the most
 recent task most (above); the benchmark uses the default form with ``lam=400``.
 """
