@@ -45,11 +45,6 @@ OPEN = {("si", "three-factor"): (
     "against 68.1 % at seed 0), the diagonal is: EWC with its diagonal Fisher failed here alike (ACC 50.1 %) and "
     "passes with the readout's whole Fisher (81.8 / -9.6 against 64.8 / -35.4; plugins/ewc.py), which SI's path "
     "integral has no counterpart of. Mean ACC 47.6 against 64.8 %")}
-OPEN["metaplasticity", "permuted-long"] = (
-    "the default scales a weight's steps by a factor fixed at each task's start from its magnitude (about 0.3 "
-    "for a typical weight), which slows forgetting but does not stop it over 2,900 steps per task: ACC / BWT "
-    "62.3 / -38.0 against 62.5 / -38.2 %; a stronger attenuation (m = 3) protects more but costs the recurrent "
-    "and E/I scenarios their ACC (72.2 and 64.7 against 77.6 and 68.9 %)")
 
 
 #: Seeds of the protection test (one run per seed; the other scenarios run seed 0 alone).
