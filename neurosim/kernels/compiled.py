@@ -24,8 +24,12 @@ sample, the thread of a range:
    function, in the same order and with the same constants (computed by the same Python code),
    then updates the presynaptic STDP traces and lists the neurons that spiked.
 
-Then the spikes of all ranges are recorded as events (ranges in order, so ascending), and probes
-copy state rows. Each target's input is summed in the same order whatever the number of ranges,
+Probes copy the range's state rows; once every thread has stepped its ranges (a barrier), each
+records its ranges' spikes as events at their place in the step's list (ranges in order, so
+ascending). The threads start once for all the steps of a call, not once per step, and meet at one
+barrier per step (spinning on an atomic counter, :mod:`neurosim.kernels.atomics`), which costs a
+fraction of a microsecond where starting and joining the threads each step cost 1 to 3; if they do
+not all start at once (a busy machine), the first to stop waiting steps every range alone. Each target's input is summed in the same order whatever the number of ranges,
 so results do not depend on the number of threads; they agree with the torch path to the last
 bit (Dense rows are summed in another order than torch's reduction, so they agree to rounding).
 
@@ -64,6 +68,7 @@ from ..projections.dense import Dense
 from ..projections.eligibility import ThreeFactorParameters
 from ..projections.plasticity import STDPParameters, stdp_bounds
 from ..projections.sparse import Sparse
+from . import atomics
 from .noise import noise_value
 from .per_neuron import at, part
 from .registry import lookup, register
@@ -353,9 +358,49 @@ def update(args, states, b, lo, hi, src_exc, src_inh, zb):
     raise NotImplementedError("a model's update is bound by loop_kernels")
 
 
+#: Entries of the array the threads of :func:`_steps` share (``sync``).
+_ARRIVED, _MODE, _WAITING, _GENERATION, _REACHED = range(5)
+#: Modes of :func:`_join`.
+_UNDECIDED, _TEAM, _ALONE, _NONE = range(4)
+#: Loads a thread makes waiting for the others to start before it runs every range itself.
+_JOIN_SPINS = 1 << 22
+
+
+@njit(cache=True)
+def _join(sync, team):
+    """Called once by each of the ``team`` iterations of the parallel loop as it starts: ``_TEAM``
+    when all of them run at once (the last to arrive says so), else ``_ALONE`` for the one that
+    stops waiting first (it then runs every range) and ``_NONE`` for the others. A loop run on fewer
+    threads than iterations thus still finishes."""
+    if atomics.fetch_add(sync, _ARRIVED, 1) == team - 1:
+        atomics.compare_exchange(sync, _MODE, _UNDECIDED, _TEAM)
+    spins = 0
+    while True:
+        mode = atomics.load(sync, _MODE)
+        if mode == _TEAM:
+            return _TEAM
+        if mode == _ALONE:
+            return _NONE
+        spins += 1
+        if spins > _JOIN_SPINS and atomics.compare_exchange(sync, _MODE, _UNDECIDED, _ALONE):
+            return _ALONE
+
+
+@njit(cache=True)
+def _barrier(sync, team):
+    """Waits until all ``team`` threads have called it (the writes of each before are then seen by all)."""
+    generation = atomics.load(sync, _GENERATION)
+    if atomics.fetch_add(sync, _WAITING, 1) == team - 1:
+        atomics.store(sync, _WAITING, 0)
+        atomics.fetch_add(sync, _GENERATION, 1)
+    else:
+        while atomics.load(sync, _GENERATION) == generation:
+            pass
+
+
 def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_inh, src_inh,
            keys, step0, kind, p1, p2, rec, post, w, split, stdp, x_tr, y_tr, colptr, colsyn, colpre, sgn,
-           tf, tf_e, tf_acc, tf_m, zf, spk, count, zb, zw, bounds, ev_idx, ev_ptr):
+           tf, tf_e, tf_acc, tf_m, zf, spk, count, zb, zw, bounds, team, sync, ev_idx, ev_ptr):
     """Steps ``t0 <= t < t1`` (module docstring) with the model's ``update``, a global name bound
     per model by :func:`loop_kernels`. ``spk[t % 2, b]`` and ``count[t % 2, b]`` list
     the spikes of step ``t`` by range; ``stdp[k]`` (None without plasticity) holds the parameters
@@ -365,57 +410,75 @@ def _steps(t0, t1, args, states, probe_items, exc, fold_exc, src_exc, inh, fold_
     (empty when projection ``k`` has not that rule), ``tf_e[k]``, ``tf_acc[k]``, ``tf_m[k]`` its
     eligibility, change and modulator (:func:`_eligibility`), ``x_tr[k][(s + 1) % 2]`` its
     presynaptic trace before step ``s``, whose spikes it reads in ``zf[s % 2]`` during step ``s + 1``.
-    Returns the step reached: ``t1``, or earlier when the event buffer ``ev_idx`` could overflow
-    during the next step."""
+
+    ``team`` threads run all the steps (the parallel loop starts once, not once per step), each on
+    its block of consecutive ranges: each step a thread steps its ranges and copies their probes,
+    waits for the others (:func:`_barrier`: the next step reads every range's spikes), then records
+    its ranges' events at their place in the step's list (after the earlier ranges' counts).
+    ``sync`` (int64, 5 entries, zero) is what they share (:func:`_join`). Returns the step reached: ``t1``, or earlier when the event buffer
+    ``ev_idx`` could overflow during the next step."""
     nb, n = count.shape[1], src_exc.size
     ranges = bounds.size - 1
-    for t in range(t0, t1):
-        if ev_idx is not None:
-            if ev_ptr[t * nb] + nb * n > ev_idx.size:
-                return t
-        cur, prev = t % 2, (t + 1) % 2
-        for r in prange(ranges):
-            lo, hi = bounds[r], bounds[r + 1]
-            for b in range(nb):
-                spk_prev, count_prev = spk[prev, b], count[prev, b]
-                _deliver(rec, post, w, split, spk_prev, count_prev, bounds, r)
-                if stdp is not None:
-                    for k in range(len(w)):
-                        if stdp[k].size:
-                            _stdp(lo, hi, r, spk_prev, count_prev, bounds, post[k], w[k], split[k], stdp[k],
-                                  x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], colpre[k], sgn[k])
-                if tf is not None and t > 0:
-                    for k in range(len(w)):
-                        if tf[k].size:
-                            _eligibility(lo, hi, t - 1, tf[k], x_tr[k][cur], x_tr[k][prev], y_tr[k], tf_e[k],
-                                         tf_acc[k], tf_m[k], zf[prev], colptr[k], colpre[k])
-                if fold_exc is not None:
-                    _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
-                if fold_inh is not None:
-                    _fold(inh, t, b, fold_inh, rec, src_inh, lo, hi, None, 0, 0, 0.0, 0.0)
-                update(args, states, b, lo, hi, src_exc, src_inh, zb)
-                if stdp is not None:
-                    for k in range(len(w)):
-                        if stdp[k].size:
-                            _traces(lo, hi, zb, stdp[k], x_tr[k][prev], x_tr[k][cur])
-                if zf is not None:
-                    for i in range(lo, hi):
-                        zf[cur, i] = 1 if zb[i] else 0
-                count[cur, b, r] = _spiked(zb, zw, lo, hi, spk[cur, b])
-        for b in range(nb):
-            if ev_idx is not None:
-                e = ev_ptr[t * nb + b]
-                for r in range(ranges):
-                    c = count[cur, b, r]
-                    ev_idx[e:e + c] = spk[cur, b, bounds[r]:bounds[r] + c]
-                    e += c
-                ev_ptr[t * nb + b + 1] = e
-            if probe_items is not None:
-                for item in literal_unroll(probe_items):
-                    state, out, stride = item
-                    if t % stride == 0:
-                        out[t // stride, b] = state[b]
-    return t1
+    sync[_REACHED] = t1
+    for worker in prange(team):
+        mode = _join(sync, team)
+        if mode != _NONE:
+            first, last = (worker * ranges // team, (worker + 1) * ranges // team) if mode == _TEAM else (0, ranges)
+            base = ev_ptr[t0 * nb]  # where the events of step t start: every thread keeps its own count
+            for t in range(t0, t1):
+                if ev_idx is not None:
+                    if base + nb * n > ev_idx.size:  # the same in every thread, so all stop
+                        if first == 0:
+                            sync[_REACHED] = t
+                        break
+                cur, prev = t % 2, (t + 1) % 2
+                for r in range(first, last):
+                    lo, hi = bounds[r], bounds[r + 1]
+                    for b in range(nb):
+                        spk_prev, count_prev = spk[prev, b], count[prev, b]
+                        _deliver(rec, post, w, split, spk_prev, count_prev, bounds, r)
+                        if stdp is not None:
+                            for k in range(len(w)):
+                                if stdp[k].size:
+                                    _stdp(lo, hi, r, spk_prev, count_prev, bounds, post[k], w[k], split[k],
+                                          stdp[k], x_tr[k][prev], y_tr[k], colptr[k], colsyn[k], colpre[k], sgn[k])
+                        if tf is not None and t > 0:
+                            for k in range(len(w)):
+                                if tf[k].size:
+                                    _eligibility(lo, hi, t - 1, tf[k], x_tr[k][cur], x_tr[k][prev], y_tr[k],
+                                                 tf_e[k], tf_acc[k], tf_m[k], zf[prev], colptr[k], colpre[k])
+                        if fold_exc is not None:
+                            _fold(exc, t, b, fold_exc, rec, src_exc, lo, hi, keys, step0 + t, kind, p1, p2)
+                        if fold_inh is not None:
+                            _fold(inh, t, b, fold_inh, rec, src_inh, lo, hi, None, 0, 0, 0.0, 0.0)
+                        update(args, states, b, lo, hi, src_exc, src_inh, zb)
+                        if stdp is not None:
+                            for k in range(len(w)):
+                                if stdp[k].size:
+                                    _traces(lo, hi, zb, stdp[k], x_tr[k][prev], x_tr[k][cur])
+                        if zf is not None:
+                            for i in range(lo, hi):
+                                zf[cur, i] = 1 if zb[i] else 0
+                        count[cur, b, r] = _spiked(zb, zw, lo, hi, spk[cur, b])
+                        if probe_items is not None:
+                            for item in literal_unroll(probe_items):
+                                state, out, stride = item
+                                if t % stride == 0:
+                                    out[t // stride, b, lo:hi] = state[b, lo:hi]
+                if mode == _TEAM:
+                    _barrier(sync, team)
+                if ev_idx is not None:
+                    for b in range(nb):
+                        e = base
+                        for r in range(ranges):
+                            c = count[cur, b, r]
+                            if first <= r < last:
+                                ev_idx[e:e + c] = spk[cur, b, bounds[r]:bounds[r] + c]
+                            e += c
+                        if first == 0:
+                            ev_ptr[t * nb + b + 1] = e
+                        base = e
+    return sync[_REACHED]
 
 
 def _variant(fn, name: str, **names):
@@ -923,20 +986,21 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             recordings[f] = (g, np.empty((-(-steps // g), batch, n), a.dtype))
             items.append((a, recordings[f][1], g))
 
-    kernel = spec.kernels[0 if count_ranges == 1 else 1]
+    team = min(count_ranges, numba.config.NUMBA_NUM_THREADS)  # threads, each on a block of ranges
+    kernel = spec.kernels[0 if team == 1 else 1]
     bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
     torch_threads = torch.get_num_threads()
     previous_threads = numba.get_num_threads()
-    if count_ranges > 1:
-        numba.set_num_threads(min(count_ranges, numba.config.NUMBA_NUM_THREADS))
+    if team > 1:
+        numba.set_num_threads(team)
     try:
         t = 0
         while t < steps:
             stop = min(steps, t + chunk)
             reached = kernel(t, stop, args, tuple(arrays), tuple(items) if items else None, *channels, *noise_args,
                              rec, tuple(s.post for s in synapses), tuple(s.weight for s in synapses), split,
-                             *stdp_args, *tf_args, spk, count, zb, zb.view(np.uint64), bounds, ev_idx, ev_ptr)
+                             *stdp_args, *tf_args, spk, count, zb, zb.view(np.uint64), bounds, team, np.zeros(5, np.int64), ev_idx, ev_ptr)
             if reached < stop:
                 grown = np.empty(max(2 * ev_idx.size, ev_ptr[reached * batch] + batch * n), np.int32)
                 grown[:ev_ptr[reached * batch]] = ev_idx[:ev_ptr[reached * batch]]
