@@ -514,3 +514,24 @@ def test_plastic_network_matches_brian2(rule_set, kind, compiled, compiled_calls
         hits = [(w == bound).sum() for bound in stdp_bounds(rule, magnitude=True)]
         assert min(hits) > 0 if name == "exc" else max(hits) > 50, (name, hits)
         np.testing.assert_allclose(w, w_b2[name], rtol=0, atol=1e-9)
+
+
+def test_state_probes_are_those_of_the_torch_loop_whatever_the_threads(compiled_calls):
+    """Probes of v every step and every third step, on three samples above the size threshold:
+    the compiled loop on one and on two threads records what the torch loop records."""
+    n, batch = 7000, 3
+    g = torch.Generator().manual_seed(8)
+    net = ns.Network(dt=0.5)
+    net.add("neurons", ns.LIF(n, tau_mem=10.0, v_th=1.0, dtype=torch.float64))
+    net.connect("neurons", "neurons", ns.Sparse(n, n, p=0.01, weight=0.3, seed=8, dtype=torch.float64))
+    drive = 0.25 * torch.rand(40, batch, n, generator=g, dtype=torch.float64)
+    probes = {"v": ns.Probe("neurons", "v"), "v3": ns.Probe("neurons", "v", stride=3)}
+    results = []
+    for compiled, threads in ((False, 1), (True, 1), (True, 2)):
+        net.threads = threads
+        results.append(run(net, {"neurons": drive}, compiled=compiled, probes=probes).probes)
+    assert compiled_calls == [True, True]
+    assert results[0]["v"].abs().max() > 0.5
+    for probed in results[1:]:
+        for name in probes:
+            assert torch.equal(probed[name], results[0][name]), name

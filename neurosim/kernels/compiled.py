@@ -35,7 +35,8 @@ bit (Dense rows are summed in another order than torch's reduction, so they agre
 
 Threads: a network of fewer than :data:`PARALLEL_NEURONS` neurons (times samples) runs on one
 thread, a larger one on ``min(torch.get_num_threads(), numba.get_num_threads())`` unless the
-caller asks for a number. Kernels are specialised by numba on argument types: an optional
+caller asks for a number; a run that probes state variables (spike events aside) steps its ranges
+on one thread. Kernels are specialised by numba on argument types: an optional
 feature passed as ``None`` (synaptic currents, refractoriness, a drive, noise, plasticity, a
 probe) is removed at compile time, and a parameter is a scalar shared by all neurons or a
 per-neuron array. Compiled code is cached on disk (``cache=True``), so only the first run of a
@@ -986,7 +987,9 @@ def try_run_compiled(spec: LoopKernel, population, projections, drive, state, pr
             recordings[f] = (g, np.empty((-(-steps // g), batch, n), a.dtype))
             items.append((a, recordings[f][1], g))
 
-    team = min(count_ranges, numba.config.NUMBA_NUM_THREADS)  # threads, each on a block of ranges
+    # threads, each on a block of ranges; one with state probes (numba's parallel loop does not run the
+    # literal_unroll over their heterogeneous tuple)
+    team = 1 if items else min(count_ranges, numba.config.NUMBA_NUM_THREADS)
     kernel = spec.kernels[0 if team == 1 else 1]
     bar = progress_bar(total=steps, desc="simulating", unit="step") if progress else None
     chunk = max(1, steps // 100) if progress else steps
