@@ -124,3 +124,26 @@ def test_resume_without_checkpoint_starts_over_and_bad_files_are_refused(tmp_pat
     with pytest.raises(Exception, match="not a neurosim run file"):
         experiment.resume(foreign, progress=False)
     assert foreign.read_bytes() == before
+
+
+def test_a_checkpoint_the_run_cannot_load_is_refused_before_the_file_is_written(tmp_path, monkeypatch):
+    """A plugin that refuses its stored state ends the resume in its one line, with the run file
+    byte for byte as it was (its commit record not rewritten)."""
+    from neurosim.errors import NeurosimError
+    from neurosim.plugins.ewc import EWC
+
+    config = dict(CONFIG, plugins=[{"name": "ewc", "lam": 10.0, "samples": 16}],
+                  training=dict(CONFIG["training"], epochs=1))
+    config["scenario"] = dict(CONFIG["scenario"], tasks=2)
+    path = tmp_path / "r.h5"
+    torch.set_num_threads(1)
+    experiment.start(config, path, progress=False)
+    before = path.read_bytes()
+
+    def refuse(self, state):
+        raise NeurosimError("ewc: this state cannot be loaded")
+
+    monkeypatch.setattr(EWC, "load_state_dict", refuse)
+    with pytest.raises(NeurosimError, match="^ewc: this state cannot be loaded$"):
+        experiment.resume(path, progress=False)
+    assert path.read_bytes() == before

@@ -569,13 +569,19 @@ class Continual:
                                     "batch has at least one sample per process")
 
     def _restore(self) -> dict | None:
-        """Load the store's last complete checkpoint; returns its cursor (None: start afresh)."""
+        """Load the store's last complete checkpoint, then rewind the store to it; returns its cursor
+        (None: start afresh). Nothing is written before the checkpoint's state has loaded."""
         if not self._keeping:
             raise NeurosimError("resuming needs a store: pass store= to Continual")
-        found = distributed.broadcast_object(self.store.resume() if self.store is not None else None)
-        if found is None:
-            return None
-        k, s = found
+        found = distributed.broadcast_object(self.store.latest_checkpoint() if self.store is not None else None)
+        s = None if found is None else self.load_checkpoint(*found)
+        if self.store is not None:
+            self.store.resume()
+        return None if s is None else s["cursor"]
+
+    def load_checkpoint(self, k: int, s: dict) -> dict:
+        """Give the network, the plugins and the random generators checkpoint ``k``'s state ``s``
+        (refused in one line if it was written by another run); returns ``s``."""
         ranks = s["rng"].get("ranks", [s["rng"]])
         if len(ranks) != distributed.world_size():
             raise NeurosimError(f"checkpoint {k} was written by {len(ranks)} process(es): resume it with "
@@ -601,7 +607,7 @@ class Continual:
         self._losses.extend(s.get("losses", []))
         self.step = s["cursor"]["step"]
         self._resumed = s
-        return s["cursor"]
+        return s
 
     def run(self, resume: bool = False) -> ContinualResult:
         """Train every task in order (see the module docstring); with ``resume``, continue from

@@ -414,8 +414,9 @@ def _start(config, path, overwrite, keep, progress, callbacks) -> ContinualResul
 def resume(path: str | os.PathLike, *, progress: bool = True, nproc: int = 1,
            callbacks: tuple = ()) -> ContinualResult:
     """Continue the run in ``path`` from its last complete checkpoint (or from the beginning), keeping
-    as many checkpoints as the run file says. The stored experiment is checked and built before the
-    file is opened for writing, and the file is validated in full before anything is written."""
+    as many checkpoints as the run file says. The stored experiment is checked and built, and its last
+    checkpoint loaded into it, before the file is opened for writing; the file is validated in full
+    before anything is written."""
     if nproc != 1:  # launch checks the count
         return distributed.launch(_resume, nproc, os.fspath(path), progress, callbacks)
     return _resume(path, progress, callbacks)
@@ -425,6 +426,20 @@ def _resume(path, progress, callbacks) -> ContinualResult:
     config = distributed.broadcast_object(RunStore.read_config(path) if distributed.rank() == 0 else None)
     runner = build(config, progress)
     runner.task_callbacks.extend(callbacks)
+    refusal = None
+    if distributed.rank() == 0:  # the checkpoint must load before the file is opened for writing
+        try:
+            with RunStore.open(path) as reader:
+                runner.store = reader
+                found = reader.latest_checkpoint()
+                if found is not None:
+                    runner.load_checkpoint(*found)
+        except NeurosimError as e:
+            refusal = str(e)
+        runner.store = None
+    refusal = distributed.broadcast_object(refusal)
+    if refusal is not None:
+        raise NeurosimError(refusal)
     if distributed.rank() > 0:
         return runner.run(resume=True)
     with RunStore.open(path, "a", keep=retention(config)) as store:
