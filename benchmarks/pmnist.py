@@ -290,7 +290,8 @@ def options(method: str, args) -> dict:
         return EWC_SETTINGS | {k: v for k, v in (("lam", args.ewc_lambda), ("samples", args.ewc_samples),
                                   ("fisher", args.ewc_fisher), ("form", args.ewc_form),
                                   ("online", args.ewc_online), ("gamma", args.ewc_gamma),
-                                  ("average", args.ewc_average), ("full", args.ewc_full)) if v is not None}
+                                  ("average", args.ewc_average), ("full", args.ewc_full),
+                                  ("normalise", args.ewc_normalise)) if v is not None}
     if method == "metaplasticity":  # the reference is named: run files of the magnitude rule are not resumed
         return {"reference": args.meta_reference} | ({} if args.meta_m is None else {"m": args.meta_m})
     if method == "hlop" and args.hlop_energy is not None:
@@ -482,6 +483,8 @@ def main() -> None:
     ap.add_argument("--ewc-gamma", type=float, default=None, help="online EWC's decay (default: the plugin's)")
     ap.add_argument("--ewc-average", action=argparse.BooleanOptionalAction, default=None,
                     help="divide the Fishers by the tasks seen (default: averaged)")
+    ap.add_argument("--ewc-normalise", action=argparse.BooleanOptionalAction, default=None,
+                    help="rescale each task's Fisher to the first task's mean entry (default: the plugin's)")
     ap.add_argument("--ewc-full", type=int, default=None, help="EWC keeps the whole Fisher of a parameter of at "
                     "most this many entries (default: the plugin's; the readout has 8,000)")
     ap.add_argument("--meta-m", type=float, default=None, help="default: the plugin's")
@@ -515,7 +518,8 @@ def main() -> None:
               f"{'frozen after task 0 for every method' if args.freeze else 'trained throughout (except by HLOP, GPM)'}; "
               f"EWC lambda {ewc.lam:g}, {ewc.kind} Fisher on {ewc.samples} samples, {ewc.form} form, "
               f"{f'online (gamma {ewc.gamma:g})' if ewc.online else 'separate'}"
-              f"{', averaged over the tasks' if ewc.average else ''}, whole Fishers up to {ewc.full} entries; "
+              f"{', averaged over the tasks' if ewc.average else ''}, whole Fishers up to {ewc.full} entries"
+              f"{', normalised to the first task' if ewc.normalise else ''}; "
               f"metaplasticity m {meta.m:g} ({meta.rule} rule, reference {meta.reference}, scale {meta.scale}); torch {torch.__version__}, {args.threads} "
               f"thread(s); load average {os.getloadavg()[0]:.1f}; {time.strftime('%Y-%m-%d %H:%M:%S')}", flush=True)
         for method in args.methods:

@@ -51,6 +51,18 @@ known. What the last task changed is pulled back toward the older anchors, and t
 task, whose Fisher is one of many in the sum, is the one forgotten most. The online penalty's
 minimum is the latest anchor.
 
+**Normalised Fishers** (``normalise=True``). The empirical Fisher of each task is larger than the
+one before (on ten permuted-MNIST tasks the median entry of the input layer's grew 14 times, the
+output layer's 2.6 times): the later tasks are fitted less well under the penalty, and their larger
+gradients make the penalty stiffer still, so the newest Fishers dominate the average and the oldest
+task keeps the smallest share of it. With ``normalise`` each parameter's Fisher is rescaled,
+
+.. math:: F_s \leftarrow F_s \, \frac{\overline{\operatorname{diag} F_1}}{\overline{\operatorname{diag} F_s}},
+
+so that its mean diagonal entry is that of the parameter's first Fisher: every task weighs alike in
+the penalty, and ``lam`` keeps its meaning for the first task. The relative importance of the
+entries within a parameter is kept.
+
 Every trained parameter of the network is protected; parameters frozen since (e.g. thresholds
 after the first task) cannot drift and are skipped. The examples (and, for the true Fisher, one
 uniform number per example that picks its label) are drawn with a generator of their own (from
@@ -132,26 +144,27 @@ def _whole(f: torch.Tensor, like: torch.Tensor) -> bool:
 
 class EWC(Plugin):
     """``EWC(lam=100.0, online=True, gamma=1.0, average=True, samples=1000, fisher="empirical",
-    form="proximal", full=2048, seed=0)``; see the module docstring."""
+    form="proximal", full=2048, normalise=False, seed=0)``; see the module docstring."""
 
     name = "ewc"
 
     def __init__(self, lam: float = 100.0, online: bool = True, gamma: float = 1.0, average: bool = True,
                  samples: int = 1000, fisher: str = "empirical", form: str = "proximal", full: int = 2048,
-                 seed: int = 0):
+                 normalise: bool = False, seed: int = 0):
         check_positive("lam", lam, allow_zero=True)
         check_positive("gamma", gamma, allow_zero=True)
         if not isinstance(samples, int) or samples < 1:
             raise NeurosimError(f"samples must be a positive integer, got {samples!r}")
         if not isinstance(full, int) or isinstance(full, bool) or full < 0:
             raise NeurosimError(f"EWC full must be a non-negative integer, got {full!r}")
-        for flag, value in (("online", online), ("average", average)):
+        for flag, value in (("online", online), ("average", average), ("normalise", normalise)):
             if not isinstance(value, bool):
                 raise NeurosimError(f"EWC {flag} must be true or false, got {value!r}")
         check_choice("EWC fisher", fisher, FISHERS)
         check_choice("EWC form", form, FORMS)
         self.lam, self.online, self.gamma, self.samples = float(lam), online, float(gamma), samples
-        self.average = average
+        self.average, self.normalise = average, normalise
+        self.units: dict[str, float] = {}  # per parameter, the mean diagonal entry of its first Fisher
         self.tasks = 0  # Fishers taken so far
         self.kind, self.form, self.full, self.seed = fisher, form, full, seed
         self.fishers: list[dict[str, torch.Tensor]] = []
@@ -196,9 +209,9 @@ class EWC(Plugin):
         return fisher
 
     def after_task(self, runner, task: int) -> None:
-        new = self.fisher(runner, runner.scenario.tasks[task])
-        self.tasks += 1
         anchor = {n: p.detach().clone() for n, p in trained_parameters(runner.network).items()}
+        new = self._normalised(self.fisher(runner, runner.scenario.tasks[task]), anchor)
+        self.tasks += 1
         if self.online and self.fishers:
             old = self.fishers[0]
             self.fishers = [{n: self.gamma * old[n] + f if n in old else f for n, f in new.items()}]
@@ -207,6 +220,18 @@ class EWC(Plugin):
             self.fishers.append(new)
             self.anchors.append(anchor)
         self._sum()
+
+    def _normalised(self, new: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With ``normalise``, each parameter's Fisher rescaled so that its mean diagonal entry is that
+        of the parameter's first Fisher (a Fisher whose mean is 0 is left as it is)."""
+        if not self.normalise:
+            return new
+        out = {}
+        for name, f in new.items():
+            mean = float((f.diagonal() if _whole(f, anchor[name]) else f).mean())
+            unit = self.units.setdefault(name, mean)
+            out[name] = f * (unit / mean) if mean > 0 else f
+        return out
 
     def scale(self) -> float:
         """The factor of the Fishers in the penalty: :math:`1 / T` with ``average`` (``T`` tasks seen), else 1."""
@@ -286,10 +311,13 @@ class EWC(Plugin):
 
     def state_dict(self) -> dict:
         return {"fishers": [dict(f) for f in self.fishers], "anchors": [dict(a) for a in self.anchors],
-                "tasks": self.tasks}
+                "tasks": self.tasks, "units": dict(self.units)}
 
     def load_state_dict(self, state: dict) -> None:
         self.fishers = [{k: v.clone() for k, v in f.items()} for f in state["fishers"]]
         self.anchors = [{k: v.clone() for k, v in a.items()} for a in state["anchors"]]
         self.tasks = int(state.get("tasks", len(self.fishers)))
+        if self.normalise and self.fishers and "units" not in state:
+            raise NeurosimError("EWC state has no Fisher units to normalise by: it was written with normalise=False")
+        self.units = {k: float(v) for k, v in state.get("units", {}).items()}
         self._sum()

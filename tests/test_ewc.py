@@ -310,3 +310,33 @@ def test_whole_fisher_step_is_a_contraction_toward_the_anchor():
 def test_full_must_be_a_non_negative_integer(full):
     with pytest.raises(ns.NeurosimError, match="EWC full must be a non-negative integer"):
         EWC(full=full)
+
+
+@pytest.mark.parametrize("full", [0, 2048])
+def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
+    """Weights scaled by 3 after task 0 give a larger Fisher on task 1; normalised, it is that Fisher
+    times mean(diag F_0) / mean(diag F_1), and the state carries the unit."""
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(online=False, average=False, samples=100, full=full, normalise=True)
+    name = "projections.x_to_o.weight"
+    w = net.connections["x_to_o"].projection.weight
+    raw = []
+    for t in (0, 1):
+        raw.append(ewc.fisher(runner, sc.tasks[t])[name])
+        ewc.after_task(runner, t)
+        with torch.no_grad():
+            w.mul_(3.0)
+    diag = [f.diagonal() if full else f for f in raw]
+    assert float(diag[1].mean()) != pytest.approx(float(diag[0].mean()), rel=0.1)
+    assert torch.equal(ewc.fishers[0][name], raw[0])
+    assert torch.allclose(ewc.fishers[1][name], raw[1] * (diag[0].mean() / diag[1].mean()), rtol=1e-12)
+    fresh = EWC(online=False, average=False, full=full, normalise=True)
+    fresh.load_state_dict(ewc.state_dict())
+    assert fresh.units == ewc.units == {name: float(diag[0].mean())}
+    plain = EWC(online=False, average=False, samples=100, full=full)
+    plain.after_task(runner, 0)
+    with pytest.raises(ns.NeurosimError, match="EWC state has no Fisher units to normalise by"):
+        EWC(normalise=True).load_state_dict({k: v for k, v in plain.state_dict().items() if k != "units"})
+    with pytest.raises(ns.NeurosimError, match="EWC normalise must be true or false, got 1"):
+        EWC(normalise=1)
