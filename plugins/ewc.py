@@ -61,7 +61,11 @@ task keeps the smallest share of it. With ``normalise`` each parameter's Fisher 
 
 so that its mean diagonal entry is that of the parameter's first Fisher: every task weighs alike in
 the penalty, and ``lam`` keeps its meaning for the first task. The relative importance of the
-entries within a parameter is kept.
+entries within a parameter is kept. On ten permuted-MNIST tasks (``benchmarks/pmnist.py``, seed 0,
+``lam=400``) it raised ACC / BWT from 89.26 / -3.38 to 90.94 / -3.69 %: the tasks were learnt to
+94.26 % on average, against 92.30, and the first task kept 87.1 % against 87.5. On five permuted
+digit tasks of eight epochs (``permuted-long``, seeds 0-2) ACC rose from 63.8 to 70.8 %; on the
+other scenarios of :mod:`neurosim.runs.conformance` it changed ACC and BWT by at most 0.5 points.
 
 Every trained parameter of the network is protected; parameters frozen since (e.g. thresholds
 after the first task) cannot drift and are skipped. The examples (and, for the true Fisher, one
@@ -93,18 +97,20 @@ With Adam, :math:`\eta` in the proximal step is the optimiser's nominal learning
 
 **Defaults**: ``lam=100``, 1,000 samples, the empirical Fisher, the proximal form, online with the
 Fishers averaged (``online=True, average=True``: the running mean of the tasks' Fishers and the
-latest anchor), whole Fishers for parameters of at most 2,048 entries. Separate Fishers
+latest anchor), whole Fishers for parameters of at most 2,048 entries, normalised Fishers
+(``normalise=True``; ``False`` keeps each task's Fisher as estimated). Separate Fishers
 (``online=False, average=False``, the defaults until this was measured) stiffen task after task:
 the empirical Fisher of each task is larger than the one before, so their sum grows faster than the
 number of tasks. On five permuted digit tasks of eight epochs (``permuted-long`` of
 :mod:`neurosim.runs.conformance`, seeds 0-2; diagonal Fishers) they learnt task 4 to 26-48 % (95-96 %
 without protection), ACC / BWT 55.6 / -22.4 against no protection's 62.5 / -38.2, where averaged
-online ones gave 64.7 / -18.6 (the defaults, with the readout's whole Fisher: 63.8 / -20.0); on five
+online ones gave 64.7 / -18.6 (with the readout's whole Fisher: 63.8 / -20.0; normalised too, the
+defaults: 70.8 / -18.3); on five
 permuted Fashion-MNIST tasks (3,000 images, 2 epochs, the DSR network 784-128-10, seeds 0-1) 66.9 /
 -6.8 against no protection's 73.6 / -3.0, where averaged online ones gave 73.3 / -1.5 (the defaults:
 73.2 / -1.5). On ten permuted-MNIST tasks with the HLOP paper's network
 (``benchmarks/pmnist.py``, which lists the trials) the separate Fishers also forget the most
-recent task most (above); the benchmark uses the default form with ``lam=400``.
+recent task most (above); the benchmark uses the defaults with ``lam=400``.
 """
 from __future__ import annotations
 
@@ -144,13 +150,13 @@ def _whole(f: torch.Tensor, like: torch.Tensor) -> bool:
 
 class EWC(Plugin):
     """``EWC(lam=100.0, online=True, gamma=1.0, average=True, samples=1000, fisher="empirical",
-    form="proximal", full=2048, normalise=False, seed=0)``; see the module docstring."""
+    form="proximal", full=2048, normalise=True, seed=0)``; see the module docstring."""
 
     name = "ewc"
 
     def __init__(self, lam: float = 100.0, online: bool = True, gamma: float = 1.0, average: bool = True,
                  samples: int = 1000, fisher: str = "empirical", form: str = "proximal", full: int = 2048,
-                 normalise: bool = False, seed: int = 0):
+                 normalise: bool = True, seed: int = 0):
         check_positive("lam", lam, allow_zero=True)
         check_positive("gamma", gamma, allow_zero=True)
         if not isinstance(samples, int) or samples < 1:
@@ -164,7 +170,7 @@ class EWC(Plugin):
         check_choice("EWC form", form, FORMS)
         self.lam, self.online, self.gamma, self.samples = float(lam), online, float(gamma), samples
         self.average, self.normalise = average, normalise
-        self.units: dict[str, float] = {}  # per parameter, the mean diagonal entry of its first Fisher
+        self.units: dict[str, torch.Tensor] = {}  # per parameter, the mean diagonal entry of its first Fisher
         self.tasks = 0  # Fishers taken so far
         self.kind, self.form, self.full, self.seed = fisher, form, full, seed
         self.fishers: list[dict[str, torch.Tensor]] = []
@@ -228,7 +234,7 @@ class EWC(Plugin):
             return new
         out = {}
         for name, f in new.items():
-            mean = float((f.diagonal() if _whole(f, anchor[name]) else f).mean())
+            mean = (f.diagonal() if _whole(f, anchor[name]) else f).mean()
             unit = self.units.setdefault(name, mean)
             out[name] = f * (unit / mean) if mean > 0 else f
         return out
@@ -318,6 +324,7 @@ class EWC(Plugin):
         self.anchors = [{k: v.clone() for k, v in a.items()} for a in state["anchors"]]
         self.tasks = int(state.get("tasks", len(self.fishers)))
         if self.normalise and self.fishers and "units" not in state:
-            raise NeurosimError("EWC state has no Fisher units to normalise by: it was written with normalise=False")
-        self.units = {k: float(v) for k, v in state.get("units", {}).items()}
+            raise NeurosimError("EWC: this run's state has no Fisher units (it was written before EWC normalised "
+                                "its Fishers, or with normalise=False): it cannot continue with normalise=True")
+        self.units = {k: v.clone() for k, v in state.get("units", {}).items()}
         self._sum()
