@@ -82,7 +82,7 @@ def test_proximal_step_is_the_closed_form_minimiser():
     g = torch.Generator().manual_seed(3)
     f1, f2 = torch.rand(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64)
     a1, a2 = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
-    ewc = EWC(lam=50.0, online=False, average=False)  # separate Fishers, summed
+    ewc = EWC(normalise=False, lam=50.0, online=False, average=False)  # separate Fishers, summed
     ewc.load_state_dict({"fishers": [{name: f1}, {name: f2}], "anchors": [{name: a1}, {name: a2}]})
     runner = fake_runner(net, lr=0.1)
     theta = w.detach().clone()  # the optimiser step's result
@@ -104,14 +104,14 @@ def test_penalty_form_adds_the_quadratic_and_proximal_form_leaves_the_loss():
     state = {"fishers": [{name: f}], "anchors": [{name: a}]}
     loss = torch.tensor(1.0, dtype=torch.float64)
     runner = fake_runner(net, lr=0.1)
-    pen = EWC(lam=4.0, form="penalty")
+    pen = EWC(normalise=False, lam=4.0, form="penalty")
     pen.load_state_dict(state)
     want = 1.0 + 0.5 * 4.0 * float((0.5 * w.detach() ** 2).sum())
     assert float(pen.before_backward(runner, loss).detach()) == pytest.approx(want, rel=1e-12)
     before = w.detach().clone()
     pen.after_update(runner)
     assert torch.equal(w.detach(), before)  # the penalty form has no proximal step
-    prox = EWC(lam=4.0)
+    prox = EWC(normalise=False, lam=4.0)
     prox.load_state_dict(state)
     assert prox.before_backward(runner, loss) is loss
 
@@ -119,7 +119,7 @@ def test_penalty_form_adds_the_quadratic_and_proximal_form_leaves_the_loss():
 def test_online_fisher_accumulates_with_gamma_and_keeps_the_latest_anchor():
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
-    ewc = EWC(online=True, gamma=0.5, samples=100)
+    ewc = EWC(normalise=False, online=True, gamma=0.5, samples=100)
     name = "projections.x_to_o.weight"
     ewc.after_task(runner, 0)
     f0 = ewc.fishers[0][name].clone()
@@ -164,7 +164,7 @@ def test_stiff_weights_converge_in_proximal_form_and_oscillate_as_a_penalty():
         net = linear_readout()
         w = net.connections["x_to_o"].projection.weight
         start = w.detach().clone()
-        ewc = EWC(lam=100.0, form=form)
+        ewc = EWC(normalise=False, lam=100.0, form=form)
         ewc.load_state_dict(state)
         runner = fake_runner(net, lr=0.1)
         for _ in range(3):
@@ -213,7 +213,7 @@ def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
     fs = [torch.rand(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
     anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
     state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 3}
-    ewc = EWC(lam=30.0, online=False, average=True)
+    ewc = EWC(normalise=False, lam=30.0, online=False, average=True)
     ewc.load_state_dict(state)
     theta = w.detach().clone()
     want = 0.5 * 30.0 / 3 * sum(float((f * (theta - a) ** 2).sum()) for f, a in zip(fs, anchors))
@@ -223,7 +223,7 @@ def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
     step = (theta + k * sum(f * a for f, a in zip(fs, anchors))) / (1 + k * sum(fs))
     assert torch.allclose(w.detach(), step, rtol=1e-13)
     assert torch.allclose(ewc.stiffness()[name], 10.0 * sum(fs), rtol=1e-13)
-    plain = EWC(lam=30.0, online=False, average=False)
+    plain = EWC(normalise=False, lam=30.0, online=False, average=False)
     plain.load_state_dict(state)
     assert float(plain.penalty(net).detach()) > 2.9 * float(ewc.penalty(net).detach())  # not averaged: three times as large
 
@@ -232,7 +232,7 @@ def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_ancho
     """gamma = 1 and average: the penalty's Fisher after task t follows F <- (F_new + t F_old) / (t + 1)."""
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
-    ewc = EWC(online=True, average=True, lam=2.0, samples=100, full=0)
+    ewc = EWC(normalise=False, online=True, average=True, lam=2.0, samples=100, full=0)
     name = "projections.x_to_o.weight"
     w = net.connections["x_to_o"].projection.weight
     mean = None
@@ -248,7 +248,7 @@ def test_online_average_is_the_running_mean_of_the_fishers_with_the_latest_ancho
     with torch.no_grad():
         w.add_(0.1)
     assert float(ewc.penalty(net).detach()) == pytest.approx(0.5 * 2.0 * float((mean * 0.01).sum()), rel=1e-10)
-    fresh = EWC(online=True, average=True, lam=2.0)
+    fresh = EWC(normalise=False, online=True, average=True, lam=2.0)
     fresh.load_state_dict(ewc.state_dict())  # the task count travels with the state
     assert fresh.tasks == 3 and torch.equal(fresh.anchors[0][name], theta)
     assert torch.allclose(fresh.stiffness()[name], ewc.stiffness()[name])
@@ -269,7 +269,7 @@ def test_whole_fisher_penalty_and_proximal_step_are_the_closed_forms():
     fs = [r @ r.T for r in roots]  # symmetric, positive definite, with off-diagonal terms
     anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(2)]
     state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 2}
-    ewc = EWC(lam=30.0, online=False, average=True)
+    ewc = EWC(normalise=False, lam=30.0, online=False, average=True)
     ewc.load_state_dict(state)
     theta = w.detach().clone().reshape(-1).numpy()
     F = [f.numpy() for f in fs]
@@ -278,7 +278,7 @@ def test_whole_fisher_penalty_and_proximal_step_are_the_closed_forms():
     assert float(ewc.penalty(net).detach()) == pytest.approx(want, rel=1e-12)
     k = 0.1 * 30.0 / 2
     step = np.linalg.solve(np.eye(6) + k * sum(F), theta + k * sum(f @ a for f, a in zip(F, A)))
-    fresh = EWC(lam=30.0, online=False, average=True)
+    fresh = EWC(normalise=False, lam=30.0, online=False, average=True)
     fresh.load_state_dict(ewc.state_dict())
     for plugin in (ewc, fresh):
         with torch.no_grad():
@@ -310,3 +310,34 @@ def test_whole_fisher_step_is_a_contraction_toward_the_anchor():
 def test_full_must_be_a_non_negative_integer(full):
     with pytest.raises(ns.NeurosimError, match="EWC full must be a non-negative integer"):
         EWC(full=full)
+
+
+@pytest.mark.parametrize("full", [0, 2048])
+def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
+    """Weights scaled by 3 after task 0 give a larger Fisher on task 1; normalised, it is that Fisher
+    times mean(diag F_0) / mean(diag F_1), and the state carries the unit."""
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(online=False, average=False, samples=100, full=full)  # normalised by default
+    name = "projections.x_to_o.weight"
+    w = net.connections["x_to_o"].projection.weight
+    raw = []
+    for t in (0, 1):
+        raw.append(ewc.fisher(runner, sc.tasks[t])[name])
+        ewc.after_task(runner, t)
+        with torch.no_grad():
+            w.mul_(3.0)
+    diag = [f.diagonal() if full else f for f in raw]
+    assert float(diag[1].mean()) != pytest.approx(float(diag[0].mean()), rel=0.1)
+    assert torch.equal(ewc.fishers[0][name], raw[0])
+    assert torch.allclose(ewc.fishers[1][name], raw[1] * (diag[0].mean() / diag[1].mean()), rtol=1e-12)
+    fresh = EWC(online=False, average=False, full=full)
+    fresh.load_state_dict(ewc.state_dict())
+    assert set(fresh.units) == set(ewc.units) == {name}
+    assert torch.equal(fresh.units[name], ewc.units[name]) and float(ewc.units[name]) == float(diag[0].mean())
+    plain = EWC(online=False, average=False, samples=100, full=full, normalise=False)
+    plain.after_task(runner, 0)
+    with pytest.raises(ns.NeurosimError, match="^EWC: this run's state has no Fisher units [^\n]*normalise=True$"):
+        EWC().load_state_dict({k: v for k, v in plain.state_dict().items() if k != "units"})
+    with pytest.raises(ns.NeurosimError, match="EWC normalise must be true or false, got 1"):
+        EWC(normalise=1)
