@@ -44,7 +44,7 @@ diagonal; ``full=0`` is Zenke et al.'s SI everywhere.
   :math:`\Omega` reaches :math:`\omega / \xi` for a parameter that barely moved over its task, and
   the run diverges where :math:`2\eta c\,\Omega > 2`.
 
-**Defaults** ``c = 1``, ``xi = 0.1`` (the damping Zenke et al. use on permuted MNIST). With plain SGD,
+**Defaults** ``c = 1``, ``xi = 0.1`` (the damping Zenke et al. use on permuted MNIST), ``full = 2048``. With plain SGD,
 :math:`\omega` sums :math:`\eta\,\lVert g \rVert^2` over every step, noise included, and with a small
 damping the importance feeds on itself: a parameter the penalty holds moves little, so its
 :math:`\Delta^2` is small and its next :math:`\Omega` larger. With ``c = 0.1, xi = 0.001`` (the earlier
@@ -59,6 +59,11 @@ feedback is gone: 74.4 / -0.8 there, and on the conformance scenarios of
 protected, with ACC higher on most (the table in the README). ``c = 1`` held the
 parameters so tightly with ``xi = 0.001`` that later tasks were learnt 20 to 50 points worse than
 without protection; ``c = 10`` with ``xi = 0.1`` cost 4 points of ACC on the Fashion-MNIST tasks.
+Those figures are of the diagonal. ``full = 2048`` keeps the readout's 1,280 weights whole there:
+on 1,000 test images per task, seeds 0-1, 74.6 / -1.1 against the diagonal's 74.7 / +0.2 and no
+protection's 73.4 / -2.4. On the conformance scenarios it forgets more than the diagonal on
+``permuted`` and ``ei`` (BWT -6.5 and -10.8 against -3.7 and -5.7), ends with a higher ACC on every
+one but ``delayed`` (74.1 against 77.0), and passes ``three-factor``, which the diagonal fails.
 
 Under data parallelism ``g`` is the gradient the runner has already all-reduced, so the path
 integral is the global one on every rank.
