@@ -127,25 +127,36 @@ FORMS = ("proximal", "penalty")
 FISHERS = ("empirical", "true")
 
 
-def proximal_step(runner, quadratics: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+def proximal_step(runner, quadratics: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                  inverses: dict[str, tuple[float, torch.Tensor]] | None = None) -> None:
     r"""After the optimiser's step :math:`\theta'`, each parameter named in ``quadratics`` (by its
     qualified name, if still trained) takes the minimiser of the penalty
-    :math:`\tfrac12 \sum_i (K_i \theta_i^2 - 2 A_i \theta_i)` plus
+    :math:`\tfrac12 (\theta^\top K \theta - 2 A^\top \theta)` plus
     :math:`\tfrac{1}{2\eta}\lVert \theta - \theta' \rVert^2` (:math:`\eta` its learning rate),
-    given ``quadratics[name] = (K, A)``: :math:`\theta \leftarrow (\theta' + \eta A) / (1 + \eta K)`.
-    For :math:`K \ge 0` the step moves each parameter toward :math:`A / K` by a fraction
-    :math:`\eta K / (1 + \eta K) < 1`: it cannot overshoot, however stiff the penalty."""
+    given ``quadratics[name] = (K, A)``: :math:`\theta \leftarrow (I + \eta K)^{-1} (\theta' + \eta A)`.
+    ``K`` is diagonal (the parameter's shape; the inverse is a division) or whole (``[numel, numel]``
+    over the flattened parameter, ``A`` of ``numel`` entries; its inverse is computed in double
+    precision and kept in ``inverses`` per name and learning rate: clear it when ``K`` changes). For
+    :math:`K \succeq 0` the step moves each parameter toward the penalty's minimum by a fraction
+    below 1 along every eigenvector of ``K``: it cannot overshoot, however stiff the penalty."""
     rates = {id(p): group["lr"] for group in runner.optimizer.param_groups for p in group["params"]}
     with torch.no_grad():
         for name, p in trained_parameters(runner.network).items():
             if name in quadratics and id(p) in rates:
                 k, a = quadratics[name]
                 eta = rates[id(p)]
-                p.copy_((p + eta * a) / (1 + eta * k))
+                if _whole(k, p):
+                    cached = inverses.get(name)
+                    if cached is None or cached[0] != eta:
+                        m = torch.eye(len(k), dtype=torch.float64) + eta * k.double()
+                        cached = inverses[name] = (eta, torch.linalg.inv(m).to(k.dtype))
+                    p.copy_((cached[1] @ (p.reshape(-1) + eta * a)).reshape(p.shape))
+                else:
+                    p.copy_((p + eta * a) / (1 + eta * k))
 
 
 def _whole(f: torch.Tensor, like: torch.Tensor) -> bool:
-    """Whether ``f`` is a whole Fisher (``[numel, numel]``) of a parameter shaped like ``like``."""
+    """Whether ``f`` is a whole matrix (``[numel, numel]``) over a parameter shaped like ``like``."""
     return f.shape != like.shape
 
 
@@ -285,26 +296,8 @@ class EWC(Plugin):
     def after_update(self, runner) -> None:
         if self.form != "proximal" or not self._totals or self.lam == 0:
             return
-        anchor = self.anchors[-1]
-        proximal_step(runner, {name: (self.lam * s, self.lam * a) for name, (s, a) in self._totals.items()
-                               if not _whole(s, anchor[name])})
-        rates = {id(p): group["lr"] for group in runner.optimizer.param_groups for p in group["params"]}
-        with torch.no_grad():
-            for name, p in trained_parameters(runner.network).items():
-                if name in self._totals and id(p) in rates and _whole(self._totals[name][0], p):
-                    eta = rates[id(p)]
-                    p.copy_((self._inverse(name, eta) @ (p.reshape(-1) + eta * self.lam * self._totals[name][1]))
-                            .reshape(p.shape))
-
-    def _inverse(self, name: str, eta: float) -> torch.Tensor:
-        r""":math:`(I + \eta\lambda c \sum_s F_s)^{-1}` of a whole Fisher, computed in double precision once
-        per learning rate and task."""
-        cached = self._inverses.get(name)
-        if cached is None or cached[0] != eta:
-            s = self._totals[name][0]
-            m = torch.eye(len(s), dtype=torch.float64) + eta * self.lam * s.double()
-            cached = self._inverses[name] = (eta, torch.linalg.inv(m).to(s.dtype))
-        return cached[1]
+        proximal_step(runner, {name: (self.lam * s, self.lam * a) for name, (s, a) in self._totals.items()},
+                      self._inverses)
 
     def health(self, runner) -> dict[str, float]:
         """``penalty_share``: the penalty's part of the last batch's loss plus penalty (0 before the

@@ -37,11 +37,11 @@ def sgd_step(si, runner, grad):
 
 
 def test_path_integral_and_importance_follow_their_definitions():
-    """omega = -sum_t g_t dtheta_t over the task; Omega = max(0, omega) / (Delta^2 + xi)."""
+    """``full=0``: omega = -sum_t g_t dtheta_t over the task; Omega = max(0, omega) / (Delta^2 + xi)."""
     net = readout()
     runner = runner_for(net, lr=0.1)
     w = net.connections["x_to_o"].projection.weight
-    si = SI(c=1.0, xi=0.01)
+    si = SI(c=1.0, xi=0.01, full=0)
     si.before_task(runner, 0)
     start = w.detach().clone()
     gen = torch.Generator().manual_seed(1)
@@ -137,3 +137,60 @@ def test_parameters_frozen_after_the_first_task_are_left_alone():
     frozen = [n for n, p in runner.network.named_parameters() if not p.requires_grad]
     assert frozen and all(n in si.big_omega and n not in si.start for n in frozen)
     assert np.isfinite(result.R).all()
+
+
+def test_whole_importance_penalty_and_proximal_step_are_the_closed_forms():
+    """A parameter of at most ``full`` entries: omega = -sum_t g_t dtheta_t^T (6 x 6); Omega = D^-1/2 P
+    D^-1/2 with P the positive part of omega's symmetric part and D = Delta^2 + xi; the penalty is
+    c d^T Omega d and the proximal step (I + 2 lr c Omega)^-1 (theta' + 2 lr c Omega anchor)."""
+    net = readout()
+    runner = runner_for(net, lr=0.1)
+    w = net.connections["x_to_o"].projection.weight
+    si = SI(c=0.7, xi=0.01)
+    si.before_task(runner, 0)
+    start = w.detach().numpy().reshape(-1).copy()
+    gen = torch.Generator().manual_seed(3)
+    want = np.zeros((6, 6))
+    for _ in range(5):
+        g = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+        before = w.detach().numpy().reshape(-1).copy()
+        sgd_step(si, runner, g)
+        want -= np.outer(g.numpy().reshape(-1), w.detach().numpy().reshape(-1) - before)
+    assert si.omega[NAME].shape == (6, 6) and np.allclose(si.omega[NAME].numpy(), want, rtol=1e-12, atol=1e-15)
+    want[0, 1] -= 3.0  # an asymmetric part, and a negative eigenvalue
+    si.omega[NAME][0, 1] -= 3.0
+    si.after_task(runner, 0)
+    values, vectors = np.linalg.eigh((want + want.T) / 2)
+    assert values.min() < 0
+    positive = vectors @ np.diag(np.maximum(values, 0)) @ vectors.T
+    d = 1 / np.sqrt((w.detach().numpy().reshape(-1) - start) ** 2 + 0.01)
+    omega = d[:, None] * positive * d[None, :]
+    assert np.allclose(si.big_omega[NAME].numpy(), omega, rtol=1e-10, atol=1e-12)
+    assert np.linalg.eigvalsh(si.big_omega[NAME].numpy()).min() > -1e-10
+    anchor = w.detach().numpy().reshape(-1).copy()
+    grad = torch.randn(2, 3, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        w.add_(torch.randn(2, 3, generator=gen, dtype=torch.float64))
+    theta = w.detach().numpy().reshape(-1) - 0.1 * grad.numpy().reshape(-1)
+    dist = w.detach().numpy().reshape(-1) - anchor
+    assert float(si.penalty(net).detach()) == pytest.approx(0.7 * dist @ omega @ dist, rel=1e-10)
+    sgd_step(si, runner, grad)
+    k = 2 * 0.1 * 0.7 * omega
+    assert np.allclose(w.detach().numpy().reshape(-1), np.linalg.solve(np.eye(6) + k, theta + k @ anchor),
+                       rtol=1e-10, atol=1e-12)
+    fresh = SI(c=0.7, xi=0.01)
+    fresh.load_state_dict(si.state_dict())
+    before = w.detach().clone()
+    results = []
+    for plugin in (si, fresh):
+        with torch.no_grad():
+            w.copy_(before)
+        sgd_step(plugin, runner, grad)
+        results.append(w.detach().clone())
+    assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("full", [-1, 2.5, True, "all"])
+def test_full_must_be_a_non_negative_integer(full):
+    with pytest.raises(NeurosimError, match="SI full must be a non-negative integer"):
+        SI(full=full)

@@ -39,12 +39,7 @@ REFUSALS: dict = {}  # none at present
 #: (strategy, scenario) -> why the protection test is expected to fail there, from the literature.
 DOCUMENTED: dict = {}  # none at present
 #: Failures measured here, explained by the measurement, that the default settings do not avoid (strict xfail).
-OPEN = {("si", "three-factor"): (
-    "SI holds the readout, the only trained weights, with a diagonal importance: the local learner is not the "
-    "cause (its update matches autograd's gradient, cosine 0.9995; under BPTT the cell fails alike, SI 47.9 "
-    "against 68.1 % at seed 0), the diagonal is: EWC with its diagonal Fisher failed here alike (ACC 50.1 %) and "
-    "passes with the readout's whole Fisher (81.8 / -9.6 against 64.8 / -35.4; plugins/ewc.py), which SI's path "
-    "integral has no counterpart of. Mean ACC 47.6 against 64.8 %")}
+OPEN: dict = {}  # none at present
 
 
 #: Seeds of the protection test (one run per seed; the other scenarios run seed 0 alone).
