@@ -256,10 +256,11 @@ class EWC(Plugin):
         return 1.0 / self.tasks if self.average and self.tasks else 1.0
 
     def _sum(self) -> None:
-        """Per parameter, :math:`c \\sum_s F_s` and :math:`c \\sum_s F_s \\theta^*_s` (:math:`c` the
-        :meth:`scale`; the proximal step's inputs; for a whole Fisher, over the flattened parameter)."""
+        """Per parameter, :math:`\\lambda c \\sum_s F_s` and :math:`\\lambda c \\sum_s F_s \\theta^*_s`
+        (:math:`c` the :meth:`scale`; the proximal step's inputs; for a whole Fisher, over the flattened
+        parameter)."""
         self._totals, self._inverses = {}, {}
-        c = self.scale()
+        c = self.lam * self.scale()
         for fisher, anchor in zip(self.fishers, self.anchors):
             for name, f in fisher.items():
                 s, a = self._totals.get(name, (0, 0))
@@ -270,7 +271,7 @@ class EWC(Plugin):
         r"""Per protected parameter, :math:`\lambda c \sum_s F_s`: the penalty's curvature (for a
         whole Fisher its diagonal, in the parameter's shape)."""
         shapes = {name: p.shape for name, p in self.anchors[-1].items()} if self.anchors else {}
-        return {name: self.lam * (s.diagonal().reshape(shapes[name]) if s.shape != shapes[name] else s)
+        return {name: s.diagonal().reshape(shapes[name]) if s.shape != shapes[name] else s
                 for name, (s, _) in self._totals.items()}
 
     def penalty(self, network) -> torch.Tensor:
@@ -296,8 +297,7 @@ class EWC(Plugin):
     def after_update(self, runner) -> None:
         if self.form != "proximal" or not self._totals or self.lam == 0:
             return
-        proximal_step(runner, {name: (self.lam * s, self.lam * a) for name, (s, a) in self._totals.items()},
-                      self._inverses)
+        proximal_step(runner, self._totals, self._inverses)
 
     def health(self, runner) -> dict[str, float]:
         """``penalty_share``: the penalty's part of the last batch's loss plus penalty (0 before the

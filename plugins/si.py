@@ -95,11 +95,13 @@ class SI(Plugin):
         self.start: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] = {}
         self._grad: dict[str, torch.Tensor] = {}
+        self._quadratics: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._inverses: dict[str, tuple[float, torch.Tensor]] = {}
 
     def before_task(self, runner, task: int) -> None:
         params = trained_parameters(runner.network)
         self.start = {n: p.detach().clone() for n, p in params.items()}
+        self._quadratics = None
         self.omega = {n: p.new_zeros(p.numel(), p.numel()) if p.numel() <= self.full else torch.zeros_like(p)
                       for n, p in params.items()}
 
@@ -110,9 +112,10 @@ class SI(Plugin):
 
     def after_update(self, runner) -> None:
         if self.form == "proximal" and self.big_omega and self.c > 0:
-            proximal_step(runner, {n: (2 * self.c * om, 2 * self.c * self._pull(n, om))
-                                   for n, om in self.big_omega.items() if n in self.start},  # still trained
-                          self._inverses)
+            if self._quadratics is None:  # 2 c Omega and 2 c Omega theta~, once per task
+                self._quadratics = {n: (2 * self.c * om, 2 * self.c * self._pull(n, om))
+                                    for n, om in self.big_omega.items() if n in self.start}  # still trained
+            proximal_step(runner, self._quadratics, self._inverses)
         for n, p in trained_parameters(runner.network).items():  # the change the step made, proximal part included
             if n in self._grad:
                 step = p.detach() - self._before[n]
@@ -127,7 +130,7 @@ class SI(Plugin):
         return om @ start.reshape(-1) if _whole(om, start) else om * start
 
     def after_task(self, runner, task: int) -> None:
-        self._inverses = {}
+        self._quadratics, self._inverses = None, {}
         for n, p in trained_parameters(runner.network).items():
             delta = p.detach() - self.start[n]
             om = self.omega[n]
@@ -168,4 +171,4 @@ class SI(Plugin):
         self.omega = {k: v.clone() for k, v in state["omega"].items()}
         self.big_omega = {k: v.clone() for k, v in state["big_omega"].items()}
         self.start = {k: v.clone() for k, v in state["start"].items()}
-        self._inverses = {}
+        self._quadratics, self._inverses = None, {}
