@@ -25,7 +25,7 @@ brought every task to near chance (ACC 50.1 % against no protection's 64.8, seed
 ``lam=10`` 34.0 %). So a parameter of at most ``full`` entries (default 2,048) keeps its whole
 Fisher :math:`F_s = \frac{1}{N}\sum_n g_n g_n^\top` (:math:`g_n` the example's gradient, flattened;
 ``[numel, numel]``), and the penalty is :math:`\frac{\lambda}{2} \sum_s (\theta - \theta^*_s)^\top
-F_s (\theta - \theta^*_s)`: there EWC gives ACC / BWT 81.8 / -9.6 % (no protection 64.8 / -35.4).
+F_s (\theta - \theta^*_s)`: there EWC gives ACC / BWT 81.8 / -9.9 % (no protection 64.8 / -35.4).
 Larger parameters keep the diagonal (a whole Fisher of :math:`P` entries costs :math:`P^2` numbers
 and, per task, one :math:`P \times P` inverse); ``full=0`` is the diagonal everywhere, Kirkpatrick et
 al.'s EWC. The formulas below are written for the diagonal; with a whole Fisher products become
@@ -241,14 +241,13 @@ class EWC(Plugin):
 
     def _normalised(self, new: dict[str, torch.Tensor], anchor: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """With ``normalise``, each parameter's Fisher rescaled so that its mean diagonal entry is that
-        of the parameter's first Fisher (a Fisher whose mean is 0 is left as it is)."""
+        of the parameter's first Fisher that is not zero (a Fisher of mean 0 is left as it is)."""
         if not self.normalise:
             return new
         out = {}
         for name, f in new.items():
             mean = (f.diagonal() if _whole(f, anchor[name]) else f).mean()
-            unit = self.units.setdefault(name, mean)
-            out[name] = f * (unit / mean) if mean > 0 else f
+            out[name] = f * (self.units.setdefault(name, mean) / mean) if mean > 0 else f
         return out
 
     def scale(self) -> float:

@@ -26,7 +26,7 @@ inputs are strongly correlated the diagonal misjudges which moves matter: on a r
 weights learning alone, by the three-factor rule, on the correlated rates of a fixed spiking layer
 (``three-factor`` of :mod:`neurosim.runs.conformance`, seeds 0-2) the diagonal importance held the
 readout so tightly that later tasks were barely learnt, ACC 47.6 % against no protection's 64.8,
-where the whole importance gives 83.7 / -7.1 against 64.8 / -35.4 (EWC's diagonal Fisher failed
+where the whole importance gives 83.6 / -7.1 against 64.8 / -35.4 (EWC's diagonal Fisher failed
 there alike, and its whole Fisher passes: :mod:`~neurosim.plugins.ewc`). Larger parameters keep the
 diagonal; ``full=0`` is Zenke et al.'s SI everywhere.
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurosim.cli.main import EXIT_DIVERGED, main
 from neurosim.continual.plugin import Plugin
 from neurosim.continual.runner import DIVERGENCE, Continual, Diverged
 from neurosim.errors import NeurosimError
@@ -25,8 +26,9 @@ class Poison(Plugin):
 
     name = "poison"
 
-    def __init__(self, step: int, loss_factor: float | None = None, weight: float | None = None):
-        self.at, self.loss_factor, self.weight = step, loss_factor, weight
+    def __init__(self, step: int, loss_factor: float | None = None, weight: float | None = None,
+                 parameter: str = "projections.h1_to_h2.weight"):
+        self.at, self.loss_factor, self.weight, self.parameter = step, loss_factor, weight, parameter
 
     def before_backward(self, runner, loss):
         if self.loss_factor is not None and runner.step + 1 == self.at:
@@ -36,7 +38,7 @@ class Poison(Plugin):
     def after_update(self, runner):
         if self.weight is not None and runner.step + 1 == self.at:
             with torch.no_grad():
-                runner.network.projections["h1_to_h2"].weight[0, 0] = self.weight
+                runner.network.get_parameter(self.parameter).view(-1)[0] = self.weight
 
 
 def runner_with(poison: Plugin | None, store=None, **training) -> Continual:
@@ -116,11 +118,13 @@ def test_a_non_finite_loss_always_stops():
 
 
 @pytest.mark.parametrize("value,kind", [(float("inf"), "infinite"), (float("nan"), "NaN")])
-def test_a_non_finite_parameter_names_its_projection(value, kind):
+@pytest.mark.parametrize("parameter,owner", [("projections.h1_to_h2.weight", "the weight of projection h1_to_h2"),
+                                             ("populations.h2.threshold", "the threshold of population h2")])
+def test_a_non_finite_parameter_names_its_projection_or_population(value, kind, parameter, owner):
     with pytest.raises(Diverged) as stop:
-        runner_with(Poison(6, weight=value)).run()
-    assert str(stop.value) == (f"the run diverged at task 0, batch 6 (step 6): the update made the weight of "
-                               f"projection h1_to_h2 {kind}; plugins acting on the update: poison")
+        runner_with(Poison(6, weight=value, parameter=parameter)).run()
+    assert str(stop.value) == (f"the run diverged at task 0, batch 6 (step 6): the update made {owner} "
+                               f"{kind}; plugins acting on the update: poison")
 
 
 def test_a_failed_start_before_any_checkpoint_leaves_no_file(tmp_path):
@@ -176,4 +180,52 @@ def test_health_figures_are_logged_and_match_the_checkpoint(tmp_path):
         s2 = torch.linalg.svdvals(old) ** 2
         assert math.isclose(health[f"hlop.{p}.orthonormality_error"]["value"][-1], (1 - s2).abs().max().item(),
                             rel_tol=1e-9, abs_tol=1e-12)
-        assert health[f"hlop.{p}.projection_norm"]["value"][-1] >= health[f"hlop.{p}.orthonormality_error"]["value"][-1]
+        filter_norm = torch.linalg.matrix_norm(torch.eye(old.shape[1], dtype=old.dtype) - old.t() @ old, ord=2)
+        assert math.isclose(health[f"hlop.{p}.projection_norm"]["value"][-1], filter_norm.item(), rel_tol=1e-6, abs_tol=1e-12)
+        assert health[f"hlop.{p}.projection_norm"]["value"][-1] <= 1 + 1e-5
+
+
+POISON_FILE = """
+from neurosim import Plugin
+
+
+class NanLoss(Plugin):
+    name = "nan_loss"
+
+    def __init__(self, step):
+        self.at = step
+
+    def before_backward(self, runner, loss):
+        return loss * float("nan") if runner.step + 1 == self.at else loss
+"""
+
+
+def test_the_command_line_exits_3_keeps_the_file_and_resumes_to_the_same_stop(tmp_path, capsys):
+    """A NaN loss in task 1 under `neurosim run`: one line naming where and which plugins act on the
+    update, exit status 3, a file that checks and shows its health in `inspect`, and `neurosim resume`
+    from its last checkpoint stops at the same batch."""
+    (tmp_path / "poison.py").write_text(POISON_FILE)
+    (tmp_path / "exp.toml").write_text(
+        '[model]\nname = "pmnist"\nn_in = 64\nhidden = 8\nseed = 1\n'
+        '[scenario]\nname = "permuted"\ndata = "digits"\ntasks = 2\nseed = 2\n'
+        '[training]\nsteps = 2\nepochs = 1\nbatch_size = 128\nlr = 0.1\nseed = 3\ncheckpoint_every = 4\n'
+        'health_every = 2\n'
+        '[[plugins]]\nname = "ewc"\nlam = 10.0\nsamples = 16\n'
+        '[[plugins]]\nname = "poison.py:NanLoss"\nstep = 17\n')
+    out = tmp_path / "run.h5"
+    first = "the run diverged at task 1, batch 6 (step 17): the loss became nan; plugins acting on the update: " \
+            f"ewc, nan_loss; {out} keeps checkpoint 4"
+    assert main(["run", str(tmp_path / "exp.toml"), "--store", str(out), "--quiet"]) == EXIT_DIVERGED
+    assert capsys.readouterr().err == f"neurosim: error: {first}\n"
+    with RunStore.open(out) as s:
+        s.check()
+        assert len(s.read_log()) == 16 and s.count("checkpoints") == 5
+        log = s.read_log()
+    assert main(["inspect", str(out)]) == 0
+    assert "latest: ewc.penalty_share " in capsys.readouterr().out
+    assert main(["resume", str(out), "--quiet"]) == EXIT_DIVERGED
+    assert capsys.readouterr().err == f"neurosim: error: {first}\n"
+    with RunStore.open(out) as s:
+        s.check()
+        again = s.read_log()
+    assert all(np.array_equal(log[k], again[k]) for k in log.dtype.names)  # the batches since checkpoint 4 agree

@@ -341,3 +341,32 @@ def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
         EWC().load_state_dict({k: v for k, v in plain.state_dict().items() if k != "units"})
     with pytest.raises(ns.NeurosimError, match="EWC normalise must be true or false, got 1"):
         EWC(normalise=1)
+
+
+def test_normalised_online_average_is_the_mean_of_the_rescaled_fishers_and_a_zero_fisher_sets_no_unit():
+    """The defaults (online, averaged, normalised): after tasks 0 and 1 the penalty's Fisher is
+    (F_0 + F_1 mean(diag F_0) / mean(diag F_1)) / 2. A parameter whose first Fisher is zero (it had no
+    gradient yet) is not scaled to zero ever after: its first non-zero Fisher sets its unit."""
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(samples=100, full=0)
+    name = "projections.x_to_o.weight"
+    w = net.connections["x_to_o"].projection.weight
+    raw = []
+    for t in (0, 1):
+        raw.append(ewc.fisher(runner, sc.tasks[t])[name])
+        ewc.after_task(runner, t)
+        with torch.no_grad():
+            w.mul_(3.0)
+    expected = (raw[0] + raw[1] * (raw[0].mean() / raw[1].mean())) / 2
+    assert len(ewc.fishers) == 1
+    assert torch.allclose(ewc.fishers[0][name] * ewc.scale(), expected, rtol=1e-12)
+    assert torch.allclose(ewc.stiffness()[name], ewc.lam * expected, rtol=1e-12)
+
+    given = iter([torch.zeros(2, 3, dtype=torch.float64), 2 * raw[0], raw[0]])
+    ewc = EWC(full=0)
+    ewc.fisher = lambda runner, task: {name: next(given)}
+    for t in (0, 1, 1):  # the given Fishers stand for three tasks
+        ewc.after_task(runner, t)
+    assert torch.equal(ewc.units[name], 2 * raw[0].mean())
+    assert torch.allclose(ewc.fishers[0][name], 4 * raw[0], rtol=1e-12)  # 0 + 2 F + F rescaled to 2 F

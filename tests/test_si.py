@@ -190,6 +190,28 @@ def test_whole_importance_penalty_and_proximal_step_are_the_closed_forms():
     assert torch.equal(results[0], results[1])
 
 
+@pytest.mark.parametrize("full,whole", [(6, True), (5, False), (0, False)])
+def test_a_parameter_of_more_than_full_entries_keeps_the_diagonal(full, whole):
+    """The 6-entry weight keeps the whole path integral up to ``full=6``; above it the diagonal's
+    Omega = max(0, omega) / (Delta^2 + xi), as with ``full=0``."""
+    net = readout()
+    runner = runner_for(net, lr=0.1)
+    w = net.connections["x_to_o"].projection.weight
+    si = SI(full=full)
+    si.before_task(runner, 0)
+    start = w.detach().clone()
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        sgd_step(si, runner, torch.randn(2, 3, generator=gen, dtype=torch.float64))
+    assert si.omega[NAME].shape == ((6, 6) if whole else (2, 3))
+    omega = si.omega[NAME].clone()
+    si.after_task(runner, 0)
+    assert si.big_omega[NAME].shape == ((6, 6) if whole else (2, 3))
+    if not whole:
+        assert torch.allclose(si.big_omega[NAME], omega.clamp(min=0) / ((w.detach() - start) ** 2 + 0.1),
+                              rtol=1e-12)
+
+
 @pytest.mark.parametrize("full", [-1, 2.5, True, "all"])
 def test_full_must_be_a_non_negative_integer(full):
     with pytest.raises(NeurosimError, match="SI full must be a non-negative integer"):
