@@ -42,15 +42,16 @@ def per_sample_gradients(W, task) -> np.ndarray:
 
 
 def test_fisher_equals_the_mean_of_per_sample_squared_log_likelihood_gradients():
-    """``full=0``: the diagonal, the mean of the squared per-sample gradients; by default (6 entries,
-    at most ``full``) the whole matrix, the mean of their outer products."""
+    """The empirical Fisher. ``full=0``: the diagonal, the mean of the squared per-sample gradients;
+    by default (6 entries, at most ``full``) the whole matrix, the mean of their outer products."""
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
     W = net.connections["x_to_o"].projection.weight.detach().numpy()
     g = per_sample_gradients(W, sc.tasks[1]).reshape(-1, 6)
     name = "projections.x_to_o.weight"
-    diagonal = EWC(samples=100, full=0).fisher(runner, sc.tasks[1])  # more samples than the task has: all used
-    whole = EWC(samples=100).fisher(runner, sc.tasks[1])
+    # more samples than the task has: all used
+    diagonal = EWC(samples=100, full=0, fisher="empirical").fisher(runner, sc.tasks[1])
+    whole = EWC(samples=100, fisher="empirical").fisher(runner, sc.tasks[1])
     assert set(diagonal) == set(whole) == {name}
     assert np.allclose(diagonal[name].numpy(), (g ** 2).mean(0).reshape(2, 3), rtol=1e-10, atol=1e-14)
     assert whole[name].shape == (6, 6)
@@ -83,7 +84,7 @@ def test_proximal_step_is_the_closed_form_minimiser():
     f1, f2 = torch.rand(2, 3, generator=g, dtype=torch.float64), torch.rand(2, 3, generator=g, dtype=torch.float64)
     a1, a2 = torch.randn(2, 3, generator=g, dtype=torch.float64), torch.randn(2, 3, generator=g, dtype=torch.float64)
     ewc = EWC(normalise=False, lam=50.0, online=False, average=False)  # separate Fishers, summed
-    ewc.load_state_dict({"fishers": [{name: f1}, {name: f2}], "anchors": [{name: a1}, {name: a2}]})
+    ewc.load_state_dict({"fishers": [{name: f1}, {name: f2}], "anchors": [{name: a1}, {name: a2}], "fisher": "true"})
     runner = fake_runner(net, lr=0.1)
     theta = w.detach().clone()  # the optimiser step's result
     ewc.after_update(runner)
@@ -101,7 +102,7 @@ def test_penalty_form_adds_the_quadratic_and_proximal_form_leaves_the_loss():
     w = net.connections["x_to_o"].projection.weight
     name = "projections.x_to_o.weight"
     f, a = torch.full((2, 3), 0.5, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
-    state = {"fishers": [{name: f}], "anchors": [{name: a}]}
+    state = {"fishers": [{name: f}], "anchors": [{name: a}], "fisher": "true"}
     loss = torch.tensor(1.0, dtype=torch.float64)
     runner = fake_runner(net, lr=0.1)
     pen = EWC(normalise=False, lam=4.0, form="penalty")
@@ -158,7 +159,7 @@ def test_stiff_weights_converge_in_proximal_form_and_oscillate_as_a_penalty():
     1 - 10 = -9, the proximal step by 1 / (1 + 10)."""
     name = "projections.x_to_o.weight"
     state = {"fishers": [{name: torch.ones(2, 3, dtype=torch.float64)}],
-             "anchors": [{name: torch.zeros(2, 3, dtype=torch.float64)}]}
+             "anchors": [{name: torch.zeros(2, 3, dtype=torch.float64)}], "fisher": "true"}
     distances = {}
     for form in ("proximal", "penalty"):
         net = linear_readout()
@@ -194,7 +195,8 @@ def test_true_fisher_converges_to_the_expectation_over_the_model_labels():
     empirical = np.outer(p - np.eye(2)[1], x) ** 2
     name = "projections.x_to_o.weight"
     true = EWC(samples=n, fisher="true", full=0).fisher(runner, sc.tasks[0])[name].numpy()
-    emp = EWC(samples=10, full=0).fisher(runner, sc.tasks[0])[name].numpy()
+    assert np.array_equal(EWC(samples=n, full=0).fisher(runner, sc.tasks[0])[name].numpy(), true)  # the default
+    emp = EWC(samples=10, full=0, fisher="empirical").fisher(runner, sc.tasks[0])[name].numpy()
     assert np.allclose(emp, empirical, rtol=1e-9)
     # the fraction of draws of label 1 has relative standard error sqrt(p_0 / (n p_1)), 0.039 here
     assert np.allclose(true, exact, rtol=4 * np.sqrt(p[0] / (n * p[1])))
@@ -212,7 +214,7 @@ def test_average_divides_the_penalty_and_the_proximal_step_by_the_tasks_seen():
     g = torch.Generator().manual_seed(5)
     fs = [torch.rand(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
     anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(3)]
-    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 3}
+    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 3, "fisher": "true"}
     ewc = EWC(normalise=False, lam=30.0, online=False, average=True)
     ewc.load_state_dict(state)
     theta = w.detach().clone()
@@ -268,7 +270,7 @@ def test_whole_fisher_penalty_and_proximal_step_are_the_closed_forms():
     roots = [torch.randn(6, 6, generator=g, dtype=torch.float64) for _ in range(2)]
     fs = [r @ r.T for r in roots]  # symmetric, positive definite, with off-diagonal terms
     anchors = [torch.randn(2, 3, generator=g, dtype=torch.float64) for _ in range(2)]
-    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 2}
+    state = {"fishers": [{name: f} for f in fs], "anchors": [{name: a} for a in anchors], "tasks": 2, "fisher": "true"}
     ewc = EWC(normalise=False, lam=30.0, online=False, average=True)
     ewc.load_state_dict(state)
     theta = w.detach().clone().reshape(-1).numpy()
@@ -370,3 +372,24 @@ def test_normalised_online_average_is_the_mean_of_the_rescaled_fishers_and_a_zer
         ewc.after_task(runner, t)
     assert torch.equal(ewc.units[name], 2 * raw[0].mean())
     assert torch.allclose(ewc.fishers[0][name], 4 * raw[0], rtol=1e-12)  # 0 + 2 F + F rescaled to 2 F
+
+
+def test_the_state_names_its_fisher_and_a_run_continues_only_with_the_same_one():
+    net, sc = linear_readout(), tiny_scenario()
+    runner = Continual(net, sc, steps=1, readout="last", progress=False)
+    ewc = EWC(samples=100)
+    ewc.after_task(runner, 0)
+    state = ewc.state_dict()
+    assert state["fisher"] == "true"
+    fresh = EWC()
+    fresh.load_state_dict(state)
+    assert all(torch.equal(fresh.fishers[0][k], v) for k, v in ewc.fishers[0].items())
+    with pytest.raises(ns.NeurosimError, match="^EWC: this run's state holds the true Fisher; it cannot continue "
+                                               "with fisher='empirical'$"):
+        EWC(fisher="empirical").load_state_dict(state)
+    older = {k: v for k, v in state.items() if k != "fisher"}  # written when the empirical Fisher was the default
+    with pytest.raises(ns.NeurosimError, match="^EWC: this run's state does not say which Fisher it holds .*"
+                                               "resume it with fisher='empirical' given$"):
+        EWC().load_state_dict(older)
+    EWC(fisher="empirical").load_state_dict(older)
+    EWC().load_state_dict({k: v for k, v in EWC().state_dict().items() if k != "fisher"})  # nothing taken yet
