@@ -33,6 +33,8 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
             raise NeurosimError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value[bad].flatten()[0].item()!r}")
         return
     try:
+        if isinstance(value, (bool, np.bool_, str, bytes)):  # float() would take True and "1"
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise NeurosimError(f"{name} must be a number, got {value!r}") from None

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from neurosim import LIF, Dense, Izhikevich, Network, NeurosimError, Sparse
+from neurosim import LIF, Dense, Izhikevich, Network, NeurosimError, Sparse, create_plugin
 from neurosim.cli.main import main
 
 
@@ -29,6 +29,9 @@ def small_net():
     (lambda: Dense(3, 4, weight=torch.zeros(3, 3)), r"weight must have shape \(4, 3\)"),
     (lambda: Sparse(3, 4, p=1.5), "probability p"),
     (lambda: LIF(4, spike_fn="relu"), "unknown surrogate 'relu'"),
+    (lambda: create_plugin("si", c="1"), "c must be a number, got '1'"),
+    (lambda: create_plugin("si", c=True), "c must be a number, got True"),
+    (lambda: create_plugin("ewc", lam=True), "lam must be a number, got True"),
 ])
 def test_bad_parameters(make, match):
     with pytest.raises(NeurosimError, match=match):

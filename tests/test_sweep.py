@@ -125,6 +125,8 @@ def check_report(directory: Path, tmp_path: Path) -> None:
     groups_csv, trials_csv = tmp_path / "groups.csv", tmp_path / "trials.csv"
     assert main(["sweep-report", str(directory), "--csv", str(groups_csv), "--trials-csv", str(trials_csv),
                  "--plots", str(tmp_path / "plots")]) == 0
+    header = next(csv.reader(open(trials_csv)))
+    assert len(header) == len(set(header)), header
     rows = list(csv.DictReader(open(trials_csv)))
     runs = sorted(directory.glob("*/run.h5"))
     assert len(rows) == len(runs)

@@ -68,7 +68,7 @@ def write_csv(gs: list[Group], path: str) -> None:
 
 
 def write_trials_csv(trials: list[Trial], path: str) -> None:
-    keys = sorted({k for t in trials for k in t.params})
+    keys = sorted({k for t in trials for k in t.params} - {"method"})  # the method has its own column
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["trial", "method"] + keys + ["complete", "acc", "bwt", "fwt", "wall", "run"])
