@@ -147,14 +147,16 @@ class Metaplasticity(Plugin):
         names = self.names if self.names is not None else list(found)
         for n in names:
             if n not in network.connections:
-                raise NeurosimError(f"metaplasticity: the network has no projection {n!r}")
+                raise NeurosimError(f"metaplasticity: the network has no projection {n!r}; "
+                                    f"known: {', '.join(network.connections)}")
             if n not in found:
                 raise NeurosimError(f"metaplasticity cannot act on projection {n!r}: its weights are not trained")
         for what, table in (("m", self.m), ("scale", self.scale)):
             if isinstance(table, dict):
                 unknown = set(table) - set(names)
                 if unknown:
-                    raise NeurosimError(f"metaplasticity: {what} given for unknown projection {sorted(unknown)[0]!r}")
+                    raise NeurosimError(f"metaplasticity: {what} given for unknown projection {sorted(unknown)[0]!r}; "
+                                        f"protected: {', '.join(names)}")
         return {n: found[n] for n in names}
 
     def _m(self, name: str) -> float:

@@ -32,6 +32,7 @@ def small_net():
     (lambda: create_plugin("si", c="1"), "c must be a number, got '1'"),
     (lambda: create_plugin("si", c=True), "c must be a number, got True"),
     (lambda: create_plugin("ewc", lam=True), "lam must be a number, got True"),
+    (lambda: create_plugin("ewc", lamda=1.0), "unknown plugin 'ewc' parameter 'lamda'; known: lam, online, "),
 ])
 def test_bad_parameters(make, match):
     with pytest.raises(NeurosimError, match=match):

@@ -271,9 +271,10 @@ def test_options_and_refusals():
         Metaplasticity(scale="initial")
     with pytest.raises(ns.NeurosimError, match="scale must be > 0"):
         Metaplasticity(scale=0.0)
-    with pytest.raises(ns.NeurosimError, match="scale given for unknown projection 'nope'"):
+    names = ", ".join(runner.network.connections)
+    with pytest.raises(ns.NeurosimError, match=f"scale given for unknown projection 'nope'; protected: {names}$"):
         Metaplasticity(scale={"nope": 1.0}).before_training(runner)
-    with pytest.raises(ns.NeurosimError, match="the network has no projection 'nope'"):
+    with pytest.raises(ns.NeurosimError, match=f"the network has no projection 'nope'; known: {names}$"):
         Metaplasticity(projections=["nope"]).before_training(runner)
     with pytest.raises(TypeError):
         Metaplasticity(bound=3.0)

@@ -32,11 +32,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from importlib.metadata import entry_points
 
-from ..errors import NeurosimError
+from ..errors import NeurosimError, check_known
 
 ENTRY_POINT_GROUP = "neurosim.plugins"
 
@@ -103,6 +104,9 @@ def create_plugin(name: str, **kwargs) -> Plugin:
         cls = eps[name].load()
     if not (isinstance(cls, type) and issubclass(cls, Plugin)):
         raise NeurosimError(f"plugin {name!r} is not a neurosim.Plugin subclass")
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        check_known(f"plugin {name!r}", kwargs, params)
     return cls(**kwargs)
 
 
