@@ -167,6 +167,28 @@ def test_report_of_trial_folders(tmp_path, capsys):
     assert (tmp_path / "plots" / "acc_vs_training_lr.png").exists()
 
 
+def test_a_value_for_a_plugin_the_method_lacks_neither_splits_nor_repeats_its_group(tmp_path):
+    """Baseline trials carry the swept EWC lambda they never used: they form one group over the
+    seeds, each seed counted once; EWC's trials group by lambda."""
+    small = dict(BASE, scenario=dict(BASE["scenario"], tasks=2), training=dict(BASE["training"], steps=2))
+    directory = tmp_path / "sweep"
+    methods = {"baseline": [], "ewc": [{"name": "ewc", "samples": 8}]}
+    settings = [(m, lam, seed) for m in methods for lam in (1.0, 10.0) for seed in (0, 1)]
+    for i, (method, lam, seed) in enumerate(settings):
+        params = {"method": method, "plugins.ewc.lam": lam, "training.seed": seed}
+        folder = directory / f"trial_{i}"
+        folder.mkdir(parents=True)
+        (folder / "params.json").write_text(json.dumps({"params": params}))
+        experiment.start(sweep.trial_experiment(small, params, methods), folder / "run.h5", progress=False)
+    trials = sweep.collect(directory)
+    assert [t.plugins for t in trials] == [()] * 4 + [("ewc",)] * 4
+    gs = sweep.groups(trials)
+    assert [(g.method, g.setting, [t.params["training.seed"] for t in g.trials]) for g in gs] == [
+        ("baseline", {}, [0, 1]), ("ewc", {"plugins.ewc.lam": 1.0}, [0, 1]),
+        ("ewc", {"plugins.ewc.lam": 10.0}, [0, 1])]
+    assert gs[0].trials[0].acc == trials[2].acc  # the repeated baseline run gave the same result
+
+
 # -- a real sweep on a local Ray -------------------------------------------------------------------
 def holders(path: Path) -> list[int]:
     """Processes that hold ``path`` open."""

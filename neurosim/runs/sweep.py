@@ -34,6 +34,8 @@ how to search it, written as TOML::
 A key is a dotted path into the experiment: ``section.key`` (``training.lr``, ``model.hidden``),
 ``plugins.NAME.key`` (the option ``key`` of every plugin named ``NAME`` in the trial's plugin list;
 ignored for a method whose list has no such plugin), or ``method``, which replaces the plugin list.
+Tune draws a random domain anew for every trial, seeds included: only values given as a list (a
+grid) are shared by several seeds, and only those give :func:`groups` a mean over seeds.
 
 Every trial trains its experiment into one run file, ``run.h5`` in a folder of the sweep's
 directory ``STORAGE/NAME`` named after the method and a hash of the trial's values, beside
@@ -401,7 +403,8 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
 # -- reading a sweep back --------------------------------------------------------------------------
 @dataclass
 class Trial:
-    """One trial as its directory holds it: swept values (Tune's ``params.json``) and run file."""
+    """One trial as its directory holds it: swept values (Tune's ``params.json``), run file, and the
+    names of the plugins its experiment ran."""
 
     name: str
     params: dict
@@ -410,6 +413,12 @@ class Trial:
     b: np.ndarray
     wall: float
     run: str
+    plugins: tuple[str, ...] = ()
+
+    def applies(self, key: str) -> bool:
+        """Whether the swept ``key`` set anything in this trial (``plugins.NAME.option`` only if it ran NAME)."""
+        parts = key.split(".")
+        return parts[0] != "plugins" or len(parts) < 2 or parts[1] in self.plugins
 
     @property
     def complete(self) -> bool:
@@ -445,7 +454,8 @@ def collect(directory: str | os.PathLike) -> list[Trial]:
             found = store.latest_checkpoint()
         b = np.asarray(found[1]["b"], float) if found is not None else np.full(len(R), np.nan)
         wall = float(log["time"][-1] - log["time"][0]) if len(log) > 1 else float("nan")
-        trials.append(Trial(run.parent.name, params, method_of(params, config), R, b, wall, str(run)))
+        names = tuple(p.get("name", "") for p in config.get("plugins", []))
+        trials.append(Trial(run.parent.name, params, method_of(params, config), R, b, wall, str(run), names))
     if not trials:
         raise NeurosimError(f"{directory} holds no trial run files (*/{RUN_FILE})")
     return trials
@@ -476,12 +486,20 @@ def is_seed(key: str) -> bool:
 
 
 def groups(trials: list[Trial]) -> list[Group]:
-    """Complete trials grouped by method and every swept value that is not a seed."""
+    """Complete trials grouped by method and every swept value that is not a seed. A value for a
+    plugin the trial did not run set nothing: it is left out, and trials that differ only in such
+    values are one run repeated, counted once."""
     out: dict[str, Group] = {}
+    seen = set()
     for t in trials:
         if not t.complete:
             continue
-        setting = {k: v for k, v in sorted(t.params.items()) if k != "method" and not is_seed(k)}
+        applied = {k: v for k, v in sorted(t.params.items()) if k != "method" and t.applies(k)}
+        repeat = json.dumps([t.method, applied], sort_keys=True, default=str)
+        if repeat in seen:
+            continue
+        seen.add(repeat)
+        setting = {k: v for k, v in applied.items() if not is_seed(k)}
         key = json.dumps([t.method, setting], sort_keys=True, default=str)
         out.setdefault(key, Group(t.method, setting, [])).trials.append(t)
     return sorted(out.values(), key=lambda g: (g.method, json.dumps(g.setting, sort_keys=True, default=str)))
