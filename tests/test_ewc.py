@@ -314,13 +314,11 @@ def test_full_must_be_a_non_negative_integer(full):
         EWC(full=full)
 
 
-@pytest.mark.parametrize("full", [0, 2048])
-def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
-    """Weights scaled by 3 after task 0 give a larger Fisher on task 1; normalised, it is that Fisher
-    times mean(diag F_0) / mean(diag F_1), and the state carries the unit."""
+def growing_fishers(ewc: EWC):
+    """Tasks 0 and 1 of :func:`tiny_scenario` consolidated by ``ewc``, the weights tripled after each
+    (so the second Fisher is larger): the runner, the weight's name and the two raw Fishers."""
     net, sc = linear_readout(), tiny_scenario()
     runner = Continual(net, sc, steps=1, readout="last", progress=False)
-    ewc = EWC(online=False, average=False, samples=100, full=full)  # normalised by default
     name = "projections.x_to_o.weight"
     w = net.connections["x_to_o"].projection.weight
     raw = []
@@ -329,6 +327,15 @@ def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
         ewc.after_task(runner, t)
         with torch.no_grad():
             w.mul_(3.0)
+    return runner, name, raw
+
+
+@pytest.mark.parametrize("full", [0, 2048])
+def test_normalised_fishers_keep_the_first_tasks_mean_diagonal_entry(full):
+    """Weights scaled by 3 after task 0 give a larger Fisher on task 1; normalised, it is that Fisher
+    times mean(diag F_0) / mean(diag F_1), and the state carries the unit."""
+    ewc = EWC(online=False, average=False, samples=100, full=full)  # normalised by default
+    runner, name, raw = growing_fishers(ewc)
     diag = [f.diagonal() if full else f for f in raw]
     assert float(diag[1].mean()) != pytest.approx(float(diag[0].mean()), rel=0.1)
     assert torch.equal(ewc.fishers[0][name], raw[0])
@@ -349,17 +356,8 @@ def test_normalised_online_average_is_the_mean_of_the_rescaled_fishers_and_a_zer
     """The defaults (online, averaged, normalised): after tasks 0 and 1 the penalty's Fisher is
     (F_0 + F_1 mean(diag F_0) / mean(diag F_1)) / 2. A parameter whose first Fisher is zero (it had no
     gradient yet) is not scaled to zero ever after: its first non-zero Fisher sets its unit."""
-    net, sc = linear_readout(), tiny_scenario()
-    runner = Continual(net, sc, steps=1, readout="last", progress=False)
     ewc = EWC(samples=100, full=0)
-    name = "projections.x_to_o.weight"
-    w = net.connections["x_to_o"].projection.weight
-    raw = []
-    for t in (0, 1):
-        raw.append(ewc.fisher(runner, sc.tasks[t])[name])
-        ewc.after_task(runner, t)
-        with torch.no_grad():
-            w.mul_(3.0)
+    runner, name, raw = growing_fishers(ewc)
     expected = (raw[0] + raw[1] * (raw[0].mean() / raw[1].mean())) / 2
     assert len(ewc.fishers) == 1
     assert torch.allclose(ewc.fishers[0][name] * ewc.scale(), expected, rtol=1e-12)
