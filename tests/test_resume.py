@@ -147,3 +147,22 @@ def test_a_checkpoint_the_run_cannot_load_is_refused_before_the_file_is_written(
     with pytest.raises(NeurosimError, match="^ewc: this state cannot be loaded$"):
         experiment.resume(path, progress=False)
     assert path.read_bytes() == before
+
+
+def test_resume_of_a_finished_run_prints_its_results_and_writes_nothing(tmp_path):
+    from clirun import digest, run_cli
+
+    config = dict(CONFIG, plugins=[{"name": "ewc", "lam": 10.0, "samples": 16}],
+                  training=dict(CONFIG["training"], epochs=1))
+    path = tmp_path / "done.h5"
+    torch.set_num_threads(1)
+    done = experiment.start(config, path, progress=False)
+    before, mtime = digest(path), os.stat(path).st_mtime_ns
+    r = experiment.resume(path, progress=False)
+    assert r.finished_before and np.array_equal(r.R, done.R) and (r.acc, r.bwt) == (done.acc, done.bwt)
+    rc, out, err = run_cli(["resume", path, "--quiet"])
+    assert rc == 0, err
+    assert f"ACC {100 * done.acc:.2f} %   BWT {100 * done.bwt:.2f} %" in out
+    assert f"{path} was finished already: nothing trained, nothing written" in out
+    assert digest(path) == before and os.stat(path).st_mtime_ns == mtime
+    assert not done.finished_before

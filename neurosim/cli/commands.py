@@ -86,6 +86,8 @@ def _cmd_resume(args) -> int:
     r = experiment.resume(args.run, progress=not args.quiet, nproc=_nproc(args))
     if distributed.rank() == 0:
         _report(args.run, r)
+        if r.finished_before:
+            print(f"run file        {args.run} was finished already: nothing trained, nothing written")
     return 0
 
 

@@ -137,11 +137,14 @@ def evaluation_mode(network: torch.nn.Module):
 
 @dataclass
 class ContinualResult:
+    """The accuracy matrix ``R``, the untrained accuracies ``b`` and their ACC, BWT and FWT;
+    ``finished_before``: a resume found the run already finished and wrote nothing."""
     R: np.ndarray
     b: np.ndarray
     acc: float
     bwt: float
     fwt: float
+    finished_before: bool = False
 
 
 class Continual:
@@ -658,4 +661,9 @@ class Continual:
         self._fire("after_training")
         if self.store is not None:
             self.store.flush()
-        return ContinualResult(self.R.copy(), self.b.copy(), acc(self.R), bwt(self.R), fwt(self.R, self.b))
+        return self.result()
+
+    def result(self, finished_before: bool = False) -> ContinualResult:
+        """The accuracy matrix so far and its metrics."""
+        return ContinualResult(self.R.copy(), self.b.copy(), acc(self.R), bwt(self.R), fwt(self.R, self.b),
+                               finished_before)

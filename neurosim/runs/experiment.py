@@ -426,20 +426,22 @@ def _resume(path, progress, callbacks) -> ContinualResult:
     config = distributed.broadcast_object(RunStore.read_config(path) if distributed.rank() == 0 else None)
     runner = build(config, progress)
     runner.task_callbacks.extend(callbacks)
-    refusal = None
+    refusal, finished = None, False
     if distributed.rank() == 0:  # the checkpoint must load before the file is opened for writing
         try:
             with RunStore.open(path) as reader:
                 runner.store = reader
                 found = reader.latest_checkpoint()
                 if found is not None:
-                    runner.load_checkpoint(*found)
+                    finished = runner.load_checkpoint(*found)["cursor"]["task"] >= len(runner.scenario.tasks)
         except NeurosimError as e:
             refusal = str(e)
         runner.store = None
-    refusal = distributed.broadcast_object(refusal)
+    refusal, finished = distributed.broadcast_object((refusal, finished))
     if refusal is not None:
         raise NeurosimError(refusal)
+    if finished:  # nothing left to train: the file is not opened for writing
+        return runner.result(finished_before=True)
     if distributed.rank() > 0:
         return runner.run(resume=True)
     with RunStore.open(path, "a", keep=retention(config)) as store:
