@@ -112,6 +112,32 @@ def test_missing_ray_names_the_extra(monkeypatch):
         sweep.ray_modules()
 
 
+def test_a_grid_runs_a_method_once_for_values_of_plugins_it_does_not_run(tmp_path):
+    _, tune = sweep.ray_modules()
+    text = SWEEP.replace('"plugins.ewc.samples" = [12]', '"plugins.ewc.lam" = [10.0, 100.0, 1000.0]')
+    s = sweep.load(write_sweep(tmp_path, text))
+    points = sweep._space(s, tune)["params"]["grid_search"]
+    baseline = [p for p in points if p["method"] == "baseline"]
+    ewc = [p for p in points if p["method"] == "ewc"]
+    assert len(points) == 12 and len(baseline) == 3 and len(ewc) == 9
+    assert sorted(p["training.seed"] for p in baseline) == [0, 1, 2]
+    assert {(p["training.seed"], p["plugins.ewc.lam"]) for p in ewc} == \
+        {(seed, lam) for seed in (0, 1, 2) for lam in (10.0, 100.0, 1000.0)}
+    random = sweep.load(write_sweep(tmp_path, text.replace("[10.0, 100.0, 1000.0]", "{ loguniform = [1.0, 1e4] }")))
+    assert "grid_search" not in sweep._space(random, tune)["params"]
+
+
+def test_a_sweep_directory_is_checked_before_ray_starts(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "start_ray", lambda *a, **k: pytest.fail("Ray started before the refusal"))
+    s = sweep.load(write_sweep(tmp_path))
+    with pytest.raises(NeurosimError, match="no sweep to resume in .*out/faults$"):
+        sweep.run(s, resume=True)
+    os.makedirs(s.directory())
+    with pytest.raises(NeurosimError, match="out/faults exists: continue that sweep with --resume, or rename$"):
+        sweep.run(s)
+    assert os.listdir(s.directory()) == []
+
+
 # -- the report ----------------------------------------------------------------------------------
 def expected(run: Path) -> tuple[np.ndarray, float, float, float]:
     with RunStore.open(run) as s:
@@ -286,7 +312,8 @@ def test_sweep_survives_a_killed_worker_and_a_killed_driver(tmp_path):
         log.close()
     runs = sorted(directory.glob("*/run.h5"))
     assert len(runs) == 6 and all(state(r)[1] for r in runs)
-    assert "6 trials, 0 failed" in resumed.stdout
+    assert "6 trials, 0 failed" in resumed.stdout and "6 trials, 6 complete" in resumed.stdout
+    assert "best (acc, max): " in resumed.stdout
     # the trials whose run files were complete when the driver died were not run again (their files
     # untouched), and each reported every task once
     assert len(before) >= 2

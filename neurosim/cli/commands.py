@@ -93,12 +93,12 @@ def _cmd_resume(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from ..runs import sweep
+    from .sweeps import RANKED, report
 
     s = sweep.load(args.sweep)
     r = sweep.run(s, address=args.address, resume=args.resume, num_cpus=args.num_cpus, temp_dir=args.ray_temp)
-    print(f"sweep           {s.name}: {r.trials} trials, {r.errors} failed")
-    if r.best is not None:
-        print(f"best            {s.metric} {r.best[s.metric]:.4f} with {r.best['params']}")
+    print(report(r.directory, **({"metric": s.metric, "mode": s.mode} if s.metric in RANKED else {})))
+    print(f"\nsweep           {s.name}: {r.trials} trials, {r.errors} failed")
     print(f"directory       {r.directory}")
     print(f"report          neurosim sweep-report {r.directory}")
     return 0 if r.errors == 0 else 1

@@ -18,6 +18,8 @@ from ..errors import NeurosimError, optional_import
 from ..runs.sweep import Group, Trial, best, collect, groups, is_seed
 
 COLUMNS = ("acc", "bwt", "fwt", "wall")
+#: What the report can rank groups by: metrics of the accuracy matrix.
+RANKED = COLUMNS[:3]
 
 
 def _setting(g: Group) -> str:

@@ -35,7 +35,9 @@ A key is a dotted path into the experiment: ``section.key`` (``training.lr``, ``
 ``plugins.NAME.key`` (the option ``key`` of every plugin named ``NAME`` in the trial's plugin list;
 ignored for a method whose list has no such plugin), or ``method``, which replaces the plugin list.
 Tune draws a random domain anew for every trial, seeds included: only values given as a list (a
-grid) are shared by several seeds, and only those give :func:`groups` a mean over seeds.
+grid) are shared by several seeds, and only those give :func:`groups` a mean over seeds. A grid
+search of grids only runs each distinct run once: points that differ only in values for plugins
+their method does not run are one trial (:func:`grid_points`).
 
 Every trial trains its experiment into one run file, ``run.h5`` in a folder of the sweep's
 directory ``STORAGE/NAME`` named after the method and a hash of the trial's values, beside
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -311,7 +314,32 @@ def run_trial(config: dict, sweep: dict) -> None:
 
 
 # -- running a sweep ----------------------------------------------------------------------------
+def applies(key: str, plugins) -> bool:
+    """Whether the swept ``key`` sets anything in a trial running ``plugins`` (names):
+    ``plugins.NAME.option`` only if it runs NAME."""
+    parts = key.split(".")
+    return parts[0] != "plugins" or len(parts) < 2 or parts[1] in plugins
+
+
+def grid_points(sweep: Sweep) -> list[dict]:
+    """Every point of a space of grids only, less each point that differs from an earlier one only
+    in values for plugins its method does not run (the same run again)."""
+    keys = list(sweep.space)
+    points, seen = [], set()
+    for values in itertools.product(*(_values(sweep.space[k]) for k in keys)):
+        point = dict(zip(keys, values))
+        plugins = sweep.methods[point["method"]] if "method" in point else sweep.experiment.get("plugins", [])
+        names = {p.get("name") for p in plugins}
+        run = json.dumps({k: v for k, v in point.items() if applies(k, names)}, sort_keys=True, default=str)
+        if run not in seen:
+            seen.add(run)
+            points.append(point)
+    return points
+
+
 def _space(sweep: Sweep, tune) -> dict:
+    if sweep.algorithm == "grid" and all(_domain_kind(k, v) == "grid" for k, v in sweep.space.items()):
+        return {"params": tune.grid_search(grid_points(sweep))}
     out = {}
     for key, spec in sweep.space.items():
         kind, args = ("grid", spec) if isinstance(spec, list) else next(iter(spec.items()))
@@ -346,10 +374,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, temp_dir:
 
 @dataclass
 class SweepResult:
+    """The sweep's folder and its count of trials, and of trials that ended in an error."""
     directory: str
     trials: int
     errors: int
-    best: dict | None
 
 
 def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_cpus: int | None = None,
@@ -357,6 +385,10 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
     """Run ``sweep`` on Ray Tune (module docstring); with ``resume``, continue the sweep found in
     its directory (Tune's experiment restore: finished trials stay finished)."""
     _, tune = ray_modules()
+    if resume and not tune.Tuner.can_restore(sweep.directory()):
+        raise NeurosimError(f"no sweep to resume in {sweep.directory()}")
+    if not resume and os.path.exists(sweep.directory()):
+        raise NeurosimError(f"{sweep.directory()} exists: continue that sweep with --resume, or rename")
     ray = start_ray(address, num_cpus, temp_dir)
     try:
         from ray.tune.schedulers import ASHAScheduler
@@ -364,12 +396,8 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
 
         trainable = _trainable(sweep, tune)
         if resume:
-            if not tune.Tuner.can_restore(sweep.directory()):
-                raise NeurosimError(f"no sweep to resume in {sweep.directory()}")
             tuner = tune.Tuner.restore(sweep.directory(), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            if os.path.exists(sweep.directory()):
-                raise NeurosimError(f"{sweep.directory()} exists: continue that sweep with --resume, or rename")
             if sweep.algorithm == "optuna":
                 from ray.tune.search.optuna import OptunaSearch
 
@@ -387,14 +415,7 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
                 run_config=tune.RunConfig(name=sweep.name, storage_path=sweep.storage, verbose=verbose,
                                           failure_config=tune.FailureConfig(max_failures=sweep.max_failures)))
         grid = tuner.fit()
-        errors = sum(1 for r in grid if r.error is not None)
-        best = None
-        try:
-            b = grid.get_best_result(metric=sweep.metric, mode=sweep.mode)
-            best = {"params": b.config["params"], sweep.metric: b.metrics.get(sweep.metric)}
-        except RuntimeError:
-            pass
-        return SweepResult(sweep.directory(), len(grid), errors, best)
+        return SweepResult(sweep.directory(), len(grid), sum(1 for r in grid if r.error is not None))
     finally:
         if not address:
             ray.shutdown()
@@ -416,9 +437,8 @@ class Trial:
     plugins: tuple[str, ...] = ()
 
     def applies(self, key: str) -> bool:
-        """Whether the swept ``key`` set anything in this trial (``plugins.NAME.option`` only if it ran NAME)."""
-        parts = key.split(".")
-        return parts[0] != "plugins" or len(parts) < 2 or parts[1] in self.plugins
+        """Whether the swept ``key`` set anything in this trial (:func:`applies`)."""
+        return applies(key, self.plugins)
 
     @property
     def complete(self) -> bool:
