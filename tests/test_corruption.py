@@ -190,6 +190,8 @@ def test_a_damaged_checkpoint_is_refused_and_repair_resumes(bases, tmp_path, k, 
     assert rc == 0, err
     assert out.startswith(f"repaired {path} into {new}: the experiment, checkpoint {kept}, ")
     assert ("left out: checkpoint 4" in out) == (k == 4)
+    if k == 4:  # the reason, without naming the checkpoint twice
+        assert out.endswith(f"; left out: checkpoint 4 of {path} is corrupted (checksum mismatch)\n")
     assert digest(path) == before and not list(tmp_path.glob("*.tmp"))
     rc, _, err = run_cli(["resume", new, "--quiet"])
     assert rc == 0, err

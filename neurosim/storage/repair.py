@@ -45,7 +45,8 @@ def _try(fn, left_out: list[str], what: str):
     try:
         return fn()
     except (NeurosimError, OSError, RuntimeError, ValueError, KeyError) as e:
-        left_out.append(f"{what} ({str(e).splitlines()[0][:80] if str(e) else type(e).__name__})")
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        left_out.append(reason if reason.startswith(what) else f"{what} ({reason})")
         return None
 
 
