@@ -4,14 +4,16 @@
 protection and with HLOP, printing each accuracy matrix and ACC / BWT / FWT.
 ``neurosim run EXPERIMENT.toml`` runs an experiment written as TOML (:func:`neurosim.runs.experiment.load`)
 into a run file (``--store``, default ``EXPERIMENT.h5``); ``neurosim resume RUN.h5`` continues it
-from its last complete checkpoint; ``neurosim replay RUN.h5 --task T [--after-task U]`` feeds the
+from its last complete checkpoint (of a finished run it prints the results and writes nothing);
+``neurosim replay RUN.h5 --task T [--after-task U]`` feeds the
 input recorded after task T back into the network of the end of task U; ``neurosim inspect RUN.h5``
 summarises a run file (also while it is written) and ``neurosim plot RUN.h5 WHAT --out FILE.png``
 draws a raster, population rates, the accuracy matrix, forgetting curves or a histogram of the
 synaptic delays of a checkpoint. ``--nproc N`` trains an experiment file data-parallel in N local
 processes (under ``torchrun`` the processes it starts are used instead).
 ``neurosim sweep SWEEP.toml [--address ADDR] [--resume]`` runs a sweep on Ray Tune
-(:mod:`neurosim.runs.sweep`) and ``neurosim sweep-report DIR`` tabulates it (:mod:`neurosim.cli.sweeps`).
+(:mod:`neurosim.runs.sweep`) and ends with its table, which ``neurosim sweep-report DIR`` prints,
+writes as CSV and plots (:mod:`neurosim.cli.sweeps`).
 ``neurosim run cuba`` or ``neurosim run izhikevich2003`` simulates a built-in network and prints
 its rates (``--raster FILE`` writes a raster PNG). ``neurosim repair RUN.h5 --out NEW.h5`` copies
 what is intact in a damaged run file into a new one that resumes.
