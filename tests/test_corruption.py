@@ -198,6 +198,37 @@ def test_a_damaged_checkpoint_is_refused_and_repair_resumes(bases, tmp_path, k, 
     assert same_run(new, bases[1])
 
 
+def test_a_damaged_log_row_is_left_out_by_repair_not_copied(bases, tmp_path):
+    """A flipped bit in the first logged loss: every command refuses the file, and repair leaves the
+    log out (it no longer matches the checksum the checkpoint recorded) instead of copying the
+    wrong loss into a file that would then pass every check."""
+    data, _ = bases[0]["stopped"]
+    path = tmp_path / "probe.h5"
+    path.write_bytes(data)
+    with RunStore.open(path) as s:
+        info = s._log.id.get_chunk_info_by_coord((0,))
+        at = info.byte_offset + s._log.dtype.fields["loss"][1] + 7  # the loss's sign and exponent
+    damaged = bytearray(data)
+    damaged[at] ^= 0x40
+    path.write_bytes(bytes(damaged))
+    before = digest(path)
+    rc, _, err = run_cli(["resume", path, "--quiet"])
+    assert rc == 2 and err.strip() == f"neurosim: error: {path} is a damaged run file: the log does not match its checksum"
+    new = tmp_path / "new.h5"
+    rc, out, err = run_cli(["repair", path, "--out", new])
+    assert rc == 0, err
+    assert "log rows" not in out and out.rstrip().endswith("left out: the log (" + f"{path} is a damaged run "
+                                                          "file: the log does not match its checksum)")
+    assert digest(path) == before
+    with RunStore.open(new) as s:
+        s.check()
+        assert len(s.read_log()) == 0
+    rc, _, err = run_cli(["resume", new, "--quiet"])
+    assert rc == 0, err
+    with RunStore.open(new) as s, RunStore.open(bases[1]) as done:
+        assert np.array_equal(s.R, done.R, equal_nan=True)
+
+
 def test_repair_refuses_what_it_cannot_rebuild(bases, tmp_path):
     data, _ = bases[0]["stopped"]
     path = tmp_path / "text.h5"

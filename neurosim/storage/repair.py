@@ -2,9 +2,9 @@
 
 :func:`repair` reads the damaged file only, and writes a new file: the experiment (which must be
 intact: without it nothing can be rebuilt), the newest retained checkpoint whose checksum holds
-and that decodes, and what the run had written when that checkpoint was taken (log rows, health
-figures, the accuracy matrix, each recording that still reads; a recording that does not is left
-empty). The new file resumes from that checkpoint as the original would have. Without any intact
+and that decodes, and what the run had written when that checkpoint was taken (log rows and health
+figures that match the checksums the checkpoint recorded, the accuracy matrix, each recording that
+still reads; a part that does not is left out, and named). The new file resumes from that checkpoint as the original would have. Without any intact
 checkpoint the new file holds the experiment alone, and resuming it starts the run over.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from . import files
 from ..errors import NeurosimError
-from .store import RunStore, _static_crc
+from .store import RunStore, _static_crc, check_rows
 
 
 def repair(src: str | os.PathLike, dst: str | os.PathLike) -> str:
@@ -45,7 +45,7 @@ def _try(fn, left_out: list[str], what: str):
     try:
         return fn()
     except (NeurosimError, OSError, RuntimeError, ValueError, KeyError) as e:
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         left_out.append(reason if reason.startswith(what) else f"{what} ({reason})")
         return None
 
@@ -69,12 +69,10 @@ def _copy(src: str, dst: str) -> str:
                     break
         counts = chosen[1]["store"]["counts"] if chosen else {}
         n_log, n_health = counts.get("log", 0), counts.get("health", 0)
-        log = _try(lambda: s.read_log()[:n_log] if n_log <= s.count("log") else _short("log"), left_out, "the log") \
-            if chosen else None
+        log = _try(lambda: _log_rows(s, n_log, counts.get("log_crc32")), left_out, "the log") if chosen else None
         health = None
         if chosen and n_health and s._health is not None:
-            health = _try(lambda: _health_rows(s, n_health, counts.get("health_names", 0)), left_out,
-                          "the health table")
+            health = _try(lambda: _health_rows(s, n_health, counts), left_out, "the health table")
         recordings = {}
         for name, rec in s.recorders.items():
             if chosen:
@@ -112,11 +110,18 @@ def _copy(src: str, dst: str) -> str:
     return f"repaired {src} into {dst}: {', '.join(copied)}{tail}"
 
 
-def _short(what: str):
-    raise NeurosimError(f"{what} holds fewer rows than the checkpoint counts")
+def _log_rows(s: RunStore, n: int, crc: int | None) -> np.ndarray:
+    """The log's first ``n`` rows, checked against the running CRC-32 the checkpoint recorded."""
+    if n > s.count("log"):
+        raise NeurosimError("the log holds fewer rows than the checkpoint counts")
+    check_rows(s, s._log, n, "the log", crc)
+    return s.read_log()[:n]
 
 
-def _health_rows(s: RunStore, n: int, n_names: int) -> list:
+def _health_rows(s: RunStore, n: int, counts: dict) -> list:
+    n_names = counts.get("health_names", 0)
+    check_rows(s, s._health, n, "the health table", counts.get("health_crc32"))
+    check_rows(s, s._health_names, n_names, "the health names", counts.get("health_names_crc32"))
     rows = s.read_dataset(s._health, lambda d: d[:n], "the health table")
     names = s.read_dataset(s._health_names, lambda d: d[:n_names], "the health names")
     labels = [bytes(x).decode("utf-8", "replace") for x in names]
