@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,10 +100,15 @@ def test_a_trials_folder_is_named_by_its_values(tmp_path):
     ('[search]\nconcurency = 2\n[space]\n"training.lr" = [1.0]', "unknown [search] key"),
     ('[space]', "is empty"),
     ('[search]\nsamples = 3\n[space]\n"training.lr" = [0.1, 0.2]', "sweep training.seed instead"),
+    ('[space]\n"training.sede" = [0, 1]', "space key 'training.sede' = 0: unknown training key 'sede'; known: "),
+    ('[space]\n"plugins.ewc.lam" = [100.0, -10.0]\nmethod = ["baseline", "ewc"]\n[methods]\nbaseline = []\n'
+     'ewc = [{ name = "ewc" }]', "space key 'plugins.ewc.lam' = -10.0 (method ewc): lam must be >= 0 and finite"),
+    ('[space]\n"training.lr" = { loguniform = [1e-3, 2000.0] }',
+     "space key 'training.lr' = 2000.0: training.lr must be in (0, 1000], got 2000.0"),
 ])
 def test_bad_sweeps_are_refused(tmp_path, change, message):
     path = write_sweep(tmp_path, 'name = "x"\nexperiment = "base.toml"\n' + change + "\n")
-    with pytest.raises(NeurosimError, match=message.replace("[", r"\[")):
+    with pytest.raises(NeurosimError, match=re.escape(message)):
         sweep.load(path)
 
 
@@ -135,6 +141,12 @@ def test_a_sweep_directory_is_checked_before_ray_starts(tmp_path, monkeypatch):
     os.makedirs(s.directory())
     with pytest.raises(NeurosimError, match="out/faults exists: continue that sweep with --resume, or rename$"):
         sweep.run(s)
+    os.rmdir(s.directory())
+    s.cpu = 3.0
+    with pytest.raises(NeurosimError, match=r"^a trial needs 3 CPUs \(\[resources\] cpu\) and the local Ray has 2: "
+                                            "lower cpu or raise --num-cpus$"):
+        sweep.run(s, num_cpus=2)
+    os.makedirs(s.directory())
     assert os.listdir(s.directory()) == []
 
 

@@ -68,6 +68,7 @@ from pathlib import Path
 import numpy as np
 
 from ..continual.metrics import acc, bwt, fwt
+from ..continual.plugin import create_plugin
 from ..errors import NeurosimError, check_int, check_positive, optional_import
 from ..storage.store import RunStore
 from . import experiment
@@ -128,6 +129,28 @@ class Sweep:
         if self.samples > 1 and all(k in ("grid", "choice") for k in kinds) and self.algorithm == "grid":
             raise NeurosimError(f"samples = {self.samples} repeats every trial of a grid, and a trial is a "
                                 "function of its values: sweep training.seed instead")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Check (:func:`neurosim.runs.experiment.check`; a built-in plugin's values by making it)
+        the trial experiment of every value a key may take (each listed value, each end of a range),
+        one key at a time, with every method, so that a bad value is refused before Ray starts."""
+        methods = _values(self.space["method"]) if "method" in self.space else [None]
+        for key, spec in self.space.items():
+            kind, args = _domain_kind(key, spec), _values(spec)
+            values = args if kind in ("grid", "choice") else [args[0], args[1] - 1 if kind == "randint" else args[1]]
+            for value in values:
+                for m in methods:
+                    params = {key: value} if m is None else {"method": m, key: value}
+                    try:
+                        config = trial_experiment(self.experiment, params, self.methods)
+                        experiment.check(config)
+                        for spec in config["plugins"]:  # a registered plugin checks its values when made
+                            if key.startswith(f"plugins.{spec['name']}.") and ":" not in spec["name"]:
+                                create_plugin(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+                    except NeurosimError as e:
+                        where = "" if m is None or key == "method" else f" (method {m})"
+                        raise NeurosimError(f"space key {key!r} = {value!r}{where}: {e}") from None
 
     def _check_key(self, key: str, spec) -> None:
         parts = key.split(".")
@@ -389,6 +412,10 @@ def run(sweep: Sweep, *, address: str | None = None, resume: bool = False, num_c
         raise NeurosimError(f"no sweep to resume in {sweep.directory()}")
     if not resume and os.path.exists(sweep.directory()):
         raise NeurosimError(f"{sweep.directory()} exists: continue that sweep with --resume, or rename")
+    cpus = num_cpus or os.cpu_count() or 1
+    if not address and sweep.cpu > cpus:  # Tune would wait for a trial that never fits
+        raise NeurosimError(f"a trial needs {sweep.cpu:g} CPUs ([resources] cpu) and the local Ray has {cpus}: "
+                            "lower cpu or raise --num-cpus")
     ray = start_ray(address, num_cpus, temp_dir)
     try:
         from ray.tune.schedulers import ASHAScheduler
