@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from neurosim.cli.main import main
+from neurosim.cli.sweeps import table, write_trials_csv
 from neurosim.continual.metrics import acc, bwt, fwt
 from neurosim.errors import NeurosimError
 from neurosim.runs import experiment, sweep
@@ -225,6 +226,11 @@ def test_a_value_for_a_plugin_the_method_lacks_neither_splits_nor_repeats_its_gr
         ("baseline", {}, [0, 1]), ("ewc", {"plugins.ewc.lam": 1.0}, [0, 1]),
         ("ewc", {"plugins.ewc.lam": 10.0}, [0, 1])]
     assert gs[0].trials[0].acc == trials[2].acc  # the repeated baseline run gave the same result
+    write_trials_csv(trials, tmp_path / "trials.csv")
+    rows = list(csv.DictReader(open(tmp_path / "trials.csv")))
+    assert [r["plugins.ewc.lam"] for r in rows] == [""] * 4 + ["1.0", "1.0", "10.0", "10.0"]  # baseline: no lam
+    backwards = sweep.Group(gs[1].method, gs[1].setting, gs[1].trials[::-1])
+    assert re.search(r"\newc +ewc\.lam=1 +2 \(0 1\) ", table(trials, [backwards]))  # seeds listed in order
 
 
 # -- a real sweep on a local Ray -------------------------------------------------------------------

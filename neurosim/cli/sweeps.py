@@ -35,7 +35,8 @@ def _seeds(g: Group) -> str:
     keys = sorted({k for t in g.trials for k in t.params if is_seed(k)})
     if not keys:
         return str(len(g.trials))
-    return f"{len(g.trials)} ({' '.join(','.join(str(t.params.get(k)) for k in keys) for t in g.trials)})"
+    seeds = sorted((tuple(t.params.get(k) for k in keys) for t in g.trials), key=lambda v: [str(x) for x in v])
+    return f"{len(g.trials)} ({' '.join(','.join(map(str, v)) for v in seeds)})"
 
 
 def _cell(g: Group, what: str) -> str:
@@ -76,7 +77,7 @@ def write_trials_csv(trials: list[Trial], path: str) -> None:
         w.writerow(["trial", "method"] + keys + ["complete", "acc", "bwt", "fwt", "wall", "run"])
         for t in trials:
             done = t.complete
-            w.writerow([t.name, t.method] + [t.params.get(k, "") for k in keys] + [done]
+            w.writerow([t.name, t.method] + [t.params.get(k, "") if t.applies(k) else "" for k in keys] + [done]
                        + [repr(getattr(t, c)) if done else "" for c in COLUMNS] + [t.run])
 
 
