@@ -145,9 +145,9 @@ class Sweep:
                     try:
                         config = trial_experiment(self.experiment, params, self.methods)
                         experiment.check(config)
-                        for spec in config["plugins"]:  # a registered plugin checks its values when made
-                            if key.startswith(f"plugins.{spec['name']}.") and ":" not in spec["name"]:
-                                create_plugin(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
+                        for plugin in config["plugins"]:  # a registered plugin checks its values when made
+                            if key.startswith(f"plugins.{plugin['name']}.") and ":" not in plugin["name"]:
+                                create_plugin(plugin["name"], **{k: v for k, v in plugin.items() if k != "name"})
                     except NeurosimError as e:
                         where = "" if m is None or key == "method" else f" (method {m})"
                         raise NeurosimError(f"space key {key!r} = {value!r}{where}: {e}") from None
@@ -344,6 +344,12 @@ def applies(key: str, plugins) -> bool:
     return parts[0] != "plugins" or len(parts) < 2 or parts[1] in plugins
 
 
+def run_key(method: str, params: dict, plugins) -> str:
+    """What makes a run: its method and the swept values that set something (:func:`applies`)."""
+    applied = {k: v for k, v in params.items() if k != "method" and applies(k, plugins)}
+    return json.dumps([method, applied], sort_keys=True, default=str)
+
+
 def grid_points(sweep: Sweep) -> list[dict]:
     """Every point of a space of grids only, less each point that differs from an earlier one only
     in values for plugins its method does not run (the same run again)."""
@@ -352,8 +358,7 @@ def grid_points(sweep: Sweep) -> list[dict]:
     for values in itertools.product(*(_values(sweep.space[k]) for k in keys)):
         point = dict(zip(keys, values))
         plugins = sweep.methods[point["method"]] if "method" in point else sweep.experiment.get("plugins", [])
-        names = {p.get("name") for p in plugins}
-        run = json.dumps({k: v for k, v in point.items() if applies(k, names)}, sort_keys=True, default=str)
+        run = run_key(point.get("method"), point, {p.get("name") for p in plugins})
         if run not in seen:
             seen.add(run)
             points.append(point)
@@ -541,12 +546,11 @@ def groups(trials: list[Trial]) -> list[Group]:
     for t in trials:
         if not t.complete:
             continue
-        applied = {k: v for k, v in sorted(t.params.items()) if k != "method" and t.applies(k)}
-        repeat = json.dumps([t.method, applied], sort_keys=True, default=str)
+        repeat = run_key(t.method, t.params, t.plugins)
         if repeat in seen:
             continue
         seen.add(repeat)
-        setting = {k: v for k, v in applied.items() if not is_seed(k)}
+        setting = {k: v for k, v in sorted(t.params.items()) if k != "method" and t.applies(k) and not is_seed(k)}
         key = json.dumps([t.method, setting], sort_keys=True, default=str)
         out.setdefault(key, Group(t.method, setting, [])).trials.append(t)
     return sorted(out.values(), key=lambda g: (g.method, json.dumps(g.setting, sort_keys=True, default=str)))

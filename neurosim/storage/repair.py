@@ -4,8 +4,9 @@
 intact: without it nothing can be rebuilt), the newest retained checkpoint whose checksum holds
 and that decodes, and what the run had written when that checkpoint was taken (log rows and health
 figures that match the checksums the checkpoint recorded, the accuracy matrix, each recording that
-still reads; a part that does not is left out, and named). The new file resumes from that checkpoint as the original would have. Without any intact
-checkpoint the new file holds the experiment alone, and resuming it starts the run over.
+still reads; a part that does not is left out, and named). The new file resumes from that
+checkpoint as the original would have. Without any intact checkpoint the new file holds the
+experiment alone, and resuming it starts the run over.
 """
 from __future__ import annotations
 
